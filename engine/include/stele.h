@@ -1,0 +1,320 @@
+/*
+ * stele.h - the public API of stele, an embeddable, immutable event log.
+ *
+ * A log is a directory of checksummed, append-only segment files. One process
+ * writes a log at a time (an exclusive lock); any number of threads in it may
+ * append and read concurrently; other processes may open it read-only.
+ *
+ * Conventions:
+ *  - Every fallible function returns a stele_code (0 = STELE_OK). The code is
+ *    stable forever; stele_errmsg() gives the detail of the calling thread's
+ *    last failure (operation, path, offset, errno text).
+ *  - Outputs come last and are written only on success unless documented.
+ *  - Close and free functions accept NULL.
+ *  - Sizes are in bytes (`_size`), times in nanoseconds since the Unix epoch
+ *    (`_ns`) unless the name says otherwise.
+ *
+ * SPEC.md is the normative description of the format and the guarantees.
+ */
+#ifndef STELE_H
+#define STELE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define STELE_VERSION_MAJOR 0
+#define STELE_VERSION_MINOR 1
+#define STELE_VERSION_PATCH 0
+#define STELE_VERSION_STRING "0.1.0"
+
+#if defined(__GNUC__)
+#define STELE_API __attribute__((visibility("default")))
+#define STELE_NODISCARD __attribute__((warn_unused_result))
+#else
+#define STELE_API
+#define STELE_NODISCARD
+#endif
+
+/* Error codes. Values are pinned forever; new codes are only appended. */
+typedef enum stele_code {
+    STELE_OK = 0,
+    STELE_ERR_INVALID = 1,         /* a bad argument, option or input; nothing was changed */
+    STELE_ERR_IO = 2,              /* a system call failed; the message names it, the path and errno */
+    STELE_ERR_NOSPACE = 3,         /* ENOSPC or EDQUOT */
+    STELE_ERR_CORRUPT = 4,         /* bytes on disk fail a check; the message names file, offset, LSN */
+    STELE_ERR_LOCKED = 5,          /* another process holds the log's write lock */
+    STELE_ERR_NOT_FOUND = 6,       /* no such log, LSN or key */
+    STELE_ERR_FENCED = 7,          /* an earlier write or sync failed: no more writes until reopen */
+    STELE_ERR_TOO_LARGE = 8,       /* a field, record or batch exceeds its limit */
+    STELE_ERR_CONFLICT = 9,        /* the key is known with a different request (fingerprint) */
+    STELE_ERR_STREAM_VERSION = 10, /* the stream is not at the expected version */
+    STELE_ERR_NOMEM = 11,          /* memory allocation failed */
+    STELE_ERR_FORMAT = 12,         /* a format version this library does not read */
+    STELE_ERR_EXISTS = 13,         /* creating a log where one already exists */
+    STELE_ERR_READ_ONLY = 14,      /* a write on a handle opened read-only */
+    STELE_ERR_OUTCOME_UNKNOWN = 15,/* the write or sync carrying this append failed: it may or may
+                                      not be on disk. Reopen, then retry with the same key. */
+    STELE_ERR_CLOSED = 16,         /* the handle is closing */
+} stele_code;
+
+/* A stable, static description of code; never NULL (unknown codes get a generic text). */
+STELE_API const char *stele_strerror(int code);
+
+/* The detail of the calling thread's most recent failed stele call: what failed
+ * and why (path, offset, LSN, errno text). "" when there is none. The pointer
+ * stays valid until the thread's next stele call. */
+STELE_API const char *stele_errmsg(void);
+
+/* The library's version string, e.g. "0.1.0". */
+STELE_API const char *stele_version(void);
+
+/* ------------------------------------------------------------------ options */
+
+typedef enum stele_durability {
+    STELE_DURABILITY_DEFAULT = 0,  /* on open: the log's default, set at creation */
+    STELE_DURABILITY_SYNC = 1,     /* acknowledged once on stable storage (group commit) */
+    STELE_DURABILITY_INTERVAL = 2, /* acknowledged once written; a sync at least every sync_interval_ms */
+    STELE_DURABILITY_NONE = 3,     /* acknowledged once written; durable only after stele_sync() */
+} stele_durability;
+
+typedef enum stele_compression {
+    STELE_COMPRESSION_NONE = 0,
+    STELE_COMPRESSION_ZSTD = 1,    /* zstd per batch, kept only when it saves space */
+} stele_compression;
+
+typedef enum stele_io_backend {
+    STELE_IO_URING = 0,            /* writes through io_uring (default) */
+    STELE_IO_POSIX = 1,            /* pwrite + fdatasync; for kernels without io_uring */
+} stele_io_backend;
+
+typedef struct stele_options {
+    int create;                    /* 1: create the log when dir holds none (dir itself may be created). Default 0. */
+    int read_only;                 /* 1: no lock, never writes; sees what writers have written. Default 0. */
+    stele_durability durability;   /* Default STELE_DURABILITY_DEFAULT (the log's own default). */
+    uint32_t sync_interval_ms;     /* interval mode: ms between syncs. Default 100, bounds [1, 60000]. */
+    stele_io_backend io_backend;   /* Default STELE_IO_URING. */
+    uint32_t queue_records_max;    /* appends waiting for the writer before appenders block.
+                                      Default 65536, bounds [1, 1048576]. */
+
+    /* Fixed when the log is created (stored in the log; ignored when opening an existing one). */
+    uint64_t segment_size;         /* bytes per segment file. Default 64 MiB, bounds [64 KiB, 4 GiB], a multiple of 4096. */
+    uint64_t idem_window_ns;       /* how long idempotency keys are remembered (recorded time). Default 24 h; 0 = forever. */
+    uint32_t payload_size_max;     /* largest payload accepted. Default 1 MiB, bounds [0, 16 MiB]; must fit a segment. */
+    stele_compression compression; /* Default STELE_COMPRESSION_NONE. */
+    int compression_level;         /* zstd level. Default 3, bounds [1, 19]. */
+    stele_durability default_durability; /* the log's default mode. Default STELE_DURABILITY_SYNC. */
+} stele_options;
+
+/* Fills every field of opts with its default. */
+STELE_API void stele_options_init(stele_options *opts);
+
+/* --------------------------------------------------------------- records */
+
+typedef enum stele_kind {
+    STELE_KIND_EVENT = 1,          /* a fact (0 in stele_event.kind means event too) */
+    STELE_KIND_INTENT = 2,         /* an action whose outcome is not known yet */
+    STELE_KIND_OUTCOME = 3,        /* the outcome of an intent (ref = the intent's LSN) */
+    STELE_KIND_COMPENSATION = 4,   /* reverses the record at ref */
+} stele_kind;
+
+typedef enum stele_outcome {
+    STELE_OUTCOME_NONE = 0,
+    STELE_OUTCOME_CONFIRMED = 1,
+    STELE_OUTCOME_FAILED = 2,
+} stele_outcome;
+
+typedef enum stele_content {
+    STELE_CONTENT_JSON = 1,
+    STELE_CONTENT_TEXT = 2,
+    STELE_CONTENT_BINARY = 3,      /* (0 in stele_event.content means binary too) */
+} stele_content;
+
+#define STELE_FLAG_BACKFILLED 1u        /* stele_event.flags / stele_record.flags: imported by a backfill */
+#define STELE_EXPECT_ANY UINT64_MAX     /* stele_event.expect_version: no expectation */
+
+/* An append request. Zero-initialise, then set what applies: a zeroed event is
+ * a binary `event` with no type, stream, key or payload and no version check.
+ * String fields are (pointer, size) pairs, not NUL-terminated; sizes are limited
+ * to 255 bytes (type, stream, key, actor) and payload_size_max (payload). */
+typedef struct stele_event {
+    stele_kind kind;               /* 0 = STELE_KIND_EVENT */
+    stele_outcome outcome;         /* set exactly when kind is STELE_KIND_OUTCOME */
+    stele_content content;         /* 0 = STELE_CONTENT_BINARY */
+    uint32_t flags;                /* STELE_FLAG_BACKFILLED */
+    uint64_t event_time_ns;        /* when it happened; 0 = the recorded time */
+    uint64_t ref;                  /* LSN referred to (outcome, compensation); 0 = none */
+    uint64_t expect_version;       /* checked only with has_expect_version: 0 = stream must not exist */
+    int has_expect_version;
+    const char *type;   size_t type_size;
+    const char *stream; size_t stream_size;
+    const char *key;    size_t key_size;
+    const char *actor;  size_t actor_size;
+    const void *payload; size_t payload_size;
+} stele_event;
+
+typedef enum stele_decision {
+    STELE_DECISION_NONE = 0,       /* not decided: the append failed (see the receipt's code) */
+    STELE_DECISION_NEW = 1,        /* appended */
+    STELE_DECISION_DUPLICATE = 2,  /* the key holds the same request: nothing appended, lsn = the original */
+    STELE_DECISION_CONFLICT = 3,   /* the key holds another request: nothing appended, lsn = the original */
+} stele_decision;
+
+/* What happened to one append. */
+typedef struct stele_receipt {
+    uint64_t lsn;                  /* the record's LSN, or the original's for duplicate and conflict */
+    uint64_t stream_version;       /* the record's stream version; on STELE_ERR_STREAM_VERSION, the stream's current one */
+    stele_decision decision;
+    stele_code code;               /* STELE_OK, or why this append failed */
+} stele_receipt;
+
+/* A record read back. Strings point into memory owned by whoever returned the record. */
+typedef struct stele_record {
+    uint64_t lsn;
+    uint64_t recorded_at_ns;
+    uint64_t event_time_ns;
+    uint64_t stream_version;       /* 0 when the record has no stream */
+    uint64_t fingerprint;
+    uint64_t ref;
+    stele_kind kind;
+    stele_outcome outcome;
+    stele_content content;
+    uint32_t flags;
+    const char *type;   size_t type_size;
+    const char *stream; size_t stream_size;
+    const char *key;    size_t key_size;
+    const char *actor;  size_t actor_size;
+    const void *payload; size_t payload_size;
+} stele_record;
+
+/* ------------------------------------------------------------- the log */
+
+typedef struct stele_log stele_log;
+
+/* Opens (and with opts->create, creates) the log in dir. opts may be NULL for
+ * defaults. A writer takes an exclusive lock and recovers the log: a torn tail
+ * is cut (and counted in stats); damage to durable bytes fails the open.
+ * Returns STELE_OK, INVALID (bad option: the message names the field), NOT_FOUND
+ * (no log and not create), LOCKED (the message names the holder's pid), CORRUPT,
+ * FORMAT, IO, NOSPACE, NOMEM. */
+STELE_API STELE_NODISCARD int stele_open(const char *dir, const stele_options *opts, stele_log **out_log);
+
+/* Creates a log in dir; fails with EXISTS if one is there. Same options as open. */
+STELE_API STELE_NODISCARD int stele_create(const char *dir, const stele_options *opts);
+
+/* Waits for every pending append, makes everything written durable, releases
+ * the lock and frees log. Returns the first error of the final sync (the handle
+ * is freed either way). */
+STELE_API int stele_close(stele_log *log);
+
+/* Appends one record and waits for it to be acknowledged per the durability
+ * mode. out (may be NULL) receives the receipt. Returns the receipt's code:
+ * OK (decision new or duplicate), CONFLICT, STREAM_VERSION, INVALID, TOO_LARGE,
+ * FENCED, READ_ONLY, OUTCOME_UNKNOWN, CLOSED. */
+STELE_API STELE_NODISCARD int stele_append(stele_log *log, const stele_event *event, stele_receipt *out);
+
+/* Appends count records atomically: every new record of the call lands in one
+ * batch, so after a crash all of them are there or none. Each receipt says what
+ * happened to its record. Invalid input fails the whole call with nothing
+ * appended. Returns OK when every record is new or duplicate, otherwise the
+ * first failing receipt's code. count is at most 65536. */
+STELE_API STELE_NODISCARD int stele_append_batch(stele_log *log, const stele_event *events, size_t count,
+                                                 stele_receipt *out_receipts);
+
+/* Makes every record acknowledged so far durable (all modes). */
+STELE_API STELE_NODISCARD int stele_sync(stele_log *log);
+
+/* Reads the record at lsn. On success *out_rec is one allocation; free it with
+ * stele_record_free. Returns NOT_FOUND (lsn beyond the log or 0), CORRUPT, IO. */
+STELE_API STELE_NODISCARD int stele_get(stele_log *log, uint64_t lsn, stele_record **out_rec);
+STELE_API void stele_record_free(stele_record *rec);
+
+/* ------------------------------------------------------------ iterators */
+
+typedef struct stele_iter stele_iter;
+
+/* An iterator over records in LSN order starting at from_lsn (0 or 1 = the start). */
+STELE_API STELE_NODISCARD int stele_iter_open(stele_log *log, uint64_t from_lsn, stele_iter **out_iter);
+
+/* Next record. When the iterator has reached the end of the log it waits up to
+ * timeout_ms for a new record (0 = do not wait, -1 = forever) and sets *out_rec
+ * to NULL if none came. The record stays valid until the next call.
+ * Returns OK, CORRUPT, IO, CLOSED. */
+STELE_API STELE_NODISCARD int stele_iter_next(stele_iter *iter, int timeout_ms, const stele_record **out_rec);
+STELE_API void stele_iter_close(stele_iter *iter);
+
+/* ---------------------------------------------------------------- stats */
+
+typedef struct stele_stats {
+    uint8_t log_id[16];
+    uint64_t created_at_ns;
+    uint64_t first_lsn;            /* 1, or 0 when the log is empty */
+    uint64_t last_lsn;             /* highest LSN readers can see */
+    uint64_t durable_lsn;          /* highest LSN known on stable storage */
+    uint64_t segment_count;
+    uint64_t sealed_segment_count;
+    uint64_t disk_size;            /* bytes of segment files, preallocation included */
+    uint64_t data_size;            /* bytes of headers and batch frames written */
+    uint64_t segment_size;
+    uint64_t idem_window_ns;
+    uint32_t payload_size_max;
+    stele_compression compression;
+    stele_durability durability;   /* the mode this handle runs in */
+    int read_only;
+    int fenced;                    /* 1 after a failed write or sync */
+    /* counters since open */
+    uint64_t appends_new;
+    uint64_t appends_duplicate;
+    uint64_t appends_conflict;
+    uint64_t appends_failed;
+    uint64_t batches_written;
+    uint64_t syncs;
+    uint64_t bytes_written;
+    /* what recovery did at open */
+    uint64_t recovery_torn_bytes;  /* bytes of torn tail cut */
+    uint64_t recovery_torn_batches;
+    uint64_t recovery_stray_files; /* unfinished segment files removed */
+} stele_stats;
+
+STELE_API STELE_NODISCARD int stele_stats_get(stele_log *log, stele_stats *out);
+
+/* --------------------------------------------------------------- verify */
+
+typedef struct stele_verify_problem {
+    const char *path;              /* file with the problem */
+    uint64_t offset;               /* byte offset in that file */
+    uint64_t lsn;                  /* LSN concerned, 0 if none */
+    const char *what;              /* description */
+} stele_verify_problem;
+
+typedef struct stele_verify_report {
+    uint64_t segments;
+    uint64_t batches;
+    uint64_t records;
+    uint64_t bytes;                /* bytes read and checked */
+    uint64_t last_lsn;
+    uint64_t problems;
+    uint64_t torn_bytes;           /* unsynced tail bytes after the last valid batch (not a problem) */
+} stele_verify_report;
+
+/* Called for each problem found, and with problem == NULL for progress
+ * (bytes checked so far out of bytes_total). Return non-zero to stop. */
+typedef int (*stele_verify_fn)(void *ctx, const stele_verify_problem *problem, uint64_t bytes_done,
+                               uint64_t bytes_total);
+
+/* Checks every byte of the log in dir without writing anything: headers,
+ * every batch and record checksum, the hash chain, LSN continuity, the
+ * footers' whole-file hashes, zero padding. Returns OK when everything checks
+ * out, CORRUPT when a problem was found (the report counts them), or another
+ * code when verification itself could not run. fn and out may be NULL. */
+STELE_API STELE_NODISCARD int stele_verify(const char *dir, stele_verify_fn fn, void *ctx,
+                                           stele_verify_report *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * testutil.h - small helpers the Check suites share: scratch directories,
+ * whole-file reads and writes, seeded randomness with the seed printed.
+ */
+#ifndef STELE_TESTUTIL_H
+#define STELE_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A fresh, empty directory under $STELE_TEST_TMP (or /tmp); the caller frees the path. */
+char *tu_tmpdir(const char *tag);
+/* rm -rf path. */
+void tu_rmrf(const char *path);
+/* Reads a whole file into a malloc'd buffer; NULL on failure. */
+uint8_t *tu_read_file(const char *path, size_t *out_size);
+/* Writes buf to path (created or truncated); 0 on success. */
+int tu_write_file(const char *path, const void *buf, size_t size);
+/* Copies directory src (flat, files only) to dst (created); 0 on success. */
+int tu_copy_dir(const char *src, const char *dst);
+/* Path of a file inside dir; the caller frees it. */
+char *tu_path(const char *dir, const char *name);
+/* Seed from $STELE_TEST_SEED or the clock, printed to stderr so a failure can be replayed. */
+uint64_t tu_seed(const char *what);
+/* xorshift64* step. */
+uint64_t tu_rand(uint64_t *state);
+
+#endif
