@@ -1,0 +1,179 @@
+/*
+ * internal.h - the engine's private structures, shared by its files.
+ *
+ * Threads and locks (SPEC.md §11):
+ *  - one writer thread per writable handle assembles batches, writes them,
+ *    syncs, rolls segments and completes appenders' requests;
+ *  - q_lock guards the request queue, the counters and the visible/durable
+ *    LSNs; q_cond wakes the writer, done_cond wakes appenders and readers;
+ *  - seg_lock (rwlock) guards the segment table; each segment's batch index
+ *    has its own mutex, so a reader building an index never stalls the writer.
+ */
+#ifndef STELE_INTERNAL_H
+#define STELE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "io.h"
+#include "keymap.h"
+#include "record.h"
+#include "segment.h"
+#include "stele.h"
+
+/* error.c */
+void err_clear(void);
+int err_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int err_code_from_errno(int e);
+int err_sys(int e, const char *op, const char *path);
+
+/* io_posix.c functions the other backends reuse. */
+int posix_open(struct io *io, const char *path, int flags, mode_t mode);
+int posix_close(struct io *io, int fd);
+ssize_t posix_pread(struct io *io, int fd, void *buf, size_t len, uint64_t off);
+int posix_fdatasync(struct io *io, int fd);
+int posix_fsync(struct io *io, int fd);
+int posix_fallocate_(struct io *io, int fd, uint64_t len);
+int posix_ftruncate(struct io *io, int fd, uint64_t len);
+int posix_fchmod(struct io *io, int fd, mode_t mode);
+int posix_rename(struct io *io, const char *from, const char *to);
+int posix_unlink(struct io *io, const char *path);
+int posix_sync_dir(struct io *io, const char *dir);
+
+/* Where one batch lives. */
+struct batch_ref {
+    uint64_t first_lsn;
+    uint64_t offset;
+    uint32_t record_count;
+    uint32_t frame_size;
+};
+
+struct segment {
+    char path[4096 + 32];
+    uint64_t seq;
+    uint64_t first_lsn;
+    uint64_t last_lsn;       /* first_lsn - 1 while empty */
+    uint64_t seed;
+    uint64_t capacity;       /* the segment size it was created with */
+    uint64_t data_end;       /* offset after the last batch frame */
+    uint64_t prev_chain;
+    uint64_t chain;          /* chain value of the last batch (prev_chain when empty) */
+    uint64_t batch_count;
+    int fd;
+    int sealed;
+    /* Batch index for reads: complete for the active segment, built on first
+     * use for sealed ones. */
+    pthread_mutex_t index_lock;
+    struct batch_ref *index;
+    size_t index_count;
+    size_t index_cap;
+    int indexed;
+};
+
+/* An append (or sync) request, on the caller's stack until completed. */
+struct request {
+    const stele_event *events;
+    stele_receipt *receipts;
+    size_t count;
+    size_t body_size;        /* encoded size of its records */
+    int sync;                /* a stele_sync() request */
+    int done;
+    int code;
+    struct request *next;
+};
+
+struct stele_log {
+    char *dir;
+    struct io *io;
+    struct fmt_meta meta;
+    stele_options opts;
+    stele_durability durability;
+    int lock_fd;
+
+    pthread_rwlock_t seg_lock;
+    pthread_mutex_t refresh_lock; /* serialises log_refresh (read-only handles) */
+    struct segment **segs;
+    size_t seg_count;
+    size_t seg_cap;
+
+    pthread_mutex_t q_lock;
+    pthread_cond_t q_cond;
+    pthread_cond_t done_cond;
+    struct request *q_head;
+    struct request *q_tail;
+    size_t q_records;
+    int stopping;
+    int fenced;
+    int fence_code;
+    uint64_t visible_lsn;    /* readers see LSNs up to here */
+    uint64_t durable_lsn;    /* on stable storage up to here */
+    uint64_t written_lsn;    /* written (maybe not synced) up to here */
+    pthread_t writer;
+    int writer_started;
+
+    /* Writer-thread state. */
+    uint8_t *buf;            /* batch frame being assembled */
+    size_t buf_cap;
+    uint64_t last_recorded_at_ns;
+    uint64_t last_sync_ns;
+    void *file_hash;         /* XXH3 state over the active segment's bytes */
+    void *cctx;              /* ZSTD_CCtx when the log compresses */
+    uint8_t *zbuf;           /* compressed frame being assembled */
+    size_t zbuf_cap;
+    struct keymap keys;      /* idempotency key -> original record */
+    struct keymap streams;   /* stream -> current version */
+    char fence_msg[512];     /* why the log was fenced, for every later caller */
+
+    stele_stats stats;       /* counters, under q_lock */
+};
+
+/* log.c */
+uint64_t now_ns(void);
+int log_seg_path(const stele_log *log, uint64_t first_lsn, char *dst, size_t dst_capacity);
+struct segment *log_active(stele_log *log);
+struct segment *log_find_segment(stele_log *log, uint64_t lsn);
+int log_add_segment(stele_log *log, struct segment *seg);
+int stele_open_io(const char *dir, const stele_options *opts, struct io *io, stele_log **out_log);
+
+/* segment_io.c */
+struct segment *segment_new(const char *path);
+void segment_free(stele_log *log, struct segment *seg);
+int segment_create(stele_log *log, uint64_t seq, uint64_t first_lsn, uint64_t prev_chain,
+                   struct segment **out_seg);
+int segment_seal(stele_log *log, struct segment *seg);
+int segment_open_sealed(stele_log *log, struct segment *seg, uint64_t file_size);
+int segment_index_add(struct segment *seg, const struct batch_ref *ref);
+int segment_ensure_index(stele_log *log, struct segment *seg);
+
+/* batch reading (segment_io.c): reads and checks one frame, decompressing
+ * into *raw (malloc'd, grown as needed). */
+struct batch_buf {
+    uint8_t *frame;
+    size_t frame_cap;
+    uint8_t *raw;
+    size_t raw_cap;
+    const uint8_t *body;     /* raw records of the last batch read */
+    struct fmt_batch_header header;
+};
+void batch_buf_free(struct batch_buf *b);
+int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref, struct batch_buf *b);
+/* Decompresses a stored body into b->raw (or points b->body at it). */
+int batch_body_open(struct batch_buf *b, const uint8_t *stored, const char *path, uint64_t offset);
+
+/* recover.c: scans the active segment, cuts a torn tail, checks the rest. */
+int recover_segments(stele_log *log);
+int log_refresh(stele_log *log);
+
+/* writer.c */
+int writer_start(stele_log *log);
+void writer_stop(stele_log *log);
+
+/* reader.c */
+void record_from_fmt(const struct fmt_record *r, uint64_t lsn, stele_record *out);
+/* Calls fn for every visible record from from_lsn on; a non-zero return
+ * from fn stops the scan and is returned. */
+int log_scan(stele_log *log, uint64_t from_lsn, int (*fn)(void *ctx, uint64_t lsn, const struct fmt_record *rec),
+             void *ctx);
+
+#endif

@@ -1,0 +1,199 @@
+/*
+ * io_uring.c - the io_uring backend of the I/O seam (io.h): the engine's
+ * write path. A write and the fdatasync that makes it durable are submitted
+ * together as a linked chain (IOSQE_IO_LINK), so the sync starts only after
+ * the write completed in full.
+ *
+ * Why LINK and never HARDLINK (RELIABILITY S14): with LINK, a short or failed
+ * write breaks the chain and the sync completes with -ECANCELED, which we
+ * never take as success; with HARDLINK the sync would run and "succeed"
+ * without covering the missing bytes. A short write is resubmitted from where
+ * it stopped, together with a new sync. Everything else (open, rename, reads)
+ * uses the POSIX functions: reads come from many threads and a ring is not
+ * thread-safe, while writes come from the single writer thread.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define URING_RETRY_MAX 64
+
+struct uring_io {
+    struct io io;
+    struct io_uring ring;
+    pthread_mutex_t lock; /* the ring is used by one thread at a time */
+};
+
+enum { TAG_WRITE = 1, TAG_SYNC = 2 };
+
+static void backoff(int attempt)
+{
+    struct timespec ts = {0, 1000L * (attempt < 10 ? (1L << attempt) : 1024L)};
+    nanosleep(&ts, NULL);
+}
+
+/* Submits what is queued; retries EAGAIN/EBUSY/EINTR from io_uring_enter a
+ * bounded number of times. EBADR means a completion was lost: fatal. */
+static int submit(struct io_uring *ring)
+{
+    for (int attempt = 0; attempt < URING_RETRY_MAX; attempt++) {
+        int r = io_uring_submit(ring);
+        if (r >= 0)
+            return 0;
+        if (r != -EAGAIN && r != -EBUSY && r != -EINTR)
+            return r == -EBADR ? -EIO : r;
+        backoff(attempt);
+    }
+    return -EIO;
+}
+
+/* Waits for `want` completions and reports the write's and the sync's results. */
+static int reap(struct io_uring *ring, int want, int *out_write_res, int *out_sync_res)
+{
+    for (int got = 0; got < want;) {
+        struct io_uring_cqe *cqe;
+        int r = io_uring_wait_cqe(ring, &cqe);
+        if (r == -EINTR || r == -EAGAIN)
+            continue;
+        if (r < 0)
+            return r == -EBADR ? -EIO : r;
+        if (io_uring_cqe_get_data64(cqe) == TAG_WRITE)
+            *out_write_res = cqe->res;
+        else
+            *out_sync_res = cqe->res;
+        io_uring_cqe_seen(ring, cqe);
+        got++;
+    }
+    return 0;
+}
+
+/* One attempt: queue write [+ linked sync], submit, reap. */
+static int write_once(struct uring_io *u, int fd, const char *buf, size_t len, uint64_t off, int datasync,
+                      int *out_write_res, int *out_sync_res)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_write(sqe, fd, buf, (unsigned)len, off);
+    io_uring_sqe_set_data64(sqe, TAG_WRITE);
+    if (datasync) {
+        sqe->flags |= IOSQE_IO_LINK;
+        sqe = io_uring_get_sqe(&u->ring);
+        if (!sqe)
+            return -EBUSY;
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+        io_uring_sqe_set_data64(sqe, TAG_SYNC);
+    }
+    int r = submit(&u->ring);
+    if (r < 0)
+        return r;
+    *out_sync_res = 0;
+    return reap(&u->ring, datasync ? 2 : 1, out_write_res, out_sync_res);
+}
+
+static int uring_write_locked(struct uring_io *u, int fd, const void *buf, size_t len, uint64_t off,
+                              int datasync)
+{
+    size_t done = 0;
+    int stalls = 0;
+    /* A single SQE moves at most UINT_MAX bytes; batches are far smaller. */
+    assert(len > 0 && len <= UINT32_MAX);
+    for (;;) {
+        int wres = 0, sres = 0;
+        int r = write_once(u, fd, (const char *)buf + done, len - done, off + done, datasync, &wres, &sres);
+        if (r < 0)
+            return r;
+        if (wres < 0 && wres != -EAGAIN && wres != -EINTR)
+            return wres;
+        if (wres > 0)
+            done += (size_t)wres;
+        if (done == len) {
+            /* The write is whole; only now can the linked sync count. A
+             * cancelled or failed sync is an error, never retried. */
+            if (datasync && sres != 0)
+                return sres == -ECANCELED ? -EIO : sres;
+            return 0;
+        }
+        /* Short write, or EAGAIN/EINTR leaked into the CQE (liburing #766):
+         * resubmit the rest with a new sync, boundedly (RELIABILITY S13, S16). */
+        if (++stalls >= URING_RETRY_MAX)
+            return -EIO;
+        if (wres <= 0)
+            backoff(stalls);
+    }
+}
+
+static int uring_write(struct io *io, int fd, const void *buf, size_t len, uint64_t off, int datasync)
+{
+    struct uring_io *u = (struct uring_io *)io;
+    pthread_mutex_lock(&u->lock);
+    int r = uring_write_locked(u, fd, buf, len, off, datasync);
+    pthread_mutex_unlock(&u->lock);
+    return r;
+}
+
+static int uring_fdatasync(struct io *io, int fd)
+{
+    struct uring_io *u = (struct uring_io *)io;
+    pthread_mutex_lock(&u->lock);
+    int r = 0, wres = 0, sres = 0;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    if (!sqe) {
+        r = -EBUSY;
+    } else {
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+        io_uring_sqe_set_data64(sqe, TAG_SYNC);
+        r = submit(&u->ring);
+        if (r == 0)
+            r = reap(&u->ring, 1, &wres, &sres);
+        if (r == 0)
+            r = sres;
+    }
+    pthread_mutex_unlock(&u->lock);
+    return r;
+}
+
+static void uring_destroy(struct io *io)
+{
+    struct uring_io *u = (struct uring_io *)io;
+    io_uring_queue_exit(&u->ring);
+    pthread_mutex_destroy(&u->lock);
+    free(u);
+}
+
+static const struct io_ops io_uring_ops = {
+    .open = posix_open,
+    .close = posix_close,
+    .pread = posix_pread,
+    .write = uring_write,
+    .fdatasync = uring_fdatasync,
+    .fsync = posix_fsync,
+    .fallocate = posix_fallocate_,
+    .ftruncate = posix_ftruncate,
+    .fchmod = posix_fchmod,
+    .rename = posix_rename,
+    .unlink = posix_unlink,
+    .sync_dir = posix_sync_dir,
+    .destroy = uring_destroy,
+};
+
+struct io *io_uring_create(unsigned entries)
+{
+    struct uring_io *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    int r = io_uring_queue_init(entries, &u->ring, 0);
+    if (r < 0) {
+        free(u);
+        errno = -r;
+        return NULL;
+    }
+    pthread_mutex_init(&u->lock, NULL);
+    u->io.ops = &io_uring_ops;
+    return &u->io;
+}

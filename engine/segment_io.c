@@ -1,0 +1,330 @@
+/*
+ * segment_io.c - creating, sealing and reading segment files (SPEC.md §3, §4, §7).
+ *
+ * Creating a segment (a roll) is done so that a crash at any step leaves
+ * either no new segment or a complete one, and so that no record in it can be
+ * acknowledged before its directory entry is durable (RELIABILITY S5, S6):
+ *   1. open <name>.tmp with O_EXCL;
+ *   2. fallocate the whole segment, so the file system has reserved the space
+ *      (ENOSPC surfaces here, at the roll, not in the middle of a batch);
+ *   3. write the header block and fdatasync;
+ *   4. rename <name>.tmp to <name>, then fsync the directory.
+ * A stray .tmp left by a crash is deleted at the next open.
+ *
+ * Sealing writes the footer after the last batch, cuts the preallocated tail
+ * (ftruncate to the footer's end), fdatasyncs and makes the file read-only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "internal.h"
+
+struct segment *segment_new(const char *path)
+{
+    struct segment *seg = calloc(1, sizeof *seg);
+    if (!seg)
+        return NULL;
+    snprintf(seg->path, sizeof seg->path, "%s", path);
+    seg->fd = -1;
+    pthread_mutex_init(&seg->index_lock, NULL);
+    return seg;
+}
+
+void segment_free(stele_log *log, struct segment *seg)
+{
+    if (!seg)
+        return;
+    if (seg->fd >= 0)
+        log->io->ops->close(log->io, seg->fd);
+    pthread_mutex_destroy(&seg->index_lock);
+    free(seg->index);
+    free(seg);
+}
+
+static int refs_push(struct batch_ref **refs, size_t *count, size_t *cap, const struct batch_ref *ref)
+{
+    if (*count == *cap) {
+        size_t n = *cap ? *cap * 2 : 256;
+        struct batch_ref *p = realloc(*refs, n * sizeof *p);
+        if (!p)
+            return err_set(STELE_ERR_NOMEM, "out of memory growing a batch index");
+        *refs = p;
+        *cap = n;
+    }
+    (*refs)[(*count)++] = *ref;
+    return STELE_OK;
+}
+
+int segment_index_add(struct segment *seg, const struct batch_ref *ref)
+{
+    pthread_mutex_lock(&seg->index_lock);
+    int code = refs_push(&seg->index, &seg->index_count, &seg->index_cap, ref);
+    pthread_mutex_unlock(&seg->index_lock);
+    return code;
+}
+
+static int io_fail(int neg_errno, const char *op, const char *path)
+{
+    return err_sys(-neg_errno, op, path);
+}
+
+int segment_create(stele_log *log, uint64_t seq, uint64_t first_lsn, uint64_t prev_chain,
+                   struct segment **out_seg)
+{
+    struct io *io = log->io;
+    char path[4096 + 32], tmp[4096 + 40];
+    int code = log_seg_path(log, first_lsn, path, sizeof path);
+    if (code)
+        return code;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    struct segment *seg = segment_new(path);
+    if (!seg)
+        return err_set(STELE_ERR_NOMEM, "out of memory creating %s", path);
+    seg->seq = seq;
+    seg->first_lsn = first_lsn;
+    seg->last_lsn = first_lsn - 1;
+    seg->seed = stele_segment_seed(log->meta.log_id, seq, first_lsn);
+    seg->capacity = log->meta.segment_size;
+    seg->data_end = STELE_SEGMENT_HEADER_SIZE;
+    seg->prev_chain = seg->chain = prev_chain;
+    seg->indexed = 1;
+
+    struct fmt_segment_header h;
+    memcpy(h.log_id, log->meta.log_id, sizeof h.log_id);
+    h.seq = seq;
+    h.first_lsn = first_lsn;
+    h.segment_size = seg->capacity;
+    h.created_at_ns = now_ns();
+    h.prev_chain = prev_chain;
+    uint8_t block[STELE_SEGMENT_HEADER_SIZE];
+    fmt_segment_header_encode(&h, block, sizeof block);
+
+    int r = io->ops->open(io, tmp, O_RDWR | O_CREAT | O_EXCL, 0644);
+    if (r < 0) {
+        code = io_fail(r, "create", tmp);
+        goto fail;
+    }
+    seg->fd = r;
+    if ((r = io->ops->fallocate(io, seg->fd, seg->capacity)) < 0) {
+        /* Without fallocate (some file systems) the size is set instead; the
+         * space is then not reserved, so ENOSPC may come at a later write,
+         * which fences the log like any failed write. */
+        if (r != -EOPNOTSUPP || (r = io->ops->ftruncate(io, seg->fd, seg->capacity)) < 0) {
+            code = io_fail(r, "preallocate", tmp);
+            goto fail;
+        }
+    }
+    if ((r = io->ops->write(io, seg->fd, block, sizeof block, 0, 1)) < 0) {
+        code = io_fail(r, "write header of", tmp);
+        goto fail;
+    }
+    if ((r = io->ops->rename(io, tmp, path)) < 0) {
+        code = io_fail(r, "rename into place", tmp);
+        goto fail;
+    }
+    if ((r = io->ops->sync_dir(io, log->dir)) < 0) {
+        code = io_fail(r, "sync directory", log->dir);
+        goto fail;
+    }
+    XXH3_64bits_reset_withSeed(log->file_hash, seg->seed);
+    XXH3_64bits_update(log->file_hash, block, sizeof block);
+    *out_seg = seg;
+    return STELE_OK;
+fail:
+    segment_free(log, seg);
+    return code;
+}
+
+int segment_seal(stele_log *log, struct segment *seg)
+{
+    struct io *io = log->io;
+    struct fmt_footer f = {
+        .last_lsn = seg->last_lsn,
+        .record_count = seg->last_lsn + 1 - seg->first_lsn,
+        .batch_count = seg->batch_count,
+        .data_end = seg->data_end,
+        .chain = seg->chain,
+        .file_hash = XXH3_64bits_digest(log->file_hash),
+        .sealed_at_ns = now_ns(),
+    };
+    uint8_t block[STELE_FOOTER_SIZE];
+    fmt_footer_encode(&f, seg->seed, block, sizeof block);
+    int r = io->ops->write(io, seg->fd, block, sizeof block, seg->data_end, 0);
+    if (r < 0)
+        return io_fail(r, "write footer of", seg->path);
+    if ((r = io->ops->ftruncate(io, seg->fd, seg->data_end + STELE_FOOTER_SIZE)) < 0)
+        return io_fail(r, "truncate sealed", seg->path);
+    if ((r = io->ops->fdatasync(io, seg->fd)) < 0)
+        return io_fail(r, "sync sealed", seg->path);
+    if ((r = io->ops->fchmod(io, seg->fd, 0444)) < 0)
+        return io_fail(r, "make read-only", seg->path);
+    seg->sealed = 1;
+    return STELE_OK;
+}
+
+int segment_open_sealed(stele_log *log, struct segment *seg, uint64_t file_size)
+{
+    uint8_t block[STELE_FOOTER_SIZE];
+    if (file_size < STELE_SEGMENT_HEADER_SIZE + STELE_FOOTER_SIZE || file_size % STELE_BLOCK_SIZE != 0)
+        return err_set(STELE_ERR_CORRUPT, "%s: sealed segment has size %llu, not a whole number of blocks "
+                       "with a footer (truncated?)", seg->path, (unsigned long long)file_size);
+    int r = io_read_full(log->io, seg->fd, block, sizeof block, file_size - STELE_FOOTER_SIZE);
+    if (r < 0)
+        return io_fail(r, "read footer of", seg->path);
+    struct fmt_footer f;
+    enum fmt_status st = fmt_footer_decode(block, sizeof block, seg->seed, &f);
+    if (st != FMT_OK)
+        return err_set(STELE_ERR_CORRUPT, "%s offset %llu: footer %s (a sealed segment must end with "
+                       "its footer; truncated or damaged?)", seg->path,
+                       (unsigned long long)(file_size - STELE_FOOTER_SIZE), fmt_status_str(st));
+    if (f.data_end != file_size - STELE_FOOTER_SIZE || f.last_lsn + 1 < seg->first_lsn ||
+        f.record_count != f.last_lsn + 1 - seg->first_lsn)
+        return err_set(STELE_ERR_CORRUPT, "%s offset %llu: footer fields disagree with the file "
+                       "(data_end %llu, last LSN %llu)", seg->path,
+                       (unsigned long long)(file_size - STELE_FOOTER_SIZE), (unsigned long long)f.data_end,
+                       (unsigned long long)f.last_lsn);
+    seg->sealed = 1;
+    seg->last_lsn = f.last_lsn;
+    seg->data_end = f.data_end;
+    seg->chain = f.chain;
+    seg->batch_count = f.batch_count;
+    return STELE_OK;
+}
+
+/* Scans a sealed segment's batch headers (not bodies) into refs. */
+static int build_index(stele_log *log, struct segment *seg, struct batch_ref **refs, size_t *count, size_t *cap)
+{
+    uint64_t off = STELE_SEGMENT_HEADER_SIZE, lsn = seg->first_lsn, chain = seg->prev_chain;
+    uint8_t hb[STELE_BATCH_HEADER_SIZE];
+    while (off < seg->data_end) {
+        int r = io_read_full(log->io, seg->fd, hb, sizeof hb, off);
+        if (r < 0)
+            return io_fail(r, "read batch header in", seg->path);
+        struct fmt_batch_header h;
+        uint64_t next_chain;
+        enum fmt_status st = fmt_batch_header_decode(hb, sizeof hb, seg->seed, &h, &next_chain);
+        uint64_t frame = st == FMT_OK ? fmt_batch_frame_size(h.stored_size) : 0;
+        if (st == FMT_OK && (h.first_lsn != lsn || h.prev_chain != chain || off + frame > seg->data_end))
+            st = FMT_BAD_FIELD;
+        if (st != FMT_OK)
+            return err_set(STELE_ERR_CORRUPT, "%s offset %llu: batch header at LSN %llu %s", seg->path,
+                           (unsigned long long)off, (unsigned long long)lsn, fmt_status_str(st));
+        struct batch_ref ref = {h.first_lsn, off, h.record_count, (uint32_t)frame};
+        int code = refs_push(refs, count, cap, &ref);
+        if (code)
+            return code;
+        off += frame;
+        lsn += h.record_count;
+        chain = next_chain;
+    }
+    if (lsn != seg->last_lsn + 1 || chain != seg->chain)
+        return err_set(STELE_ERR_CORRUPT, "%s: batches end at LSN %llu but the footer says %llu",
+                       seg->path, (unsigned long long)(lsn - 1), (unsigned long long)seg->last_lsn);
+    return STELE_OK;
+}
+
+int segment_ensure_index(stele_log *log, struct segment *seg)
+{
+    pthread_mutex_lock(&seg->index_lock);
+    int indexed = seg->indexed;
+    pthread_mutex_unlock(&seg->index_lock);
+    if (indexed)
+        return STELE_OK;
+    /* Built outside the lock (it reads the file); if two readers race, the
+     * first to finish installs its index and the other drops its copy. */
+    struct batch_ref *refs = NULL;
+    size_t count = 0, cap = 0;
+    int code = build_index(log, seg, &refs, &count, &cap);
+    if (code) {
+        free(refs);
+        return code;
+    }
+    pthread_mutex_lock(&seg->index_lock);
+    if (!seg->indexed) {
+        free(seg->index);
+        seg->index = refs;
+        seg->index_count = count;
+        seg->index_cap = cap;
+        seg->indexed = 1;
+        refs = NULL;
+    }
+    pthread_mutex_unlock(&seg->index_lock);
+    free(refs);
+    return STELE_OK;
+}
+
+void batch_buf_free(struct batch_buf *b)
+{
+    free(b->frame);
+    free(b->raw);
+    memset(b, 0, sizeof *b);
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return STELE_OK;
+    uint8_t *p = realloc(*buf, need);
+    if (!p)
+        return err_set(STELE_ERR_NOMEM, "out of memory for a %zu-byte read buffer", need);
+    *buf = p;
+    *cap = need;
+    return STELE_OK;
+}
+
+int batch_body_open(struct batch_buf *b, const uint8_t *stored, const char *path, uint64_t offset)
+{
+    const struct fmt_batch_header *h = &b->header;
+    if (h->compression == FMT_COMPRESSION_NONE) {
+        b->body = stored;
+        return STELE_OK;
+    }
+    /* RELIABILITY S24: the stored bytes passed their checksum before we get
+     * here, and the output is bounded by the declared raw size, itself
+     * bounded by STELE_BATCH_BODY_SIZE_MAX, so a hostile frame cannot make us
+     * allocate or write more than that. */
+    unsigned long long declared = ZSTD_getFrameContentSize(stored, h->stored_size);
+    if (declared != h->raw_size)
+        return err_set(STELE_ERR_CORRUPT, "%s offset %llu: zstd frame declares %llu bytes, batch says %u",
+                       path, (unsigned long long)offset, declared, h->raw_size);
+    int code = grow(&b->raw, &b->raw_cap, h->raw_size ? h->raw_size : 1);
+    if (code)
+        return code;
+    size_t n = ZSTD_decompress(b->raw, h->raw_size, stored, h->stored_size);
+    if (ZSTD_isError(n) || n != h->raw_size)
+        return err_set(STELE_ERR_CORRUPT, "%s offset %llu: zstd body does not decompress to %u bytes (%s)",
+                       path, (unsigned long long)offset, h->raw_size,
+                       ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch");
+    b->body = b->raw;
+    return STELE_OK;
+}
+
+int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref, struct batch_buf *b)
+{
+    int code = grow(&b->frame, &b->frame_cap, ref->frame_size);
+    if (code)
+        return code;
+    int r = io_read_full(log->io, seg->fd, b->frame, ref->frame_size, ref->offset);
+    if (r < 0)
+        return err_set(err_code_from_errno(-r) == STELE_ERR_NOT_FOUND ? STELE_ERR_IO : err_code_from_errno(-r),
+                       "read batch at %s offset %llu (LSN %llu): %s", seg->path,
+                       (unsigned long long)ref->offset, (unsigned long long)ref->first_lsn,
+                       r == -ENODATA ? "file ends early" : strerror(-r));
+    uint64_t chain;
+    enum fmt_status st = fmt_batch_header_decode(b->frame, ref->frame_size, seg->seed, &b->header, &chain);
+    if (st == FMT_OK && (b->header.first_lsn != ref->first_lsn || b->header.record_count != ref->record_count ||
+                         fmt_batch_frame_size(b->header.stored_size) != ref->frame_size))
+        st = FMT_BAD_FIELD;
+    if (st == FMT_OK)
+        st = fmt_batch_body_check(&b->header, b->frame + STELE_BATCH_HEADER_SIZE,
+                                  ref->frame_size - STELE_BATCH_HEADER_SIZE, seg->seed);
+    if (st != FMT_OK)
+        return err_set(STELE_ERR_CORRUPT, "%s offset %llu: batch at LSN %llu %s", seg->path,
+                       (unsigned long long)ref->offset, (unsigned long long)ref->first_lsn, fmt_status_str(st));
+    return batch_body_open(b, b->frame + STELE_BATCH_HEADER_SIZE, seg->path, ref->offset);
+}

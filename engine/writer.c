@@ -1,0 +1,603 @@
+/*
+ * writer.c - the append path: the request queue, the writer thread, batching
+ * and group commit (SPEC.md §4, §11).
+ *
+ * Appenders validate their records, queue a request and sleep. The single
+ * writer thread takes everything queued (up to a batch's limits), decides
+ * each record (idempotency key, expected stream version), assigns LSNs and
+ * the recorded time, encodes one batch frame and writes it with one call; in
+ * sync mode that call is a write linked to an fdatasync, so every appender in
+ * the batch shares one sync (group commit) and none is woken before the sync
+ * has completed. Requests that arrive meanwhile form the next batch.
+ *
+ * A failed write or sync fences the log: the requests of that round learn
+ * STELE_ERR_OUTCOME_UNKNOWN, queued and later ones STELE_ERR_FENCED, and the
+ * writer never retries the sync (a second fsync can "succeed" over pages the
+ * kernel already dropped).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "internal.h"
+
+/* A batch grows to about this many bytes of records before it is cut; a
+ * single append_batch call may exceed it (it is never split). */
+#define WRITER_BATCH_TARGET_SIZE (4u * 1024u * 1024u)
+
+static size_t event_record_size(const stele_event *ev)
+{
+    struct fmt_record r = {
+        .type_size = (uint8_t)ev->type_size,
+        .stream_size = (uint8_t)ev->stream_size,
+        .key_size = (uint8_t)ev->key_size,
+        .actor_size = (uint8_t)ev->actor_size,
+        .payload_size = (uint32_t)ev->payload_size,
+    };
+    return fmt_record_size(&r);
+}
+
+/* Static checks of one event: everything that does not depend on the log's state. */
+static int check_event(const stele_log *log, const stele_event *ev, size_t i)
+{
+    static const char *names[] = {"type", "stream", "key", "actor"};
+    const size_t sizes[] = {ev->type_size, ev->stream_size, ev->key_size, ev->actor_size};
+    const void *ptrs[] = {ev->type, ev->stream, ev->key, ev->actor};
+    for (int f = 0; f < 4; f++) {
+        if (sizes[f] > 255)
+            return err_set(STELE_ERR_TOO_LARGE, "event %zu: %s is %zu bytes, the limit is 255", i, names[f], sizes[f]);
+        if (sizes[f] && !ptrs[f])
+            return err_set(STELE_ERR_INVALID, "event %zu: %s has a size but no pointer", i, names[f]);
+    }
+    if (ev->payload_size > log->meta.payload_size_max)
+        return err_set(STELE_ERR_TOO_LARGE, "event %zu: payload is %zu bytes, the log's limit is %u", i,
+                       ev->payload_size, log->meta.payload_size_max);
+    if (ev->payload_size && !ev->payload)
+        return err_set(STELE_ERR_INVALID, "event %zu: payload has a size but no pointer", i);
+    stele_kind kind = ev->kind ? ev->kind : STELE_KIND_EVENT;
+    if (kind < STELE_KIND_EVENT || kind > STELE_KIND_COMPENSATION)
+        return err_set(STELE_ERR_INVALID, "event %zu: kind %d is not a stele_kind", i, (int)ev->kind);
+    if ((kind == STELE_KIND_OUTCOME) != (ev->outcome != STELE_OUTCOME_NONE) || ev->outcome > STELE_OUTCOME_FAILED)
+        return err_set(STELE_ERR_INVALID, "event %zu: outcome must be confirmed or failed exactly for kind outcome", i);
+    if (ev->content > STELE_CONTENT_BINARY || (int)ev->content < 0)
+        return err_set(STELE_ERR_INVALID, "event %zu: content %d is not a stele_content", i, (int)ev->content);
+    if (ev->flags & ~STELE_FLAG_BACKFILLED)
+        return err_set(STELE_ERR_INVALID, "event %zu: unknown flags 0x%x", i, ev->flags);
+    if ((kind == STELE_KIND_OUTCOME || kind == STELE_KIND_COMPENSATION) && ev->ref == 0)
+        return err_set(STELE_ERR_INVALID, "event %zu: an outcome or compensation needs ref", i);
+    if (ev->has_expect_version && ev->stream_size == 0)
+        return err_set(STELE_ERR_INVALID, "event %zu: expect_version needs a stream", i);
+    return STELE_OK;
+}
+
+/* Largest body a batch frame may carry in this log's segments. */
+static uint64_t body_size_limit(const stele_log *log)
+{
+    uint64_t room = log->meta.segment_size - STELE_SEGMENT_HEADER_SIZE - STELE_FOOTER_SIZE - STELE_BATCH_HEADER_SIZE;
+    return room < STELE_BATCH_BODY_SIZE_MAX ? room : STELE_BATCH_BODY_SIZE_MAX;
+}
+
+static void complete_locked(stele_log *log, struct request *r, int code)
+{
+    r->code = code;
+    for (size_t i = 0; i < r->count && code != STELE_OK; i++)
+        if (r->receipts[i].code == STELE_OK || r->receipts[i].decision == STELE_DECISION_NEW) {
+            r->receipts[i].code = (stele_code)code;
+            r->receipts[i].decision = STELE_DECISION_NONE;
+        }
+    for (size_t i = 0; i < r->count; i++) {
+        const stele_receipt *rc = &r->receipts[i];
+        if (rc->decision == STELE_DECISION_NEW)
+            log->stats.appends_new++;
+        else if (rc->decision == STELE_DECISION_DUPLICATE)
+            log->stats.appends_duplicate++;
+        else if (rc->decision == STELE_DECISION_CONFLICT)
+            log->stats.appends_conflict++;
+        else
+            log->stats.appends_failed++;
+        if (r->code == STELE_OK && rc->code != STELE_OK)
+            r->code = rc->code;
+    }
+    r->done = 1;
+}
+
+/* Fences the log: the round's requests get code, everything queued FENCED. */
+static void fence_locked(stele_log *log, struct request *round, int code)
+{
+    if (!log->fenced) {
+        log->fenced = 1;
+        snprintf(log->fence_msg, sizeof log->fence_msg, "%s", stele_errmsg());
+    }
+    for (struct request *r = round, *next; r; r = next) {
+        next = r->next;
+        complete_locked(log, r, code);
+    }
+    for (struct request *r = log->q_head, *next; r; r = next) {
+        next = r->next;
+        complete_locked(log, r, STELE_ERR_FENCED);
+    }
+    log->q_head = log->q_tail = NULL;
+    log->q_records = 0;
+    log->stats.fenced = 1;
+    pthread_cond_broadcast(&log->done_cond);
+}
+
+static int ensure_buf(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return STELE_OK;
+    uint8_t *p = realloc(*buf, need);
+    if (!p)
+        return err_set(STELE_ERR_NOMEM, "out of memory for a %zu-byte batch buffer", need);
+    *buf = p;
+    *cap = need;
+    return STELE_OK;
+}
+
+/* The batch being assembled by the writer thread. */
+struct round {
+    uint64_t first_lsn;
+    uint64_t next_lsn;
+    uint64_t recorded_at_ns;
+    size_t body_size;
+    uint64_t bytes_written;  /* counters, added to stats under q_lock */
+    uint64_t syncs;
+};
+
+/* Decides one event against the key and stream maps (RELIABILITY S26-S28):
+ * returns 1 when it is to be appended, 0 when its receipt is final. */
+static int decide(stele_log *log, const stele_event *ev, const struct fmt_record *rec, struct round *rd,
+                  stele_receipt *rc)
+{
+    uint64_t window = log->meta.idem_window_ns;
+    if (ev->key_size) {
+        struct keymap_value *k = keymap_get(&log->keys, ev->key, ev->key_size);
+        int live = k && (window == 0 || k->recorded_at_ns + window >= rd->recorded_at_ns);
+        if (live) {
+            int same = k->fingerprint == rec->fingerprint;
+            *rc = (stele_receipt){k->lsn, k->version, same ? STELE_DECISION_DUPLICATE : STELE_DECISION_CONFLICT,
+                                  same ? STELE_OK : STELE_ERR_CONFLICT};
+            return 0;
+        }
+    }
+    if (ev->ref >= rd->next_lsn) {
+        *rc = (stele_receipt){0, 0, STELE_DECISION_NONE, STELE_ERR_INVALID};
+        return 0;
+    }
+    uint64_t current = 0;
+    if (ev->stream_size) {
+        struct keymap_value *s = keymap_get(&log->streams, ev->stream, ev->stream_size);
+        current = s ? s->version : 0;
+        if (ev->has_expect_version && ev->expect_version != current) {
+            *rc = (stele_receipt){s ? s->lsn : 0, current, STELE_DECISION_NONE, STELE_ERR_STREAM_VERSION};
+            return 0;
+        }
+    }
+    *rc = (stele_receipt){rd->next_lsn, ev->stream_size ? current + 1 : 0, STELE_DECISION_NEW, STELE_OK};
+    return 1;
+}
+
+/* Remembers an appended record's key and stream version. */
+static int remember(stele_log *log, const struct fmt_record *rec, uint64_t lsn)
+{
+    if (rec->key_size) {
+        struct keymap_value v = {lsn, rec->fingerprint, rec->recorded_at_ns, rec->stream_version};
+        if (!keymap_put(&log->keys, rec->key, rec->key_size, &v))
+            return err_set(STELE_ERR_NOMEM, "out of memory remembering a key");
+    }
+    if (rec->stream_size) {
+        struct keymap_value v = {lsn, 0, 0, rec->stream_version};
+        if (!keymap_put(&log->streams, rec->stream, rec->stream_size, &v))
+            return err_set(STELE_ERR_NOMEM, "out of memory remembering a stream");
+    }
+    return STELE_OK;
+}
+
+static void fill_record(const stele_event *ev, uint64_t recorded_at_ns, struct fmt_record *r)
+{
+    *r = (struct fmt_record){
+        .recorded_at_ns = recorded_at_ns,
+        .event_time_ns = ev->event_time_ns ? ev->event_time_ns : recorded_at_ns,
+        .ref = ev->ref,
+        .kind = (uint8_t)(ev->kind ? ev->kind : STELE_KIND_EVENT),
+        .outcome = (uint8_t)ev->outcome,
+        .content = (uint8_t)(ev->content ? ev->content : STELE_CONTENT_BINARY),
+        .flags = (uint8_t)ev->flags,
+        .type = (const uint8_t *)ev->type,
+        .stream = (const uint8_t *)ev->stream,
+        .key = (const uint8_t *)ev->key,
+        .actor = (const uint8_t *)ev->actor,
+        .payload = (const uint8_t *)ev->payload,
+        .type_size = (uint8_t)ev->type_size,
+        .stream_size = (uint8_t)ev->stream_size,
+        .key_size = (uint8_t)ev->key_size,
+        .actor_size = (uint8_t)ev->actor_size,
+        .payload_size = (uint32_t)ev->payload_size,
+    };
+    r->fingerprint = fmt_fingerprint(r);
+}
+
+/* Encodes the round's new records into log->buf after the header space. The
+ * segment seed is needed for the record checksums, so the segment the batch
+ * goes to must be known: the caller rolls first if needed. */
+static int encode_round(stele_log *log, struct request *head, struct segment *seg, struct round *rd)
+{
+    uint8_t *body = log->buf + STELE_BATCH_HEADER_SIZE;
+    for (struct request *r = head; r; r = r->next) {
+        for (size_t i = 0; i < r->count; i++) {
+            const stele_event *ev = &r->events[i];
+            struct fmt_record rec;
+            fill_record(ev, rd->recorded_at_ns, &rec);
+            if (!decide(log, ev, &rec, rd, &r->receipts[i]))
+                continue;
+            rec.stream_version = r->receipts[i].stream_version;
+            rd->body_size += fmt_record_encode(&rec, rd->next_lsn, seg->seed, body + rd->body_size,
+                                               log->buf_cap - STELE_BATCH_HEADER_SIZE - rd->body_size);
+            int code = remember(log, &rec, rd->next_lsn);
+            if (code)
+                return code;
+            rd->next_lsn++;
+        }
+    }
+    return STELE_OK;
+}
+
+/* Seals the active segment and creates the next one (segment_io.c has the protocol). */
+static int roll(stele_log *log)
+{
+    struct segment *seg = log_active(log);
+    int code = segment_seal(log, seg);
+    if (code)
+        return code;
+    struct segment *next;
+    code = segment_create(log, seg->seq + 1, seg->last_lsn + 1, seg->chain, &next);
+    if (code)
+        return code;
+    code = log_add_segment(log, next);
+    if (code)
+        segment_free(log, next);
+    return code;
+}
+
+/* The active segment a frame of up to frame_max bytes can go to, rolling if needed. */
+static int segment_for(stele_log *log, uint64_t frame_max, struct segment **out_seg)
+{
+    struct segment *seg = log_active(log);
+    int code = STELE_OK;
+    if (!seg || seg->sealed) {
+        uint64_t first = seg ? seg->last_lsn + 1 : 1;
+        struct segment *next;
+        code = segment_create(log, seg ? seg->seq + 1 : 1, first, seg ? seg->chain : 0, &next);
+        if (code == STELE_OK && (code = log_add_segment(log, next)) != STELE_OK)
+            segment_free(log, next);
+    } else if (seg->data_end + frame_max + STELE_FOOTER_SIZE > seg->capacity) {
+        code = roll(log);
+    }
+    if (code == STELE_OK)
+        *out_seg = log_active(log);
+    return code;
+}
+
+/* Compresses the body when the log asks for it and it saves space; returns
+ * the frame to write (log->buf or log->zbuf) with its header still to fill. */
+static uint8_t *maybe_compress(stele_log *log, struct fmt_batch_header *h)
+{
+    if (!log->cctx)
+        return log->buf;
+    size_t bound = ZSTD_compressBound(h->raw_size);
+    if (ensure_buf(&log->zbuf, &log->zbuf_cap, STELE_BATCH_HEADER_SIZE + bound + STELE_BLOCK_SIZE) != STELE_OK) {
+        err_clear();
+        return log->buf; /* compression is an optimisation: fall back to raw */
+    }
+    size_t n = ZSTD_compressCCtx(log->cctx, log->zbuf + STELE_BATCH_HEADER_SIZE, bound,
+                                 log->buf + STELE_BATCH_HEADER_SIZE, h->raw_size, log->meta.compression_level);
+    if (ZSTD_isError(n) || n >= h->raw_size)
+        return log->buf;
+    h->stored_size = (uint32_t)n;
+    h->compression = FMT_COMPRESSION_ZSTD;
+    return log->zbuf;
+}
+
+/* Writes the round's batch; on success the segment and LSNs have advanced. */
+static int write_round(stele_log *log, struct segment *seg, struct round *rd, int datasync)
+{
+    struct fmt_batch_header h = {
+        .record_count = (uint32_t)(rd->next_lsn - rd->first_lsn),
+        .first_lsn = rd->first_lsn,
+        .durable_lsn = log->durable_lsn,
+        .prev_chain = seg->chain,
+        .stored_size = (uint32_t)rd->body_size,
+        .raw_size = (uint32_t)rd->body_size,
+        .compression = FMT_COMPRESSION_NONE,
+    };
+    uint8_t *frame = maybe_compress(log, &h);
+    h.body_checksum = stele_checksum(frame + STELE_BATCH_HEADER_SIZE, h.stored_size, seg->seed);
+    uint64_t chain = fmt_batch_header_encode(&h, seg->seed, frame, STELE_BATCH_HEADER_SIZE);
+    uint64_t frame_size = fmt_batch_frame_size(h.stored_size);
+    memset(frame + STELE_BATCH_HEADER_SIZE + h.stored_size, 0,
+           frame_size - STELE_BATCH_HEADER_SIZE - h.stored_size);
+    assert(seg->data_end + frame_size + STELE_FOOTER_SIZE <= seg->capacity);
+    int r = log->io->ops->write(log->io, seg->fd, frame, frame_size, seg->data_end, datasync);
+    if (r < 0)
+        return err_set(err_code_from_errno(-r), "%s %s offset %llu (LSN %llu-%llu): %s",
+                       datasync ? "write and sync" : "write", seg->path, (unsigned long long)seg->data_end,
+                       (unsigned long long)rd->first_lsn, (unsigned long long)(rd->next_lsn - 1), strerror(-r));
+    XXH3_64bits_update(log->file_hash, frame, frame_size);
+    struct batch_ref ref = {rd->first_lsn, seg->data_end, h.record_count, (uint32_t)frame_size};
+    int code = segment_index_add(seg, &ref);
+    seg->data_end += frame_size;
+    seg->last_lsn = rd->next_lsn - 1;
+    seg->chain = chain;
+    seg->batch_count++;
+    rd->bytes_written += frame_size;
+    rd->syncs += datasync != 0;
+    return code;
+}
+
+/* fdatasync of the active segment, for interval mode and stele_sync. */
+static int sync_active(stele_log *log, struct round *rd)
+{
+    struct segment *seg = log_active(log);
+    if (!seg)
+        return STELE_OK;
+    int r = log->io->ops->fdatasync(log->io, seg->fd);
+    if (r < 0)
+        return err_set(err_code_from_errno(-r), "sync %s: %s", seg->path, strerror(-r));
+    rd->syncs++;
+    log->last_sync_ns = now_ns();
+    return STELE_OK;
+}
+
+/* Detaches the requests that form the next batch (at least one). */
+static struct request *take_locked(stele_log *log, uint64_t *out_body_size, int *out_sync)
+{
+    struct request *head = log->q_head, *last = NULL, *r = head;
+    uint64_t body = 0, records = 0;
+    int sync = 0;
+    while (r) {
+        if (last && (body + r->body_size > WRITER_BATCH_TARGET_SIZE ||
+                     records + r->count > STELE_BATCH_RECORD_COUNT_MAX))
+            break;
+        body += r->body_size;
+        records += r->count;
+        sync |= r->sync;
+        log->q_records -= r->count;
+        last = r;
+        r = r->next;
+    }
+    last->next = NULL;
+    log->q_head = r;
+    if (!r)
+        log->q_tail = NULL;
+    *out_body_size = body;
+    *out_sync = sync;
+    return head;
+}
+
+/* One round: decide, encode, write (and sync) the batch; returns the code
+ * for the round's requests. Runs without q_lock. */
+static int run_round(stele_log *log, struct request *head, uint64_t body_max, int want_sync, struct round *rd,
+                     int *out_wrote)
+{
+    *out_wrote = 0;
+    uint64_t now = now_ns();
+    rd->recorded_at_ns = now > log->last_recorded_at_ns ? now : log->last_recorded_at_ns;
+    rd->first_lsn = rd->next_lsn = log->written_lsn + 1;
+    int code = STELE_OK;
+    struct segment *seg = NULL;
+    if (body_max) {
+        code = ensure_buf(&log->buf, &log->buf_cap, STELE_BATCH_HEADER_SIZE + body_max + STELE_BLOCK_SIZE);
+        if (code == STELE_OK)
+            code = segment_for(log, fmt_batch_frame_size((uint32_t)body_max), &seg);
+        if (code == STELE_OK)
+            code = encode_round(log, head, seg, rd);
+    }
+    if (code == STELE_OK && rd->next_lsn > rd->first_lsn) {
+        *out_wrote = 1;
+        log->last_recorded_at_ns = rd->recorded_at_ns;
+        code = write_round(log, seg, rd, log->durability == STELE_DURABILITY_SYNC);
+    }
+    int unsynced = log->durability != STELE_DURABILITY_SYNC && rd->next_lsn - 1 > log->durable_lsn;
+    if (code == STELE_OK && unsynced && (want_sync || (log->durability == STELE_DURABILITY_INTERVAL &&
+        now_ns() - log->last_sync_ns >= (uint64_t)log->opts.sync_interval_ms * 1000000u)))
+        code = sync_active(log, rd);
+    return code;
+}
+
+static void finish_round_locked(stele_log *log, struct request *head, struct round *rd, int code, int wrote)
+{
+    log->stats.bytes_written += rd->bytes_written;
+    log->stats.batches_written += rd->bytes_written != 0;
+    log->stats.syncs += rd->syncs;
+    if (code != STELE_OK) {
+        /* Nothing in the round may be reported as done: if bytes went out,
+         * they may or may not be on disk (outcome unknown). */
+        fence_locked(log, head, wrote ? STELE_ERR_OUTCOME_UNKNOWN : code);
+        return;
+    }
+    log->written_lsn = rd->next_lsn - 1;
+    if (log->durability == STELE_DURABILITY_SYNC || rd->syncs)
+        log->durable_lsn = log->written_lsn;
+    log->visible_lsn = log->durability == STELE_DURABILITY_SYNC ? log->durable_lsn : log->written_lsn;
+    for (struct request *r = head, *next; r; r = next) {
+        next = r->next;
+        complete_locked(log, r, STELE_OK);
+    }
+    pthread_cond_broadcast(&log->done_cond);
+}
+
+/* How long the idle writer may sleep: until the next interval sync is due. */
+static int wait_idle_locked(stele_log *log)
+{
+    int pending_sync = log->durability == STELE_DURABILITY_INTERVAL && log->written_lsn > log->durable_lsn;
+    if (!pending_sync) {
+        pthread_cond_wait(&log->q_cond, &log->q_lock);
+        return 0;
+    }
+    uint64_t due = log->last_sync_ns + (uint64_t)log->opts.sync_interval_ms * 1000000u;
+    if (now_ns() >= due)
+        return 1;
+    struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+    return pthread_cond_timedwait(&log->q_cond, &log->q_lock, &ts) == ETIMEDOUT;
+}
+
+static void *writer_main(void *arg)
+{
+    stele_log *log = arg;
+    pthread_mutex_lock(&log->q_lock);
+    for (;;) {
+        int timer = 0;
+        if (!log->q_head && !log->stopping && !log->fenced)
+            timer = wait_idle_locked(log);
+        if (log->fenced || (log->stopping && !log->q_head))
+            break;
+        if (!log->q_head && !timer)
+            continue;
+        uint64_t body_max = 0;
+        int want_sync = timer;
+        struct request *head = log->q_head ? take_locked(log, &body_max, &want_sync) : NULL;
+        want_sync |= timer;
+        pthread_mutex_unlock(&log->q_lock);
+        struct round rd = {0};
+        int wrote;
+        int code = run_round(log, head, body_max, want_sync, &rd, &wrote);
+        pthread_mutex_lock(&log->q_lock);
+        finish_round_locked(log, head, &rd, code, wrote);
+    }
+    pthread_mutex_unlock(&log->q_lock);
+    return NULL;
+}
+
+/* The key and stream maps are derived from the log: rebuilt here from every
+ * record. (A checkpointed index that avoids the full scan is SPEC.md's
+ * planned next step; until then reopen time grows with the log.) */
+static int rebuild_cb(void *ctx, uint64_t lsn, const struct fmt_record *rec)
+{
+    return remember(ctx, rec, lsn);
+}
+
+int writer_start(stele_log *log)
+{
+    if (keymap_init(&log->keys) != 0 || keymap_init(&log->streams) != 0)
+        return err_set(STELE_ERR_NOMEM, "out of memory for the key index");
+    int code = log_scan(log, 1, rebuild_cb, log);
+    if (code)
+        return code;
+    if (log->meta.compression == FMT_COMPRESSION_ZSTD && !(log->cctx = ZSTD_createCCtx()))
+        return err_set(STELE_ERR_NOMEM, "out of memory for a zstd context");
+    struct segment *act = log_active(log);
+    log->last_recorded_at_ns = 0;
+    if (act && act->last_lsn >= act->first_lsn) {
+        stele_record *last;
+        if ((code = stele_get(log, act->last_lsn, &last)) != STELE_OK)
+            return code;
+        log->last_recorded_at_ns = last->recorded_at_ns;
+        stele_record_free(last);
+    }
+    log->last_sync_ns = now_ns();
+    int r = pthread_create(&log->writer, NULL, writer_main, log);
+    if (r != 0)
+        return err_set(STELE_ERR_IO, "start writer thread for %s: %s", log->dir, strerror(r));
+    log->writer_started = 1;
+    return STELE_OK;
+}
+
+void writer_stop(stele_log *log)
+{
+    pthread_mutex_lock(&log->q_lock);
+    log->stopping = 1;
+    pthread_cond_broadcast(&log->q_cond);
+    pthread_mutex_unlock(&log->q_lock);
+    pthread_join(log->writer, NULL);
+    log->writer_started = 0;
+    keymap_free(&log->keys);
+    keymap_free(&log->streams);
+    ZSTD_freeCCtx(log->cctx);
+    log->cctx = NULL;
+    free(log->zbuf);
+    log->zbuf = NULL;
+}
+
+/* Queues r and sleeps until the writer completed it. */
+static int submit(stele_log *log, struct request *r)
+{
+    pthread_mutex_lock(&log->q_lock);
+    /* Backpressure: when the disk is slower than the appenders, they wait
+     * here instead of growing the queue without bound. */
+    while (!log->fenced && !log->stopping && log->q_records > 0 &&
+           log->q_records + r->count > log->opts.queue_records_max)
+        pthread_cond_wait(&log->done_cond, &log->q_lock);
+    int code = log->fenced ? STELE_ERR_FENCED : log->stopping ? STELE_ERR_CLOSED : STELE_OK;
+    if (code == STELE_OK) {
+        if (log->q_tail)
+            log->q_tail->next = r;
+        else
+            log->q_head = r;
+        log->q_tail = r;
+        log->q_records += r->count;
+        pthread_cond_signal(&log->q_cond);
+        while (!r->done)
+            pthread_cond_wait(&log->done_cond, &log->q_lock);
+        code = r->code;
+    }
+    if (code == STELE_ERR_FENCED || code == STELE_ERR_OUTCOME_UNKNOWN || (code != STELE_OK && log->fenced))
+        err_set(code, "%s: %s", stele_strerror(code), log->fence_msg);
+    pthread_mutex_unlock(&log->q_lock);
+    return code;
+}
+
+int stele_append_batch(stele_log *log, const stele_event *events, size_t count, stele_receipt *out_receipts)
+{
+    err_clear();
+    if (!log || !events || !out_receipts || count == 0 || count > STELE_BATCH_RECORD_COUNT_MAX)
+        return err_set(STELE_ERR_INVALID, "append: need a log, 1 to %u events and receipts", STELE_BATCH_RECORD_COUNT_MAX);
+    if (log->opts.read_only)
+        return err_set(STELE_ERR_READ_ONLY, "append: %s is open read-only", log->dir);
+    uint64_t body = 0;
+    for (size_t i = 0; i < count; i++) {
+        int code = check_event(log, &events[i], i);
+        if (code)
+            return code;
+        body += event_record_size(&events[i]);
+        out_receipts[i] = (stele_receipt){0, 0, STELE_DECISION_NONE, STELE_OK};
+    }
+    if (body > body_size_limit(log))
+        return err_set(STELE_ERR_TOO_LARGE, "append: %zu records of %llu bytes do not fit one batch (limit %llu)",
+                       count, (unsigned long long)body, (unsigned long long)body_size_limit(log));
+    struct request r = {.events = events, .receipts = out_receipts, .count = count, .body_size = body};
+    int code = submit(log, &r);
+    if (code == STELE_ERR_CONFLICT || code == STELE_ERR_STREAM_VERSION || code == STELE_ERR_INVALID) {
+        for (size_t i = 0; i < count; i++)
+            if ((int)out_receipts[i].code == code) {
+                err_set(code, "append: event %zu: %s (LSN %llu, stream version %llu)", i, stele_strerror(code),
+                        (unsigned long long)out_receipts[i].lsn, (unsigned long long)out_receipts[i].stream_version);
+                break;
+            }
+    }
+    return code;
+}
+
+int stele_append(stele_log *log, const stele_event *event, stele_receipt *out)
+{
+    stele_receipt rc = {0, 0, STELE_DECISION_NONE, STELE_OK};
+    int code = stele_append_batch(log, event, 1, &rc);
+    if (out)
+        *out = rc;
+    return code;
+}
+
+int stele_sync(stele_log *log)
+{
+    err_clear();
+    if (!log)
+        return err_set(STELE_ERR_INVALID, "sync: no log");
+    if (log->opts.read_only)
+        return STELE_OK;
+    struct request r = {.sync = 1};
+    return submit(log, &r);
+}
