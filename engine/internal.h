@@ -62,6 +62,7 @@ struct segment {
     uint64_t batch_count;
     int fd;
     int sealed;
+    unsigned mode;           /* file mode bits seen at open */
     /* Batch index for reads: complete for the active segment, built on first
      * use for sealed ones. */
     pthread_mutex_t index_lock;

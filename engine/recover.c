@@ -146,6 +146,7 @@ static int open_segment(stele_log *log, uint64_t first_lsn, uint64_t seq, uint64
     seg->capacity = h.segment_size;
     seg->prev_chain = seg->chain = prev_chain;
     seg->data_end = STELE_SEGMENT_HEADER_SIZE;
+    seg->mode = st.st_mode;
     *out_seg = seg;
     *out_size = (uint64_t)st.st_size;
     return STELE_OK;
@@ -326,7 +327,11 @@ static int load_segment(stele_log *log, uint64_t first, uint64_t seq, uint64_t p
     if (code)
         return code;
     code = segment_open_sealed(log, seg, size);
-    if (code != STELE_OK && last) {
+    if (code != STELE_OK && last && !(seg->mode & 0222)) {
+        /* Read-only means it was sealed, and sealing makes the footer durable
+         * before the mode changes: a sealed segment that lost its footer was
+         * truncated or damaged, never torn (RELIABILITY S19). */
+    } else if (code != STELE_OK && last) {
         /* The last segment is the active one unless a footer ends it. */
         err_clear();
         seg->indexed = 1;

@@ -11,8 +11,9 @@
  *   4. rename <name>.tmp to <name>, then fsync the directory.
  * A stray .tmp left by a crash is deleted at the next open.
  *
- * Sealing writes the footer after the last batch, cuts the preallocated tail
- * (ftruncate to the footer's end), fdatasyncs and makes the file read-only.
+ * Sealing writes and syncs the footer after the last batch, cuts the
+ * preallocated tail (ftruncate to the footer's end), fsyncs and makes the file
+ * read-only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -154,12 +155,16 @@ int segment_seal(stele_log *log, struct segment *seg)
     };
     uint8_t block[STELE_FOOTER_SIZE];
     fmt_footer_encode(&f, seg->seed, block, sizeof block);
-    int r = io->ops->write(io, seg->fd, block, sizeof block, seg->data_end, 0);
+    /* The footer is made durable before the file is cut to it, and the file
+     * is made read-only only after both are durable: so a segment whose
+     * mode says sealed always ends in its footer, and a crash in between
+     * leaves a footer that recovery finds by scanning (SPEC.md §7). */
+    int r = io->ops->write(io, seg->fd, block, sizeof block, seg->data_end, 1);
     if (r < 0)
         return io_fail(r, "write footer of", seg->path);
     if ((r = io->ops->ftruncate(io, seg->fd, seg->data_end + STELE_FOOTER_SIZE)) < 0)
         return io_fail(r, "truncate sealed", seg->path);
-    if ((r = io->ops->fdatasync(io, seg->fd)) < 0)
+    if ((r = io->ops->fsync(io, seg->fd)) < 0)
         return io_fail(r, "sync sealed", seg->path);
     if ((r = io->ops->fchmod(io, seg->fd, 0444)) < 0)
         return io_fail(r, "make read-only", seg->path);
@@ -323,6 +328,11 @@ int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref,
     if (st == FMT_OK)
         st = fmt_batch_body_check(&b->header, b->frame + STELE_BATCH_HEADER_SIZE,
                                   ref->frame_size - STELE_BATCH_HEADER_SIZE, seg->seed);
+    /* The padding after the body must be zero too: it is part of the frame,
+     * and garbage there would be a torn or misdirected write. */
+    if (st == FMT_OK && !fmt_is_zero(b->frame + STELE_BATCH_HEADER_SIZE + b->header.stored_size,
+                                     ref->frame_size - STELE_BATCH_HEADER_SIZE - b->header.stored_size))
+        st = FMT_BAD_FIELD;
     if (st != FMT_OK)
         return err_set(STELE_ERR_CORRUPT, "%s offset %llu: batch at LSN %llu %s", seg->path,
                        (unsigned long long)ref->offset, (unsigned long long)ref->first_lsn, fmt_status_str(st));

@@ -245,9 +245,9 @@ static void verify_segment(struct verifier *v, const char *path, uint64_t first_
         v->rep.bytes += STELE_FOOTER_SIZE;
         w->next_lsn = f.last_lsn + 1; /* resynchronise so later segments are still checked */
         w->chain = f.chain;
-    } else if (!is_last) {
-        problem(v, path, size, w->next_lsn, "segment is not sealed (no valid footer at its end: truncated?) but "
-                "another segment follows it");
+    } else if (!is_last || !(st.st_mode & 0222)) {
+        problem(v, path, size, w->next_lsn, "segment has no valid footer at its end (truncated?) but %s",
+                is_last ? "its read-only mode says it was sealed" : "another segment follows it");
     } else {
         check_tail(v, path, fd, off, size, seed, w);
     }
