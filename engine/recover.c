@@ -348,6 +348,13 @@ int recover_segments(stele_log *log)
 {
     uint64_t *firsts = NULL;
     size_t n = 0;
+    if (!log->opts.read_only) {
+        /* Decide only on what is durable (RELIABILITY S8): a previous
+         * process may have crashed with directory entries not yet synced. */
+        int r = log->io->ops->sync_dir(log->io, log->dir);
+        if (r < 0)
+            return err_sys(-r, "sync directory", log->dir);
+    }
     int code = list_segments(log, &firsts, &n);
     if (code)
         return code;
