@@ -309,7 +309,7 @@ static int scan_active(stele_log *log, struct segment *seg, uint64_t file_size, 
         return code;
     if (footer_here(log, seg, file_size))
         return finish_seal(log, seg);
-    uint64_t nonzero_end;
+    uint64_t nonzero_end = seg->data_end;
     if ((code = classify_tail(log, seg, file_size, &nonzero_end)) != STELE_OK)
         return code;
     if (!recovering || log->opts.read_only || nonzero_end <= seg->data_end)
