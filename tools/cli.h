@@ -1,0 +1,134 @@
+/*
+ * cli.h - what the `stele` subcommands share: exit codes, the per-invocation
+ * context, option parsing helpers, error printing, and the parsers for
+ * numbers, sizes, durations and RFC 3339 times (PRODUCT.md, "Command line").
+ *
+ * The tools see the engine only through stele.h; nothing here reaches inside.
+ */
+#ifndef STELE_TOOLS_CLI_H
+#define STELE_TOOLS_CLI_H
+
+#include <getopt.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stele.h"
+
+/* The documented exit codes (PRODUCT.md, "Command line"). */
+enum cli_exit {
+    CLI_EXIT_OK = 0,        /* success, including a `duplicate` decision */
+    CLI_EXIT_FAILURE = 1,   /* anything not listed below */
+    CLI_EXIT_USAGE = 2,     /* usage error or invalid input */
+    CLI_EXIT_CONFLICT = 3,  /* key, outcome, compensation or stream version conflict */
+    CLI_EXIT_NOT_FOUND = 4, /* no such log, LSN or key */
+    CLI_EXIT_CORRUPT = 5,   /* corruption found */
+};
+
+/* stele.h documents that type, stream, key and actor hold at most 255 bytes. */
+#define CLI_FIELD_SIZE_MAX 255u
+
+/* The longest RFC 3339 text cli_time_format writes, NUL included. */
+#define CLI_TIME_TEXT_SIZE 40u
+
+/* Positional arguments kept per invocation; more are counted, not kept. */
+#define CLI_ARGS_MAX 4
+
+/* One invocation of one subcommand. */
+struct cli_ctx {
+    const char *cmd;   /* subcommand name, used in messages */
+    const char *usage; /* its synopsis, printed by --help */
+    int human;         /* --human: a rendering for people instead of JSON */
+    const char *args[CLI_ARGS_MAX]; /* positional arguments, in order */
+    int arg_count;
+};
+
+typedef int (*cli_cmd_fn)(struct cli_ctx *ctx, int argc, char **argv);
+
+int cmd_init(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_append(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_get(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_read(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_verify(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_stats(struct cli_ctx *ctx, int argc, char **argv);
+
+/* Option values cli_next_opt returns besides a command's own (which are
+ * printable characters or small integers below CLI_OPT_BASE). */
+enum {
+    CLI_OPT_BASE = 0x1000,
+    CLI_OPT_HUMAN,   /* handled inside cli_next_opt, never returned */
+    CLI_OPT_HELP,    /* usage was printed to stdout: exit 0 */
+    CLI_OPT_INVALID, /* an error was printed to stderr: exit 2 */
+};
+
+/* Every subcommand accepts these; put the macro last in its option table. */
+#define CLI_COMMON_OPTIONS                                                                         \
+    {"human", no_argument, NULL, CLI_OPT_HUMAN}, {"help", no_argument, NULL, CLI_OPT_HELP},        \
+    {NULL, 0, NULL, 0}
+
+/* getopt_long over argv (argv[0] is the subcommand name) with long options
+ * only. Positional arguments are collected into ctx->args. Returns the next
+ * option's value, -1 at the end, CLI_OPT_HELP or CLI_OPT_INVALID (after
+ * printing what was wrong). */
+int cli_next_opt(struct cli_ctx *ctx, int argc, char **argv, const struct option *longopts);
+
+/* After cli_next_opt returned -1: the single positional argument DIR. Prints
+ * the error and returns CLI_EXIT_USAGE when there is not exactly one. */
+int cli_take_dir(struct cli_ctx *ctx, const char **out_dir);
+
+/* Prints "stele: <cmd>: <what>: <strerror(code)>[: <errmsg>]" (what is
+ * printf-style) and returns the exit code that code maps to. Call it right
+ * after the failing stele call so that stele_errmsg() still describes it. */
+int cli_fail(const struct cli_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* stele_open with the error printed ("opening log DIR: ..."); returns 0 or
+ * the exit code. */
+int cli_open_log(const struct cli_ctx *ctx, const char *dir, const stele_options *opts, stele_log **out_log);
+
+/* Prints "stele: <cmd>: <message>" (printf-style) and returns CLI_EXIT_USAGE. */
+int cli_usage_error(const struct cli_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "stele: <cmd>: <message>" and returns exit_code. */
+int cli_error(const struct cli_ctx *ctx, int exit_code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The exit code for a stele_code. */
+int cli_exit_for(int code);
+
+/* Option value parsers: 0 on success, -1 when text is not valid (nothing is
+ * printed; the caller names the option). cli_opt_* wrap them and print. */
+int cli_parse_u64(const char *text, uint64_t *out);
+int cli_parse_size(const char *text, uint64_t *out_bytes);
+int cli_parse_duration(const char *text, uint64_t *out_ns);
+int cli_parse_time(const char *text, uint64_t *out_ns);
+
+/* Parse optarg for option name (without dashes); print and return
+ * CLI_EXIT_USAGE on failure, 0 on success. */
+int cli_opt_u64(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out);
+int cli_opt_size(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out);
+int cli_opt_duration(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out);
+int cli_opt_time(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out);
+/* A string option: UTF-8 (what JSON can carry), at most CLI_FIELD_SIZE_MAX bytes. */
+int cli_opt_field(const struct cli_ctx *ctx, const char *name, const char *text);
+/* --durability sync|interval|none; returns a stele_durability or -1 after printing. */
+int cli_opt_durability(const struct cli_ctx *ctx, const char *text);
+
+/* Length of the valid UTF-8 sequence at s (at most n > 0 bytes), 0 if invalid. */
+size_t cli_utf8_sequence(const char *s, size_t n);
+/* 1 when s[0, n) is valid UTF-8. */
+int cli_utf8_valid(const char *s, size_t n);
+
+/* Writes ns as RFC 3339 UTC with nine fractional digits, e.g.
+ * 2026-11-28T17:19:23.123456789Z, into dst (capacity >= CLI_TIME_TEXT_SIZE). */
+void cli_time_format(uint64_t ns, char *dst, size_t dst_capacity);
+
+/* Renders a duration in ns the way cli_parse_duration reads it, e.g. "24h" or "0". */
+void cli_duration_format(uint64_t ns, char *dst, size_t dst_capacity);
+
+/* Prints rec to stdout as an event object, or rendered for people with
+ * --human; returns 0 or the exit code (after printing the error). */
+int cli_print_record(const struct cli_ctx *ctx, const stele_record *rec);
+
+const char *cli_durability_name(int durability);
+const char *cli_compression_name(int compression);
+
+#endif

@@ -1,0 +1,300 @@
+/*
+ * stele.c - the `stele` command: global options, dispatch to one subcommand,
+ * the option parsing every subcommand shares, and error printing with the
+ * documented exit codes (PRODUCT.md, "Command line (`stele`) - the contract").
+ *
+ * Every error is one line on stderr, "stele: <what failed>: <why>", and the
+ * process exits with the code the failure maps to. Output goes to stdout only.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "stele.h"
+
+static const struct command {
+    const char *name;
+    cli_cmd_fn fn;
+    const char *usage;
+} commands[] = {
+    {"init", cmd_init,
+     "stele init DIR [--segment-size BYTES] [--idem-window DURATION] [--compression none|zstd]\n"
+     "                [--durability sync|interval|none]"},
+    {"append", cmd_append,
+     "stele append DIR [--type T] [--key K] [--stream S] [--expect-version N] [--actor A]\n"
+     "                  [--event-time TIME] [--data TEXT] [--durability sync|interval|none]\n"
+     "       stele append DIR --jsonl [--durability sync|interval|none]   (event objects on stdin)"},
+    {"get", cmd_get, "stele get DIR --lsn N"},
+    {"read", cmd_read,
+     "stele read DIR [--from LSN] [--to LSN] [--since TIME] [--until TIME] [--type T] [--stream S]\n"
+     "                [--limit N] [--follow]"},
+    {"verify", cmd_verify, "stele verify DIR"},
+    {"stats", cmd_stats, "stele stats DIR"},
+};
+
+static void print_usage(FILE *f)
+{
+    fprintf(f, "usage: stele [--human] COMMAND ARGS...   (stele --version, stele COMMAND --help)\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %s\n", commands[i].usage);
+    fprintf(f, "Output is JSON, one object per line, unless --human is given. Exit codes: 0 ok,\n"
+               "2 usage or invalid input, 3 conflict, 4 not found, 5 corruption, 1 other failure.\n");
+}
+
+int cli_exit_for(int code)
+{
+    switch (code) {
+    case STELE_OK:
+        return CLI_EXIT_OK;
+    case STELE_ERR_INVALID:
+    case STELE_ERR_TOO_LARGE:
+        return CLI_EXIT_USAGE;
+    case STELE_ERR_CONFLICT:
+    case STELE_ERR_STREAM_VERSION:
+        return CLI_EXIT_CONFLICT;
+    case STELE_ERR_NOT_FOUND:
+        return CLI_EXIT_NOT_FOUND;
+    case STELE_ERR_CORRUPT:
+        return CLI_EXIT_CORRUPT;
+    default:
+        return CLI_EXIT_FAILURE;
+    }
+}
+
+int cli_fail(const struct cli_ctx *ctx, int code, const char *fmt, ...)
+{
+    /* Copy the detail first: it belongs to the failing call and nothing else. */
+    char detail[1024];
+    const char *msg = stele_errmsg();
+    snprintf(detail, sizeof detail, "%s", msg ? msg : "");
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "stele: %s: ", ctx->cmd);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (detail[0])
+        fprintf(stderr, ": %s: %s\n", stele_strerror(code), detail);
+    else
+        fprintf(stderr, ": %s\n", stele_strerror(code));
+    return cli_exit_for(code);
+}
+
+int cli_open_log(const struct cli_ctx *ctx, const char *dir, const stele_options *opts, stele_log **out_log)
+{
+    int rc = stele_open(dir, opts, out_log);
+    if (rc != STELE_OK)
+        return cli_fail(ctx, rc, "opening log %s", dir);
+    return 0;
+}
+
+static void vprint_error(const struct cli_ctx *ctx, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "stele: %s: ", ctx->cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+int cli_usage_error(const struct cli_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprint_error(ctx, fmt, ap);
+    va_end(ap);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_error(const struct cli_ctx *ctx, int exit_code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprint_error(ctx, fmt, ap);
+    va_end(ap);
+    return exit_code;
+}
+
+static void push_positional(struct cli_ctx *ctx, const char *arg)
+{
+    if (ctx->arg_count < CLI_ARGS_MAX)
+        ctx->args[ctx->arg_count] = arg;
+    ctx->arg_count++;
+}
+
+/* The optstring "-:" makes getopt_long hand back positional arguments as
+ * value 1 in order (so options may follow DIR even with POSIXLY_CORRECT set)
+ * and report a missing option value as ':' instead of '?'. */
+int cli_next_opt(struct cli_ctx *ctx, int argc, char **argv, const struct option *longopts)
+{
+    for (;;) {
+        int c = getopt_long(argc, argv, "-:", longopts, NULL);
+        if (c == 1) {
+            push_positional(ctx, optarg);
+            continue;
+        }
+        if (c == -1) {
+            /* Whatever follows "--" is positional too. */
+            for (; optind < argc; optind++)
+                push_positional(ctx, argv[optind]);
+            return -1;
+        }
+        if (c == CLI_OPT_HUMAN) {
+            ctx->human = 1;
+            continue;
+        }
+        if (c == CLI_OPT_HELP) {
+            printf("usage: %s\n", ctx->usage);
+            return CLI_OPT_HELP;
+        }
+        if (c == ':') {
+            cli_usage_error(ctx, "option '%s' needs a value (see stele %s --help)", argv[optind - 1],
+                            ctx->cmd);
+            return CLI_OPT_INVALID;
+        }
+        if (c == '?') {
+            /* For a short option optind may still point at its cluster; name the character. */
+            if (optopt > ' ' && optopt < 127)
+                cli_usage_error(ctx, "unknown option '-%c' (see stele %s --help)", optopt, ctx->cmd);
+            else
+                cli_usage_error(ctx, "unknown, ambiguous or malformed option '%s' (see stele %s --help)",
+                                argv[optind - 1], ctx->cmd);
+            return CLI_OPT_INVALID;
+        }
+        return c;
+    }
+}
+
+int cli_take_dir(struct cli_ctx *ctx, const char **out_dir)
+{
+    if (ctx->arg_count != 1)
+        return cli_usage_error(ctx, "expected exactly one DIR argument, got %d (see stele %s --help)",
+                               ctx->arg_count, ctx->cmd);
+    if (ctx->args[0][0] == '\0')
+        return cli_usage_error(ctx, "DIR is empty");
+    *out_dir = ctx->args[0];
+    return 0;
+}
+
+int cli_opt_u64(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out)
+{
+    if (cli_parse_u64(text, out) != 0)
+        return cli_usage_error(ctx, "--%s: '%s' is not a non-negative decimal integer", name, text);
+    return 0;
+}
+
+int cli_opt_size(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out)
+{
+    if (cli_parse_size(text, out) != 0)
+        return cli_usage_error(ctx, "--%s: '%s' is not a size (bytes, or with K, M, G, T: 64K, 16MiB)",
+                               name, text);
+    return 0;
+}
+
+int cli_opt_duration(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out)
+{
+    if (cli_parse_duration(text, out) != 0)
+        return cli_usage_error(ctx, "--%s: '%s' is not a duration (0, or e.g. 24h, 30m, 10s, 500ms, 1h30m)",
+                               name, text);
+    return 0;
+}
+
+int cli_opt_time(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out)
+{
+    if (cli_parse_time(text, out) != 0)
+        return cli_usage_error(ctx, "--%s: '%s' is not an RFC 3339 time (e.g. 2026-11-28T17:19:23.5Z)",
+                               name, text);
+    return 0;
+}
+
+int cli_opt_field(const struct cli_ctx *ctx, const char *name, const char *text)
+{
+    if (strlen(text) > CLI_FIELD_SIZE_MAX)
+        return cli_usage_error(ctx, "--%s: longer than %u bytes", name, CLI_FIELD_SIZE_MAX);
+    if (!cli_utf8_valid(text, strlen(text)))
+        return cli_usage_error(ctx, "--%s: not valid UTF-8", name);
+    return 0;
+}
+
+int cli_opt_durability(const struct cli_ctx *ctx, const char *text)
+{
+    if (strcmp(text, "sync") == 0)
+        return STELE_DURABILITY_SYNC;
+    if (strcmp(text, "interval") == 0)
+        return STELE_DURABILITY_INTERVAL;
+    if (strcmp(text, "none") == 0)
+        return STELE_DURABILITY_NONE;
+    cli_usage_error(ctx, "--durability: '%s' is not sync, interval or none", text);
+    return -1;
+}
+
+const char *cli_durability_name(int durability)
+{
+    switch (durability) {
+    case STELE_DURABILITY_SYNC:
+        return "sync";
+    case STELE_DURABILITY_INTERVAL:
+        return "interval";
+    case STELE_DURABILITY_NONE:
+        return "none";
+    default:
+        return "default";
+    }
+}
+
+const char *cli_compression_name(int compression)
+{
+    return compression == STELE_COMPRESSION_ZSTD ? "zstd" : "none";
+}
+
+/* Options before the command: --human, --help, --version. Returns the index
+ * of the command word, or a negative exit code to return (-1 - code). */
+static int global_options(int argc, char **argv, struct cli_ctx *ctx)
+{
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "--human") == 0) {
+            ctx->human = 1;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_usage(stdout);
+            return -1 - CLI_EXIT_OK;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("stele %s (library %s)\n", STELE_VERSION_STRING, stele_version());
+            return -1 - CLI_EXIT_OK;
+        } else {
+            fprintf(stderr, "stele: unknown option '%s' (see stele --help)\n", argv[i]);
+            return -1 - CLI_EXIT_USAGE;
+        }
+    }
+    if (i == argc) {
+        print_usage(stderr);
+        return -1 - CLI_EXIT_USAGE;
+    }
+    return i;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli_ctx ctx = {0};
+    int i = global_options(argc, argv, &ctx);
+    if (i < 0)
+        return -1 - i;
+    const struct command *cmd = NULL;
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+        if (strcmp(argv[i], commands[k].name) == 0)
+            cmd = &commands[k];
+    if (!cmd) {
+        fprintf(stderr, "stele: unknown command '%s' (see stele --help)\n", argv[i]);
+        return CLI_EXIT_USAGE;
+    }
+    ctx.cmd = cmd->name;
+    ctx.usage = cmd->usage;
+    opterr = 0; /* cli_next_opt prints its own one-line errors */
+    int rc = cmd->fn(&ctx, argc - i, argv + i);
+    /* Output that never reached its reader is a failure, not a success (a
+     * command that already failed has said so; one error line is enough). */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && rc == CLI_EXIT_OK) {
+        fprintf(stderr, "stele: %s: writing output: %s\n", ctx.cmd, strerror(errno));
+        rc = CLI_EXIT_FAILURE;
+    }
+    return rc;
+}
