@@ -7,6 +7,7 @@
  * whole one. Opening for writing takes an exclusive flock on stele.lock, so a
  * second writer gets STELE_ERR_LOCKED naming the holder's pid.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -174,13 +175,35 @@ out:
     return code;
 }
 
+/* EXISTS when dir holds a segment file (a log whose meta block is missing). */
+static int has_segments(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return err_sys(errno, "open directory", dir);
+    struct dirent *e;
+    uint64_t first;
+    int found = 0;
+    while (!found && (e = readdir(d)) != NULL)
+        found = fmt_segment_name_parse(e->d_name, &first);
+    closedir(d);
+    return found ? err_set(STELE_ERR_EXISTS, "%s holds segment files but no %s", dir, META_NAME) : STELE_OK;
+}
+
 static int create_with(struct io *io, const char *dir, const stele_options *o)
 {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return err_sys(errno, "create directory", dir);
+    /* SPEC.md §2: EXISTS whenever stele.meta exists, whatever its content (a
+     * damaged meta block is reported, never replaced), or a segment does. */
     struct fmt_meta meta;
-    if (read_meta(io, dir, &meta) == STELE_OK)
+    int code = read_meta(io, dir, &meta);
+    if (code == STELE_OK || code == STELE_ERR_CORRUPT || code == STELE_ERR_FORMAT)
         return err_set(STELE_ERR_EXISTS, "%s already holds a log", dir);
+    if (code != STELE_ERR_NOT_FOUND)
+        return code;
+    if ((code = has_segments(dir)) != STELE_OK)
+        return code;
     memset(&meta, 0, sizeof meta);
     if (getrandom(meta.log_id, sizeof meta.log_id, 0) != (ssize_t)sizeof meta.log_id)
         return err_sys(errno, "getrandom for the log id of", dir);

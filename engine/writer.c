@@ -42,6 +42,28 @@ static size_t event_record_size(const stele_event *ev)
     return fmt_record_size(&r);
 }
 
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF. */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i], len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (len == 0 || i + len > n)
+            return 0;
+        uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+        for (unsigned k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
 /* Static checks of one event: everything that does not depend on the log's state. */
 static int check_event(const stele_log *log, const stele_event *ev, size_t i)
 {
@@ -54,6 +76,10 @@ static int check_event(const stele_log *log, const stele_event *ev, size_t i)
         if (sizes[f] && !ptrs[f])
             return err_set(STELE_ERR_INVALID, "event %zu: %s has a size but no pointer", i, names[f]);
     }
+    if (!utf8_valid((const unsigned char *)ev->type, ev->type_size) ||
+        !utf8_valid((const unsigned char *)ev->actor, ev->actor_size))
+        return err_set(STELE_ERR_INVALID, "event %zu: %s is not valid UTF-8", i,
+                       utf8_valid((const unsigned char *)ev->type, ev->type_size) ? "actor" : "type");
     if (ev->payload_size > log->meta.payload_size_max)
         return err_set(STELE_ERR_TOO_LARGE, "event %zu: payload is %zu bytes, the log's limit is %u", i,
                        ev->payload_size, log->meta.payload_size_max);
@@ -360,7 +386,9 @@ static struct request *take_locked(stele_log *log, uint64_t *out_body_size, int 
     uint64_t body = 0, records = 0;
     int sync = 0;
     while (r) {
-        if (last && (body + r->body_size > WRITER_BATCH_TARGET_SIZE ||
+        /* A batch must also fit an empty segment: requests are checked one by
+         * one against body_size_limit, so the round as a whole is bounded too. */
+        if (last && (body + r->body_size > WRITER_BATCH_TARGET_SIZE || body + r->body_size > body_size_limit(log) ||
                      records + r->count > STELE_BATCH_RECORD_COUNT_MAX))
             break;
         body += r->body_size;
@@ -483,28 +511,42 @@ static int rebuild_cb(void *ctx, uint64_t lsn, const struct fmt_record *rec)
 
 int writer_start(stele_log *log)
 {
-    if (keymap_init(&log->keys) != 0 || keymap_init(&log->streams) != 0)
-        return err_set(STELE_ERR_NOMEM, "out of memory for the key index");
-    int code = log_scan(log, 1, rebuild_cb, log);
-    if (code)
-        return code;
-    if (log->meta.compression == FMT_COMPRESSION_ZSTD && !(log->cctx = ZSTD_createCCtx()))
-        return err_set(STELE_ERR_NOMEM, "out of memory for a zstd context");
-    struct segment *act = log_active(log);
+    int code = STELE_OK;
+    if (keymap_init(&log->keys) != 0 || keymap_init(&log->streams) != 0) {
+        code = err_set(STELE_ERR_NOMEM, "out of memory for the key index");
+        goto fail;
+    }
+    if ((code = log_scan(log, 1, rebuild_cb, log)) != STELE_OK)
+        goto fail;
+    if (log->meta.compression == FMT_COMPRESSION_ZSTD && !(log->cctx = ZSTD_createCCtx())) {
+        code = err_set(STELE_ERR_NOMEM, "out of memory for a zstd context");
+        goto fail;
+    }
+    /* SPEC.md §4: recorded time never decreases, also across restarts: the
+     * floor is the log's last record (the active segment may be empty). */
     log->last_recorded_at_ns = 0;
-    if (act && act->last_lsn >= act->first_lsn) {
+    if (log->written_lsn) {
         stele_record *last;
-        if ((code = stele_get(log, act->last_lsn, &last)) != STELE_OK)
-            return code;
+        if ((code = stele_get(log, log->written_lsn, &last)) != STELE_OK)
+            goto fail;
         log->last_recorded_at_ns = last->recorded_at_ns;
         stele_record_free(last);
     }
     log->last_sync_ns = now_ns();
     int r = pthread_create(&log->writer, NULL, writer_main, log);
-    if (r != 0)
-        return err_set(STELE_ERR_IO, "start writer thread for %s: %s", log->dir, strerror(r));
+    if (r != 0) {
+        code = err_set(STELE_ERR_IO, "start writer thread for %s: %s", log->dir, strerror(r));
+        goto fail;
+    }
     log->writer_started = 1;
     return STELE_OK;
+fail:
+    /* The open fails and log_free knows nothing of the writer's state. */
+    keymap_free(&log->keys);
+    keymap_free(&log->streams);
+    ZSTD_freeCCtx(log->cctx);
+    log->cctx = NULL;
+    return code;
 }
 
 void writer_stop(stele_log *log)
@@ -556,21 +598,22 @@ int stele_append_batch(stele_log *log, const stele_event *events, size_t count, 
     err_clear();
     if (!log || !events || !out_receipts || count == 0 || count > STELE_BATCH_RECORD_COUNT_MAX)
         return err_set(STELE_ERR_INVALID, "append: need a log, 1 to %u events and receipts", STELE_BATCH_RECORD_COUNT_MAX);
-    if (log->opts.read_only)
-        return err_set(STELE_ERR_READ_ONLY, "append: %s is open read-only", log->dir);
-    uint64_t body = 0;
-    for (size_t i = 0; i < count; i++) {
-        int code = check_event(log, &events[i], i);
-        if (code)
-            return code;
-        body += event_record_size(&events[i]);
+    for (size_t i = 0; i < count; i++)
         out_receipts[i] = (stele_receipt){0, 0, STELE_DECISION_NONE, STELE_OK};
+    int code = log->opts.read_only ? err_set(STELE_ERR_READ_ONLY, "append: %s is open read-only", log->dir)
+                                   : STELE_OK;
+    uint64_t body = 0;
+    for (size_t i = 0; code == STELE_OK && i < count; i++) {
+        code = check_event(log, &events[i], i);
+        body += event_record_size(&events[i]);
     }
-    if (body > body_size_limit(log))
-        return err_set(STELE_ERR_TOO_LARGE, "append: %zu records of %llu bytes do not fit one batch (limit %llu)",
+    if (code == STELE_OK && body > body_size_limit(log))
+        code = err_set(STELE_ERR_TOO_LARGE, "append: %zu records of %llu bytes do not fit one batch (limit %llu)",
                        count, (unsigned long long)body, (unsigned long long)body_size_limit(log));
-    struct request r = {.events = events, .receipts = out_receipts, .count = count, .body_size = body};
-    int code = submit(log, &r);
+    if (code == STELE_OK) {
+        struct request r = {.events = events, .receipts = out_receipts, .count = count, .body_size = body};
+        code = submit(log, &r);
+    }
     if (code == STELE_ERR_CONFLICT || code == STELE_ERR_STREAM_VERSION || code == STELE_ERR_INVALID) {
         for (size_t i = 0; i < count; i++)
             if ((int)out_receipts[i].code == code) {
@@ -579,6 +622,12 @@ int stele_append_batch(stele_log *log, const stele_event *events, size_t count, 
                 break;
             }
     }
+    /* A receipt the writer never decided (the call was refused before it was
+     * queued, or the log was fenced or closing) carries the call's code, so
+     * that the receipt and the return value never disagree. */
+    for (size_t i = 0; code != STELE_OK && i < count; i++)
+        if (out_receipts[i].decision == STELE_DECISION_NONE && out_receipts[i].code == STELE_OK)
+            out_receipts[i].code = (stele_code)code;
     return code;
 }
 

@@ -103,7 +103,11 @@ typedef struct stele_options {
     /* Fixed when the log is created (stored in the log; ignored when opening an existing one). */
     uint64_t segment_size;         /* bytes per segment file. Default 64 MiB, bounds [64 KiB, 4 GiB], a multiple of 4096. */
     uint64_t idem_window_ns;       /* how long idempotency keys are remembered (recorded time). Default 24 h; 0 = forever. */
-    uint32_t payload_size_max;     /* largest payload accepted. Default 1 MiB, bounds [0, 16 MiB]; must fit a segment. */
+    uint32_t payload_size_max;     /* largest payload accepted. Default 1 MiB, bounds [0, 16 MiB]. A record
+                                      with every field at its maximum must fit one batch frame in one
+                                      segment: payload_size_max + 1092, rounded up to 4096 together with
+                                      the 64-byte batch header, must be <= segment_size - 8192
+                                      (e.g. at most 56188 for 64 KiB segments). */
     stele_compression compression; /* Default STELE_COMPRESSION_NONE. */
     int compression_level;         /* zstd level. Default 3, bounds [1, 19]. */
     stele_durability default_durability; /* the log's default mode. Default STELE_DURABILITY_SYNC. */
@@ -139,7 +143,10 @@ typedef enum stele_content {
 /* An append request. Zero-initialise, then set what applies: a zeroed event is
  * a binary `event` with no type, stream, key or payload and no version check.
  * String fields are (pointer, size) pairs, not NUL-terminated; sizes are limited
- * to 255 bytes (type, stream, key, actor) and payload_size_max (payload). */
+ * to 255 bytes (type, stream, key, actor) and payload_size_max (payload); type
+ * and actor must be valid UTF-8. An outcome or compensation needs ref, and
+ * has_expect_version needs a stream (STELE_ERR_INVALID otherwise).
+ * event_time_ns 0 means "the recorded time", so the epoch itself cannot be stated. */
 typedef struct stele_event {
     stele_kind kind;               /* 0 = STELE_KIND_EVENT */
     stele_outcome outcome;         /* set exactly when kind is STELE_KIND_OUTCOME */
@@ -219,8 +226,11 @@ STELE_API STELE_NODISCARD int stele_append(stele_log *log, const stele_event *ev
 /* Appends count records atomically: every new record of the call lands in one
  * batch, so after a crash all of them are there or none. Each receipt says what
  * happened to its record. Invalid input fails the whole call with nothing
- * appended. Returns OK when every record is new or duplicate, otherwise the
- * first failing receipt's code. count is at most 65536. */
+ * appended, and so does a call whose records together do not fit one batch
+ * frame in one segment (TOO_LARGE: a batch is never split across segments).
+ * Returns OK when every record is new or duplicate, otherwise the first
+ * failing receipt's code; stele_errmsg() describes that first failure only.
+ * count is at most 65536. */
 STELE_API STELE_NODISCARD int stele_append_batch(stele_log *log, const stele_event *events, size_t count,
                                                  stele_receipt *out_receipts);
 
