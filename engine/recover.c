@@ -303,15 +303,27 @@ static int scan_active(stele_log *log, struct segment *seg, uint64_t file_size, 
         XXH3_64bits_reset_withSeed(log->file_hash, seg->seed);
         XXH3_64bits_update(log->file_hash, block, sizeof block);
     }
-    while (take_batch(log, seg, file_size, hash, &code))
-        ;
-    if (code)
-        return code;
-    if (footer_here(log, seg, file_size))
-        return finish_seal(log, seg);
-    uint64_t nonzero_end = seg->data_end;
-    if ((code = classify_tail(log, seg, file_size, &nonzero_end)) != STELE_OK)
-        return code;
+    uint64_t nonzero_end;
+    for (;;) {
+        while (take_batch(log, seg, file_size, hash, &code))
+            ;
+        if (code)
+            return code;
+        if (footer_here(log, seg, file_size))
+            return finish_seal(log, seg);
+        nonzero_end = seg->data_end;
+        if ((code = classify_tail(log, seg, file_size, &nonzero_end)) == STELE_OK)
+            break;
+        /* A read-only handle races the writing process: the batch at X may
+         * have been written, or the segment sealed and truncated, after X was
+         * read, which looks like damage below a durable batch or like a file
+         * that ends early. Only what is still wrong on a second look is. */
+        int retry_code;
+        if (!log->opts.read_only ||
+            (!take_batch(log, seg, file_size, hash, &retry_code) && !footer_here(log, seg, file_size)))
+            return code;
+        err_clear();
+    }
     if (!recovering || log->opts.read_only || nonzero_end <= seg->data_end)
         return STELE_OK;
     log->stats.recovery_torn_bytes += nonzero_end - seg->data_end;
@@ -336,6 +348,12 @@ static int load_segment(stele_log *log, uint64_t first, uint64_t seq, uint64_t p
         err_clear();
         seg->indexed = 1;
         code = scan_active(log, seg, size, 1);
+    } else if (code == STELE_OK && last && !log->opts.read_only && (seg->mode & 0222)) {
+        /* SPEC.md §10.1 step 6: sealed, but a crash or a failed chmod came
+         * between the seal's sync and its chmod. */
+        int r = log->io->ops->fchmod(log->io, seg->fd, 0444);
+        if (r < 0)
+            code = err_sys(-r, "make read-only", seg->path);
     }
     if (code == STELE_OK)
         code = log_add_segment(log, seg);
