@@ -60,9 +60,11 @@ struct segment {
     uint64_t prev_chain;
     uint64_t chain;          /* chain value of the last batch (prev_chain when empty) */
     uint64_t batch_count;
-    int fd;
-    int sealed;
+    int fd;                  /* -1 while a sealed segment's fd is closed (segment_fd_acquire) */
+    int sealed;              /* read and written with __atomic: the writer seals, others look */
     unsigned mode;           /* file mode bits seen at open */
+    unsigned fd_users;       /* readers using fd now; guarded by log->fd_lock */
+    uint64_t fd_last_use;    /* LRU tick; guarded by log->fd_lock */
     /* Batch index for reads: complete for the active segment, built on first
      * use for sealed ones. */
     pthread_mutex_t index_lock;
@@ -94,6 +96,9 @@ struct stele_log {
 
     pthread_rwlock_t seg_lock;
     pthread_mutex_t refresh_lock; /* serialises log_refresh (read-only handles) */
+    pthread_mutex_t fd_lock; /* the sealed-segment fd cache */
+    size_t open_fds;
+    uint64_t fd_tick;
     struct segment **segs;
     size_t seg_count;
     size_t seg_cap;
@@ -145,6 +150,20 @@ int segment_create(stele_log *log, uint64_t seq, uint64_t first_lsn, uint64_t pr
 int segment_seal(stele_log *log, struct segment *seg);
 int segment_open_sealed(stele_log *log, struct segment *seg, uint64_t file_size);
 int segment_index_add(struct segment *seg, const struct batch_ref *ref);
+/* Sealed segments keep their fd open only while used or among the most
+ * recently used (SEALED_FDS_MAX), so a log of any length stays within the
+ * process's fd limit. The active segment's fd is always open. */
+void segment_fd_adopt(stele_log *log, struct segment *seg, int fd);
+int segment_fd_acquire(stele_log *log, struct segment *seg, int *out_fd);
+void segment_fd_release(stele_log *log, struct segment *seg);
+static inline int segment_sealed(const struct segment *seg)
+{
+    return __atomic_load_n(&seg->sealed, __ATOMIC_ACQUIRE);
+}
+static inline void segment_set_sealed(struct segment *seg)
+{
+    __atomic_store_n(&seg->sealed, 1, __ATOMIC_RELEASE);
+}
 int segment_ensure_index(stele_log *log, struct segment *seg);
 
 /* batch reading (segment_io.c): reads and checks one frame, decompressing

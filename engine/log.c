@@ -339,6 +339,7 @@ static stele_log *log_alloc(const char *dir, const stele_options *opts, struct i
     log->lock_fd = -1;
     pthread_rwlock_init(&log->seg_lock, NULL);
     pthread_mutex_init(&log->refresh_lock, NULL);
+    pthread_mutex_init(&log->fd_lock, NULL);
     pthread_mutex_init(&log->q_lock, NULL);
     pthread_cond_init(&log->q_cond, NULL);
     pthread_cond_init(&log->done_cond, NULL);
@@ -356,6 +357,7 @@ static void log_free(stele_log *log)
         log->io->ops->destroy(log->io);
     pthread_rwlock_destroy(&log->seg_lock);
     pthread_mutex_destroy(&log->refresh_lock);
+    pthread_mutex_destroy(&log->fd_lock);
     pthread_mutex_destroy(&log->q_lock);
     pthread_cond_destroy(&log->q_cond);
     pthread_cond_destroy(&log->done_cond);

@@ -285,9 +285,12 @@ int stele_stats_get(stele_log *log, stele_stats *out)
     out->segment_count = log->seg_count;
     for (size_t i = 0; i < log->seg_count; i++) {
         const struct segment *s = log->segs[i];
-        out->sealed_segment_count += s->sealed != 0;
-        out->disk_size += s->sealed ? s->data_end + STELE_FOOTER_SIZE : s->capacity;
-        out->data_size += s->data_end;
+        /* The writer moves these while we look: atomic loads, a snapshot. */
+        uint64_t data_end = __atomic_load_n(&s->data_end, __ATOMIC_RELAXED);
+        int sealed = segment_sealed(s);
+        out->sealed_segment_count += sealed != 0;
+        out->disk_size += sealed ? data_end + STELE_FOOTER_SIZE : s->capacity;
+        out->data_size += data_end;
     }
     pthread_rwlock_unlock(&log->seg_lock);
     return STELE_OK;

@@ -109,7 +109,7 @@ static int open_segment(stele_log *log, uint64_t first_lsn, uint64_t seq, uint64
         code = err_sys(-fd, "open segment", path);
         goto fail;
     }
-    seg->fd = fd;
+    segment_fd_adopt(log, seg, fd);
     struct stat st;
     if (fstat(fd, &st) != 0) {
         code = err_sys(errno, "stat", path);
@@ -202,7 +202,7 @@ static int take_batch(stele_log *log, struct segment *seg, uint64_t file_size, i
         *out_code = code;
         return 0;
     }
-    seg->data_end = off + frame;
+    __atomic_store_n(&seg->data_end, off + frame, __ATOMIC_RELAXED);
     seg->last_lsn = lsn + h.record_count - 1;
     seg->chain = chain;
     seg->batch_count++;
@@ -218,8 +218,11 @@ static int footer_here(stele_log *log, struct segment *seg, uint64_t file_size)
         io_read_full(log->io, seg->fd, block, sizeof block, seg->data_end) < 0 ||
         fmt_footer_decode(block, sizeof block, seg->seed, &f) != FMT_OK)
         return 0;
+    /* A writer has hashed every byte it scanned; a read-only handle has not
+     * and relies on the chain (SPEC.md §10.2 rule 1). */
+    int hash_ok = log->opts.read_only || f.file_hash == XXH3_64bits_digest(log->file_hash);
     return f.data_end == seg->data_end && f.last_lsn == seg->last_lsn && f.chain == seg->chain &&
-           f.batch_count == seg->batch_count;
+           f.batch_count == seg->batch_count && f.record_count == seg->last_lsn + 1 - seg->first_lsn && hash_ok;
 }
 
 /* Looks past X for evidence that X was durable, and for the end of non-zero bytes. */
@@ -278,7 +281,7 @@ static int zero_range(stele_log *log, struct segment *seg, uint64_t from, uint64
 
 static int finish_seal(stele_log *log, struct segment *seg)
 {
-    seg->sealed = 1;
+    segment_set_sealed(seg);
     if (log->opts.read_only)
         return STELE_OK;
     int r = log->io->ops->ftruncate(log->io, seg->fd, seg->data_end + STELE_FOOTER_SIZE);
@@ -289,7 +292,7 @@ static int finish_seal(stele_log *log, struct segment *seg)
     return r < 0 ? err_sys(-r, "finish sealing", seg->path) : STELE_OK;
 }
 
-/* Scans the unsealed last segment from seg->data_end (SPEC.md §10 steps 5-7). */
+/* Scans the unsealed last segment from seg->data_end (SPEC.md §10.1 steps 7-8, §10.2). */
 static int scan_active(stele_log *log, struct segment *seg, uint64_t file_size, int recovering)
 {
     int code = STELE_OK, hash = !log->opts.read_only;
@@ -343,6 +346,13 @@ static int load_segment(stele_log *log, uint64_t first, uint64_t seq, uint64_t p
         /* Read-only means it was sealed, and sealing makes the footer durable
          * before the mode changes: a sealed segment that lost its footer was
          * truncated or damaged, never torn (RELIABILITY S19). */
+    } else if (code != STELE_OK && last && size != seg->capacity) {
+        /* An active segment is created at its full size (§7.1) and only
+         * sealing changes that: a shorter or longer one without a footer
+         * was cut or damaged, not torn (SPEC.md §10.1 step 7). */
+        code = err_set(STELE_ERR_CORRUPT, "%s: %llu bytes without a footer, but an active segment is %llu "
+                       "bytes: truncated or damaged", seg->path, (unsigned long long)size,
+                       (unsigned long long)seg->capacity);
     } else if (code != STELE_OK && last) {
         /* The last segment is the active one unless a footer ends it. */
         err_clear();
@@ -408,7 +418,7 @@ int log_refresh(stele_log *log)
     int code = STELE_OK;
     for (;;) {
         struct segment *seg = log_active(log);
-        if (seg && !seg->sealed) {
+        if (seg && !segment_sealed(seg)) {
             struct stat st;
             if (fstat(seg->fd, &st) != 0) {
                 code = err_sys(errno, "stat", seg->path);
@@ -418,7 +428,7 @@ int log_refresh(stele_log *log)
                 ;
             if (code || !footer_here(log, seg, (uint64_t)st.st_size))
                 break;
-            seg->sealed = 1;
+            segment_set_sealed(seg);
         }
         uint64_t first = seg ? seg->last_lsn + 1 : 1, seq = seg ? seg->seq + 1 : 1;
         struct segment *next;

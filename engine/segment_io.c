@@ -40,11 +40,79 @@ void segment_free(stele_log *log, struct segment *seg)
 {
     if (!seg)
         return;
-    if (seg->fd >= 0)
+    if (seg->fd >= 0) {
         log->io->ops->close(log->io, seg->fd);
+        pthread_mutex_lock(&log->fd_lock);
+        log->open_fds--;
+        pthread_mutex_unlock(&log->fd_lock);
+    }
     pthread_mutex_destroy(&seg->index_lock);
     free(seg->index);
     free(seg);
+}
+
+/* Open fds of sealed segments kept for reuse; well below the usual 1024 limit. */
+#define SEALED_FDS_MAX 64
+
+/* Closes the least recently used idle sealed fds while over the cap. */
+static void evict_locked(stele_log *log)
+{
+    while (log->open_fds > SEALED_FDS_MAX) {
+        struct segment *lru = NULL;
+        pthread_rwlock_rdlock(&log->seg_lock);
+        for (size_t i = 0; i < log->seg_count; i++) {
+            struct segment *s = log->segs[i];
+            if (s->fd >= 0 && s->fd_users == 0 && segment_sealed(s) && (!lru || s->fd_last_use < lru->fd_last_use))
+                lru = s;
+        }
+        pthread_rwlock_unlock(&log->seg_lock);
+        if (!lru)
+            return;
+        log->io->ops->close(log->io, lru->fd);
+        lru->fd = -1;
+        log->open_fds--;
+    }
+}
+
+void segment_fd_adopt(stele_log *log, struct segment *seg, int fd)
+{
+    pthread_mutex_lock(&log->fd_lock);
+    evict_locked(log);
+    seg->fd = fd;
+    seg->fd_last_use = ++log->fd_tick;
+    log->open_fds++;
+    pthread_mutex_unlock(&log->fd_lock);
+}
+
+int segment_fd_acquire(stele_log *log, struct segment *seg, int *out_fd)
+{
+    int code = STELE_OK;
+    pthread_mutex_lock(&log->fd_lock);
+    if (seg->fd < 0) {
+        evict_locked(log);
+        int fd = log->io->ops->open(log->io, seg->path, O_RDONLY, 0);
+        if (fd < 0) {
+            code = err_sys(-fd, "reopen segment", seg->path);
+        } else {
+            seg->fd = fd;
+            log->open_fds++;
+        }
+    }
+    if (code == STELE_OK) {
+        seg->fd_users++;
+        seg->fd_last_use = ++log->fd_tick;
+        *out_fd = seg->fd;
+    }
+    pthread_mutex_unlock(&log->fd_lock);
+    return code;
+}
+
+void segment_fd_release(stele_log *log, struct segment *seg)
+{
+    pthread_mutex_lock(&log->fd_lock);
+    seg->fd_users--;
+    evict_locked(log);
+    pthread_mutex_unlock(&log->fd_lock);
 }
 
 static int refs_push(struct batch_ref **refs, size_t *count, size_t *cap, const struct batch_ref *ref)
@@ -110,7 +178,7 @@ int segment_create(stele_log *log, uint64_t seq, uint64_t first_lsn, uint64_t pr
         code = io_fail(r, "create", tmp);
         goto fail;
     }
-    seg->fd = r;
+    segment_fd_adopt(log, seg, r);
     if ((r = io->ops->fallocate(io, seg->fd, seg->capacity)) < 0) {
         /* Without fallocate (some file systems) the size is set instead; the
          * space is then not reserved, so ENOSPC may come at a later write,
@@ -168,7 +236,7 @@ int segment_seal(stele_log *log, struct segment *seg)
         return io_fail(r, "sync sealed", seg->path);
     if ((r = io->ops->fchmod(io, seg->fd, 0444)) < 0)
         return io_fail(r, "make read-only", seg->path);
-    seg->sealed = 1;
+    segment_set_sealed(seg);
     return STELE_OK;
 }
 
@@ -193,7 +261,7 @@ int segment_open_sealed(stele_log *log, struct segment *seg, uint64_t file_size)
                        "(data_end %llu, last LSN %llu)", seg->path,
                        (unsigned long long)(file_size - STELE_FOOTER_SIZE), (unsigned long long)f.data_end,
                        (unsigned long long)f.last_lsn);
-    seg->sealed = 1;
+    segment_set_sealed(seg);
     seg->last_lsn = f.last_lsn;
     seg->data_end = f.data_end;
     seg->chain = f.chain;
@@ -202,12 +270,13 @@ int segment_open_sealed(stele_log *log, struct segment *seg, uint64_t file_size)
 }
 
 /* Scans a sealed segment's batch headers (not bodies) into refs. */
-static int build_index(stele_log *log, struct segment *seg, struct batch_ref **refs, size_t *count, size_t *cap)
+static int build_index(stele_log *log, struct segment *seg, int fd, struct batch_ref **refs, size_t *count,
+                       size_t *cap)
 {
     uint64_t off = STELE_SEGMENT_HEADER_SIZE, lsn = seg->first_lsn, chain = seg->prev_chain;
     uint8_t hb[STELE_BATCH_HEADER_SIZE];
     while (off < seg->data_end) {
-        int r = io_read_full(log->io, seg->fd, hb, sizeof hb, off);
+        int r = io_read_full(log->io, fd, hb, sizeof hb, off);
         if (r < 0)
             return io_fail(r, "read batch header in", seg->path);
         struct fmt_batch_header h;
@@ -244,7 +313,12 @@ int segment_ensure_index(stele_log *log, struct segment *seg)
      * first to finish installs its index and the other drops its copy. */
     struct batch_ref *refs = NULL;
     size_t count = 0, cap = 0;
-    int code = build_index(log, seg, &refs, &count, &cap);
+    int fd;
+    int code = segment_fd_acquire(log, seg, &fd);
+    if (code)
+        return code;
+    code = build_index(log, seg, fd, &refs, &count, &cap);
+    segment_fd_release(log, seg);
     if (code) {
         free(refs);
         return code;
@@ -314,7 +388,11 @@ int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref,
     int code = grow(&b->frame, &b->frame_cap, ref->frame_size);
     if (code)
         return code;
-    int r = io_read_full(log->io, seg->fd, b->frame, ref->frame_size, ref->offset);
+    int fd;
+    if ((code = segment_fd_acquire(log, seg, &fd)) != STELE_OK)
+        return code;
+    int r = io_read_full(log->io, fd, b->frame, ref->frame_size, ref->offset);
+    segment_fd_release(log, seg);
     if (r < 0)
         return err_set(err_code_from_errno(-r) == STELE_ERR_NOT_FOUND ? STELE_ERR_IO : err_code_from_errno(-r),
                        "read batch at %s offset %llu (LSN %llu): %s", seg->path,

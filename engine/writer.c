@@ -295,7 +295,7 @@ static int segment_for(stele_log *log, uint64_t frame_max, struct segment **out_
 {
     struct segment *seg = log_active(log);
     int code = STELE_OK;
-    if (!seg || seg->sealed) {
+    if (!seg || segment_sealed(seg)) {
         uint64_t first = seg ? seg->last_lsn + 1 : 1;
         struct segment *next;
         code = segment_create(log, seg ? seg->seq + 1 : 1, first, seg ? seg->chain : 0, &next);
@@ -356,7 +356,7 @@ static int write_round(stele_log *log, struct segment *seg, struct round *rd, in
     XXH3_64bits_update(log->file_hash, frame, frame_size);
     struct batch_ref ref = {rd->first_lsn, seg->data_end, h.record_count, (uint32_t)frame_size};
     int code = segment_index_add(seg, &ref);
-    seg->data_end += frame_size;
+    __atomic_store_n(&seg->data_end, seg->data_end + frame_size, __ATOMIC_RELAXED);
     seg->last_lsn = rd->next_lsn - 1;
     seg->chain = chain;
     seg->batch_count++;

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -489,6 +490,52 @@ START_TEST(reopen_keeps_everything_and_recovery_is_idempotent)
 }
 END_TEST
 
+START_TEST(active_segment_cut_short_is_corrupt)
+{
+    /* An active segment is created at its full size; one that is shorter
+     * and has no footer was cut by something other than a crash. */
+    char *base = scratch("short");
+    char *dir = sync_log(base, 5);
+    size_t size;
+    uint8_t *img = get_file(dir, SEG1, &size);
+    ck_assert_uint_eq(size, SEG_SIZE);
+    put_file(dir, SEG1, img, size - STELE_BLOCK_SIZE, 0644);
+    ck_assert_int_eq(try_open(dir, 0), STELE_ERR_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(stele_errmsg(), "truncated"));
+    ck_assert_int_eq(try_open(dir, 1), STELE_ERR_CORRUPT);
+    free(img);
+    tu_rmrf(base);
+    free(dir);
+    free(base);
+}
+END_TEST
+
+START_TEST(many_segments_within_fd_limit)
+{
+    /* Sealed segments keep no fd unless in use or recently used, so a log
+     * with far more segments than the process may open files stays usable:
+     * 300 segments under a limit of 128 descriptors. */
+    struct rlimit rl = {128, 128};
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    char *base = scratch("fds");
+    char *dir = tu_path(base, "log");
+    stele_log *log = open_log(dir, STELE_DURABILITY_NONE, 1);
+    append_batches(log, 1, 300 * 14, 1);
+    stele_stats s;
+    ck_assert_int_eq(stele_stats_get(log, &s), STELE_OK);
+    ck_assert_uint_ge(s.segment_count, 300);
+    check_records(log, 300 * 14);
+    ck_assert_int_eq(stele_close(log), STELE_OK);
+    log = open_log(dir, STELE_DURABILITY_NONE, 0);
+    check_records(log, 300 * 14);
+    ck_assert_int_eq(stele_close(log), STELE_OK);
+    ck_assert_uint_eq(verify_records(dir), 300 * 14);
+    tu_rmrf(base);
+    free(dir);
+    free(base);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("recover");
@@ -500,6 +547,8 @@ static Suite *suite(void)
     tcase_add_test(tc, missing_truncated_foreign_segments);
     tcase_add_test(tc, interrupted_seal_and_stray_files);
     tcase_add_test(tc, reopen_keeps_everything_and_recovery_is_idempotent);
+    tcase_add_test(tc, active_segment_cut_short_is_corrupt);
+    tcase_add_test(tc, many_segments_within_fd_limit);
     suite_add_tcase(s, tc);
     return s;
 }
