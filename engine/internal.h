@@ -132,6 +132,13 @@ struct stele_log {
     char fence_msg[512];     /* why the log was fenced, for every later caller */
 
     stele_stats stats;       /* counters, under q_lock */
+
+    /* Tests: called (under q_lock) just before a sync-mode batch is
+     * acknowledged, with where it was written, so a simulated disk can check
+     * that those bytes and their directory entry are durable (I0). */
+    void (*ack_hook)(void *ctx, const char *seg_path, uint64_t offset, uint64_t size, uint64_t first_lsn,
+                     uint64_t last_lsn);
+    void *ack_ctx;
 };
 
 /* log.c */

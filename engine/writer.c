@@ -173,6 +173,9 @@ struct round {
     size_t body_size;
     uint64_t bytes_written;  /* counters, added to stats under q_lock */
     uint64_t syncs;
+    const struct segment *seg; /* where the batch went, for the ack hook */
+    uint64_t frame_offset;
+    uint64_t frame_size;
 };
 
 /* Decides one event against the key and stream maps (RELIABILITY S26-S28):
@@ -348,6 +351,9 @@ static int write_round(stele_log *log, struct segment *seg, struct round *rd, in
     memset(frame + STELE_BATCH_HEADER_SIZE + h.stored_size, 0,
            frame_size - STELE_BATCH_HEADER_SIZE - h.stored_size);
     assert(seg->data_end + frame_size + STELE_FOOTER_SIZE <= seg->capacity);
+    rd->seg = seg;
+    rd->frame_offset = seg->data_end;
+    rd->frame_size = frame_size;
     int r = log->io->ops->write(log->io, seg->fd, frame, frame_size, seg->data_end, datasync);
     if (r < 0)
         return err_set(err_code_from_errno(-r), "%s %s offset %llu (LSN %llu-%llu): %s",
@@ -452,6 +458,8 @@ static void finish_round_locked(stele_log *log, struct request *head, struct rou
     if (log->durability == STELE_DURABILITY_SYNC || rd->syncs)
         log->durable_lsn = log->written_lsn;
     log->visible_lsn = log->durability == STELE_DURABILITY_SYNC ? log->durable_lsn : log->written_lsn;
+    if (log->ack_hook && rd->seg && log->durability == STELE_DURABILITY_SYNC)
+        log->ack_hook(log->ack_ctx, rd->seg->path, rd->frame_offset, rd->frame_size, rd->first_lsn, rd->next_lsn - 1);
     for (struct request *r = head, *next; r; r = next) {
         next = r->next;
         complete_locked(log, r, STELE_OK);
