@@ -6,7 +6,8 @@
  * acknowledged before its directory entry is durable (RELIABILITY S5, S6):
  *   1. open <name>.tmp with O_EXCL;
  *   2. fallocate the whole segment, so the file system has reserved the space
- *      (ENOSPC surfaces here, at the roll, not in the middle of a batch);
+ *      (ENOSPC surfaces here, at the roll, not in the middle of a batch), and
+ *      write zeros over it (see zero_fill);
  *   3. write the header block and fdatasync;
  *   4. rename <name>.tmp to <name>, then fsync the directory.
  * A stray .tmp left by a crash is deleted at the next open.
@@ -142,6 +143,27 @@ static int io_fail(int neg_errno, const char *op, const char *path)
     return err_sys(-neg_errno, op, path);
 }
 
+/* Writes zeros over the whole preallocated segment. fallocate leaves
+ * "unwritten" extents, and the first write into one makes every later
+ * fdatasync also commit an extent conversion to the file system journal;
+ * written zeros make those syncs pure data flushes (measured on ext4: 139 us
+ * instead of 315 us per 4 KiB write + fdatasync). The sync after the header
+ * makes the zeros durable too. */
+static int zero_fill(stele_log *log, struct segment *seg, const char *path)
+{
+    size_t chunk = seg->capacity < (1u << 20) ? (size_t)seg->capacity : (1u << 20);
+    uint8_t *zeros = calloc(1, chunk);
+    if (!zeros)
+        return err_set(STELE_ERR_NOMEM, "out of memory zero-filling %s", path);
+    int r = 0;
+    for (uint64_t off = STELE_SEGMENT_HEADER_SIZE; off < seg->capacity && r == 0; off += chunk) {
+        size_t len = seg->capacity - off < chunk ? (size_t)(seg->capacity - off) : chunk;
+        r = log->io->ops->write(log->io, seg->fd, zeros, len, off, 0);
+    }
+    free(zeros);
+    return r < 0 ? io_fail(r, "zero-fill", path) : STELE_OK;
+}
+
 int segment_create(stele_log *log, uint64_t seq, uint64_t first_lsn, uint64_t prev_chain,
                    struct segment **out_seg)
 {
@@ -188,6 +210,8 @@ int segment_create(stele_log *log, uint64_t seq, uint64_t first_lsn, uint64_t pr
             goto fail;
         }
     }
+    if ((code = zero_fill(log, seg, tmp)) != STELE_OK)
+        goto fail;
     if ((r = io->ops->write(io, seg->fd, block, sizeof block, 0, 1)) < 0) {
         code = io_fail(r, "write header of", tmp);
         goto fail;
