@@ -74,7 +74,8 @@ struct segment {
     int indexed;
 };
 
-/* An append (or sync) request, on the caller's stack until completed. */
+/* An append (or sync) request: on the caller's stack for the blocking calls,
+ * from the log's pool for stele_append_async. */
 struct request {
     const stele_event *events;
     stele_receipt *receipts;
@@ -83,8 +84,24 @@ struct request {
     int sync;                /* a stele_sync() request */
     int done;
     int code;
+    uint64_t ack_lsn;        /* sync mode: complete once durable_lsn >= ack_lsn */
+    stele_append_fn fn;      /* async: called once, outside every lock */
+    void *fn_ctx;
+    stele_receipt inline_receipt; /* async, count == 1: no allocation */
     struct request *next;
 };
+
+/* A batch written but not yet known durable (sync mode), for the ack hook. */
+struct inflight {
+    const struct segment *seg;
+    uint64_t offset;
+    uint64_t size;
+    uint64_t first_lsn;
+    uint64_t last_lsn;
+};
+
+/* Bound on batches written and not yet synced: the in-flight window. */
+#define WRITER_INFLIGHT_MAX 64
 
 struct stele_log {
     char *dir;
@@ -117,6 +134,23 @@ struct stele_log {
     uint64_t written_lsn;    /* written (maybe not synced) up to here */
     pthread_t writer;
     int writer_started;
+    int writer_idle;         /* waiting on q_cond: appenders must signal */
+
+    /* Sync mode: the syncer thread makes written batches durable while the
+     * writer writes the next ones (pipelining), then completes requests. */
+    pthread_t syncer;
+    int syncer_started;
+    int writer_done;         /* the writer thread has exited */
+    pthread_cond_t sync_cond;
+    struct request *await_head; /* written, waiting for a sync; ack_lsn ascending */
+    struct request *await_tail;
+    struct segment *written_seg; /* segment of the last batch written */
+    struct inflight inflight[WRITER_INFLIGHT_MAX];
+    size_t inflight_head;
+    size_t inflight_count;
+    struct request *pool;    /* free async requests */
+    struct request *pool_blocks; /* their allocations, freed at close */
+    struct request *callbacks; /* completed async requests whose fn is due */
 
     /* Writer-thread state. */
     uint8_t *buf;            /* batch frame being assembled */

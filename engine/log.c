@@ -343,6 +343,7 @@ static stele_log *log_alloc(const char *dir, const stele_options *opts, struct i
     pthread_mutex_init(&log->q_lock, NULL);
     pthread_cond_init(&log->q_cond, NULL);
     pthread_cond_init(&log->done_cond, NULL);
+    pthread_cond_init(&log->sync_cond, NULL);
     return log;
 }
 
@@ -361,6 +362,7 @@ static void log_free(stele_log *log)
     pthread_mutex_destroy(&log->q_lock);
     pthread_cond_destroy(&log->q_cond);
     pthread_cond_destroy(&log->done_cond);
+    pthread_cond_destroy(&log->sync_cond);
     XXH3_freeState(log->file_hash);
     free(log->buf);
     free(log->dir);

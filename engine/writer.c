@@ -130,6 +130,41 @@ static void complete_locked(stele_log *log, struct request *r, int code)
             r->code = rc->code;
     }
     r->done = 1;
+    if (r->fn) {
+        /* Called by whoever completed it, after dropping q_lock. */
+        r->next = log->callbacks;
+        log->callbacks = r;
+    }
+}
+
+/* Runs the completed async requests' callbacks (without q_lock) and returns
+ * the requests to the pool. Callbacks run in LSN order. */
+static void run_callbacks(stele_log *log)
+{
+    pthread_mutex_lock(&log->q_lock);
+    struct request *list = log->callbacks, *rev = NULL;
+    log->callbacks = NULL;
+    pthread_mutex_unlock(&log->q_lock);
+    if (!list)
+        return;
+    while (list) { /* the list was built newest first */
+        struct request *next = list->next;
+        list->next = rev;
+        rev = list;
+        list = next;
+    }
+    struct request *last = NULL;
+    for (struct request *r = rev; r; r = r->next) {
+        r->fn(r->fn_ctx, r->code, r->receipts, r->count);
+        if (r->receipts != &r->inline_receipt)
+            free(r->receipts);
+        last = r;
+    }
+    pthread_mutex_lock(&log->q_lock);
+    last->next = log->pool;
+    log->pool = rev;
+    pthread_cond_broadcast(&log->done_cond);
+    pthread_mutex_unlock(&log->q_lock);
 }
 
 /* Fences the log: the round's requests get code, everything queued FENCED. */
@@ -143,6 +178,14 @@ static void fence_locked(stele_log *log, struct request *round, int code)
         next = r->next;
         complete_locked(log, r, code);
     }
+    /* Written batches still waiting for their sync: whether they reached the
+     * disk is unknown now (RELIABILITY S9: every later batch in flight too). */
+    for (struct request *r = log->await_head, *next; r; r = next) {
+        next = r->next;
+        complete_locked(log, r, STELE_ERR_OUTCOME_UNKNOWN);
+    }
+    log->await_head = log->await_tail = NULL;
+    log->inflight_count = 0;
     for (struct request *r = log->q_head, *next; r; r = next) {
         next = r->next;
         complete_locked(log, r, STELE_ERR_FENCED);
@@ -151,6 +194,7 @@ static void fence_locked(stele_log *log, struct request *round, int code)
     log->q_records = 0;
     log->stats.fenced = 1;
     pthread_cond_broadcast(&log->done_cond);
+    pthread_cond_broadcast(&log->sync_cond);
 }
 
 static int ensure_buf(uint8_t **buf, size_t *cap, size_t need)
@@ -171,6 +215,7 @@ struct round {
     uint64_t next_lsn;
     uint64_t recorded_at_ns;
     size_t body_size;
+    uint64_t durable_lsn;    /* durable watermark when the round was taken */
     uint64_t bytes_written;  /* counters, added to stats under q_lock */
     uint64_t syncs;
     const struct segment *seg; /* where the batch went, for the ack hook */
@@ -338,7 +383,7 @@ static int write_round(stele_log *log, struct segment *seg, struct round *rd, in
     struct fmt_batch_header h = {
         .record_count = (uint32_t)(rd->next_lsn - rd->first_lsn),
         .first_lsn = rd->first_lsn,
-        .durable_lsn = log->durable_lsn,
+        .durable_lsn = rd->durable_lsn,
         .prev_chain = seg->chain,
         .stored_size = (uint32_t)rd->body_size,
         .raw_size = (uint32_t)rd->body_size,
@@ -410,11 +455,13 @@ static struct request *take_locked(stele_log *log, uint64_t *out_body_size, int 
         log->q_tail = NULL;
     *out_body_size = body;
     *out_sync = sync;
+    pthread_cond_broadcast(&log->done_cond); /* room in the queue */
     return head;
 }
 
-/* One round: decide, encode, write (and sync) the batch; returns the code
- * for the round's requests. Runs without q_lock. */
+/* One round: decide, encode and write the batch (in interval and none mode
+ * also sync when due); returns the code for the round's requests. Runs
+ * without q_lock. In sync mode the sync is the syncer thread's job. */
 static int run_round(stele_log *log, struct request *head, uint64_t body_max, int want_sync, struct round *rd,
                      int *out_wrote)
 {
@@ -434,13 +481,36 @@ static int run_round(stele_log *log, struct request *head, uint64_t body_max, in
     if (code == STELE_OK && rd->next_lsn > rd->first_lsn) {
         *out_wrote = 1;
         log->last_recorded_at_ns = rd->recorded_at_ns;
-        code = write_round(log, seg, rd, log->durability == STELE_DURABILITY_SYNC);
+        code = write_round(log, seg, rd, 0);
     }
-    int unsynced = log->durability != STELE_DURABILITY_SYNC && rd->next_lsn - 1 > log->durable_lsn;
+    int unsynced = log->durability != STELE_DURABILITY_SYNC && rd->next_lsn - 1 > rd->durable_lsn;
     if (code == STELE_OK && unsynced && (want_sync || (log->durability == STELE_DURABILITY_INTERVAL &&
         now_ns() - log->last_sync_ns >= (uint64_t)log->opts.sync_interval_ms * 1000000u)))
         code = sync_active(log, rd);
     return code;
+}
+
+/* Sync mode: the round's requests wait for a sync covering ack_lsn. */
+static void await_locked(stele_log *log, struct request *head, struct round *rd)
+{
+    if (rd->seg) {
+        struct inflight *f = &log->inflight[(log->inflight_head + log->inflight_count) % WRITER_INFLIGHT_MAX];
+        *f = (struct inflight){rd->seg, rd->frame_offset, rd->frame_size, rd->first_lsn, rd->next_lsn - 1};
+        log->inflight_count++;
+        log->written_seg = (struct segment *)rd->seg;
+    }
+    for (struct request *r = head, *next; r; r = next) {
+        next = r->next;
+        /* Duplicates wait for their originals, which are at or below this. */
+        r->ack_lsn = log->written_lsn;
+        r->next = NULL;
+        if (log->await_tail)
+            log->await_tail->next = r;
+        else
+            log->await_head = r;
+        log->await_tail = r;
+    }
+    pthread_cond_signal(&log->sync_cond);
 }
 
 static void finish_round_locked(stele_log *log, struct request *head, struct round *rd, int code, int wrote)
@@ -448,6 +518,11 @@ static void finish_round_locked(stele_log *log, struct request *head, struct rou
     log->stats.bytes_written += rd->bytes_written;
     log->stats.batches_written += rd->bytes_written != 0;
     log->stats.syncs += rd->syncs;
+    /* The syncer may have fenced the log while this round was written
+     * without the lock: the round then shares the fate of the batches in
+     * flight, and nobody would ever sync it. */
+    if (code == STELE_OK && log->fenced)
+        code = STELE_ERR_FENCED;
     if (code != STELE_OK) {
         /* Nothing in the round may be reported as done: if bytes went out,
          * they may or may not be on disk (outcome unknown). */
@@ -455,11 +530,13 @@ static void finish_round_locked(stele_log *log, struct request *head, struct rou
         return;
     }
     log->written_lsn = rd->next_lsn - 1;
-    if (log->durability == STELE_DURABILITY_SYNC || rd->syncs)
+    if (log->durability == STELE_DURABILITY_SYNC) {
+        await_locked(log, head, rd);
+        return;
+    }
+    if (rd->syncs)
         log->durable_lsn = log->written_lsn;
-    log->visible_lsn = log->durability == STELE_DURABILITY_SYNC ? log->durable_lsn : log->written_lsn;
-    if (log->ack_hook && rd->seg && log->durability == STELE_DURABILITY_SYNC)
-        log->ack_hook(log->ack_ctx, rd->seg->path, rd->frame_offset, rd->frame_size, rd->first_lsn, rd->next_lsn - 1);
+    log->visible_lsn = log->written_lsn;
     for (struct request *r = head, *next; r; r = next) {
         next = r->next;
         complete_locked(log, r, STELE_OK);
@@ -471,15 +548,17 @@ static void finish_round_locked(stele_log *log, struct request *head, struct rou
 static int wait_idle_locked(stele_log *log)
 {
     int pending_sync = log->durability == STELE_DURABILITY_INTERVAL && log->written_lsn > log->durable_lsn;
+    log->writer_idle = 1;
+    int timer = 0;
     if (!pending_sync) {
         pthread_cond_wait(&log->q_cond, &log->q_lock);
-        return 0;
+    } else {
+        uint64_t due = log->last_sync_ns + (uint64_t)log->opts.sync_interval_ms * 1000000u;
+        struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+        timer = now_ns() >= due || pthread_cond_timedwait(&log->q_cond, &log->q_lock, &ts) == ETIMEDOUT;
     }
-    uint64_t due = log->last_sync_ns + (uint64_t)log->opts.sync_interval_ms * 1000000u;
-    if (now_ns() >= due)
-        return 1;
-    struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
-    return pthread_cond_timedwait(&log->q_cond, &log->q_lock, &ts) == ETIMEDOUT;
+    log->writer_idle = 0;
+    return timer;
 }
 
 static void *writer_main(void *arg)
@@ -494,18 +573,100 @@ static void *writer_main(void *arg)
             break;
         if (!log->q_head && !timer)
             continue;
+        /* The in-flight window is bounded: wait for the syncer to catch up. */
+        if (log->inflight_count == WRITER_INFLIGHT_MAX) {
+            pthread_cond_wait(&log->done_cond, &log->q_lock);
+            continue;
+        }
         uint64_t body_max = 0;
-        int want_sync = timer;
+        int want_sync = 0;
         struct request *head = log->q_head ? take_locked(log, &body_max, &want_sync) : NULL;
-        want_sync |= timer;
+        struct round rd = {.durable_lsn = log->durable_lsn};
         pthread_mutex_unlock(&log->q_lock);
-        struct round rd = {0};
         int wrote;
-        int code = run_round(log, head, body_max, want_sync, &rd, &wrote);
+        int code = run_round(log, head, body_max, want_sync || timer, &rd, &wrote);
         pthread_mutex_lock(&log->q_lock);
         finish_round_locked(log, head, &rd, code, wrote);
+        if (log->callbacks) {
+            pthread_mutex_unlock(&log->q_lock);
+            run_callbacks(log);
+            pthread_mutex_lock(&log->q_lock);
+        }
+    }
+    log->writer_done = 1;
+    pthread_cond_broadcast(&log->sync_cond);
+    pthread_mutex_unlock(&log->q_lock);
+    return NULL;
+}
+
+/* Completes the awaiting requests the durable watermark now covers. */
+static void ack_durable_locked(stele_log *log)
+{
+    while (log->inflight_count && log->inflight[log->inflight_head].last_lsn <= log->durable_lsn) {
+        const struct inflight *f = &log->inflight[log->inflight_head];
+        if (log->ack_hook)
+            log->ack_hook(log->ack_ctx, f->seg->path, f->offset, f->size, f->first_lsn, f->last_lsn);
+        log->inflight_head = (log->inflight_head + 1) % WRITER_INFLIGHT_MAX;
+        log->inflight_count--;
+    }
+    while (log->await_head && log->await_head->ack_lsn <= log->durable_lsn) {
+        struct request *r = log->await_head;
+        log->await_head = r->next;
+        if (!log->await_head)
+            log->await_tail = NULL;
+        complete_locked(log, r, STELE_OK);
+    }
+    pthread_cond_broadcast(&log->done_cond);
+}
+
+/* Syncs what the writer has written, for every batch written before the
+ * sync started. The write calls have returned before written_lsn moves, so
+ * the fdatasync is ordered after them (RELIABILITY S15); batches in earlier
+ * segments were synced when their segment was sealed. */
+static int sync_written(stele_log *log, struct segment *seg)
+{
+    int fd, code = segment_fd_acquire(log, seg, &fd);
+    if (code)
+        return code;
+    int r = log->io->ops->fdatasync(log->io, fd);
+    segment_fd_release(log, seg);
+    if (r < 0)
+        return err_set(err_code_from_errno(-r), "sync %s: %s", seg->path, strerror(-r));
+    return STELE_OK;
+}
+
+static void *syncer_main(void *arg)
+{
+    stele_log *log = arg;
+    pthread_mutex_lock(&log->q_lock);
+    for (;;) {
+        while (!log->fenced && !log->await_head && !log->writer_done)
+            pthread_cond_wait(&log->sync_cond, &log->q_lock);
+        if (log->fenced || (!log->await_head && log->writer_done))
+            break;
+        uint64_t target = log->written_lsn;
+        struct segment *seg = log->written_seg;
+        if (target > log->durable_lsn) {
+            pthread_mutex_unlock(&log->q_lock);
+            int code = sync_written(log, seg);
+            pthread_mutex_lock(&log->q_lock);
+            log->stats.syncs++;
+            if (code != STELE_OK) {
+                fence_locked(log, NULL, STELE_ERR_OUTCOME_UNKNOWN);
+            } else if (!log->fenced) {
+                log->durable_lsn = log->visible_lsn = target;
+            }
+        }
+        if (!log->fenced)
+            ack_durable_locked(log);
+        if (log->callbacks) {
+            pthread_mutex_unlock(&log->q_lock);
+            run_callbacks(log);
+            pthread_mutex_lock(&log->q_lock);
+        }
     }
     pthread_mutex_unlock(&log->q_lock);
+    run_callbacks(log);
     return NULL;
 }
 
@@ -547,6 +708,14 @@ int writer_start(stele_log *log)
         goto fail;
     }
     log->writer_started = 1;
+    if (log->durability == STELE_DURABILITY_SYNC) {
+        r = pthread_create(&log->syncer, NULL, syncer_main, log);
+        if (r != 0) {
+            writer_stop(log);
+            return err_set(STELE_ERR_IO, "start syncer thread for %s: %s", log->dir, strerror(r));
+        }
+        log->syncer_started = 1;
+    }
     return STELE_OK;
 fail:
     /* The open fails and log_free knows nothing of the writer's state. */
@@ -565,6 +734,17 @@ void writer_stop(stele_log *log)
     pthread_mutex_unlock(&log->q_lock);
     pthread_join(log->writer, NULL);
     log->writer_started = 0;
+    if (log->syncer_started) {
+        pthread_join(log->syncer, NULL);
+        log->syncer_started = 0;
+    }
+    run_callbacks(log);
+    while (log->pool_blocks) {
+        struct request *next = log->pool_blocks->next;
+        free(log->pool_blocks);
+        log->pool_blocks = next;
+    }
+    log->pool = NULL;
     keymap_free(&log->keys);
     keymap_free(&log->streams);
     ZSTD_freeCCtx(log->cctx);
@@ -573,7 +753,7 @@ void writer_stop(stele_log *log)
     log->zbuf = NULL;
 }
 
-/* Queues r and sleeps until the writer completed it. */
+/* Queues r; a blocking caller (r->fn NULL) then sleeps until it completed. */
 static int submit(stele_log *log, struct request *r)
 {
     pthread_mutex_lock(&log->q_lock);
@@ -584,21 +764,42 @@ static int submit(stele_log *log, struct request *r)
         pthread_cond_wait(&log->done_cond, &log->q_lock);
     int code = log->fenced ? STELE_ERR_FENCED : log->stopping ? STELE_ERR_CLOSED : STELE_OK;
     if (code == STELE_OK) {
+        r->next = NULL;
         if (log->q_tail)
             log->q_tail->next = r;
         else
             log->q_head = r;
         log->q_tail = r;
         log->q_records += r->count;
-        pthread_cond_signal(&log->q_cond);
-        while (!r->done)
+        if (log->writer_idle)
+            pthread_cond_signal(&log->q_cond);
+        while (!r->fn && !r->done)
             pthread_cond_wait(&log->done_cond, &log->q_lock);
-        code = r->code;
+        code = r->fn ? STELE_OK : r->code;
     }
     if (code == STELE_ERR_FENCED || code == STELE_ERR_OUTCOME_UNKNOWN || (code != STELE_OK && log->fenced))
         err_set(code, "%s: %s", stele_strerror(code), log->fence_msg);
     pthread_mutex_unlock(&log->q_lock);
     return code;
+}
+
+/* Checks a call's events; on success *out_body is their encoded size. */
+static int check_call(stele_log *log, const stele_event *events, size_t count, uint64_t *out_body)
+{
+    if (log->opts.read_only)
+        return err_set(STELE_ERR_READ_ONLY, "append: %s is open read-only", log->dir);
+    uint64_t body = 0;
+    for (size_t i = 0; i < count; i++) {
+        int code = check_event(log, &events[i], i);
+        if (code)
+            return code;
+        body += event_record_size(&events[i]);
+    }
+    if (body > body_size_limit(log))
+        return err_set(STELE_ERR_TOO_LARGE, "append: %zu records of %llu bytes do not fit one batch (limit %llu)",
+                       count, (unsigned long long)body, (unsigned long long)body_size_limit(log));
+    *out_body = body;
+    return STELE_OK;
 }
 
 int stele_append_batch(stele_log *log, const stele_event *events, size_t count, stele_receipt *out_receipts)
@@ -608,16 +809,8 @@ int stele_append_batch(stele_log *log, const stele_event *events, size_t count, 
         return err_set(STELE_ERR_INVALID, "append: need a log, 1 to %u events and receipts", STELE_BATCH_RECORD_COUNT_MAX);
     for (size_t i = 0; i < count; i++)
         out_receipts[i] = (stele_receipt){0, 0, STELE_DECISION_NONE, STELE_OK};
-    int code = log->opts.read_only ? err_set(STELE_ERR_READ_ONLY, "append: %s is open read-only", log->dir)
-                                   : STELE_OK;
     uint64_t body = 0;
-    for (size_t i = 0; code == STELE_OK && i < count; i++) {
-        code = check_event(log, &events[i], i);
-        body += event_record_size(&events[i]);
-    }
-    if (code == STELE_OK && body > body_size_limit(log))
-        code = err_set(STELE_ERR_TOO_LARGE, "append: %zu records of %llu bytes do not fit one batch (limit %llu)",
-                       count, (unsigned long long)body, (unsigned long long)body_size_limit(log));
+    int code = check_call(log, events, count, &body);
     if (code == STELE_OK) {
         struct request r = {.events = events, .receipts = out_receipts, .count = count, .body_size = body};
         code = submit(log, &r);
@@ -636,6 +829,69 @@ int stele_append_batch(stele_log *log, const stele_event *events, size_t count, 
     for (size_t i = 0; code != STELE_OK && i < count; i++)
         if (out_receipts[i].decision == STELE_DECISION_NONE && out_receipts[i].code == STELE_OK)
             out_receipts[i].code = (stele_code)code;
+    return code;
+}
+
+/* A request from the pool (allocated in blocks, kept until close). */
+static struct request *request_get(stele_log *log)
+{
+    pthread_mutex_lock(&log->q_lock);
+    struct request *r = log->pool;
+    if (r)
+        log->pool = r->next;
+    pthread_mutex_unlock(&log->q_lock);
+    if (r)
+        return r;
+    enum { BLOCK = 256 };
+    struct request *block = calloc(BLOCK, sizeof *block);
+    if (!block)
+        return NULL;
+    pthread_mutex_lock(&log->q_lock);
+    block[0].next = log->pool_blocks; /* block[0] only links the blocks */
+    log->pool_blocks = block;
+    for (int i = 2; i < BLOCK; i++) {
+        block[i].next = log->pool;
+        log->pool = &block[i];
+    }
+    pthread_mutex_unlock(&log->q_lock);
+    return &block[1];
+}
+
+int stele_append_async(stele_log *log, const stele_event *events, size_t count, stele_append_fn fn, void *ctx)
+{
+    err_clear();
+    if (!log || !events || !fn || count == 0 || count > STELE_BATCH_RECORD_COUNT_MAX)
+        return err_set(STELE_ERR_INVALID, "append_async: need a log, 1 to %u events and a function",
+                       STELE_BATCH_RECORD_COUNT_MAX);
+    uint64_t body = 0;
+    int code = check_call(log, events, count, &body);
+    if (code)
+        return code;
+    struct request *r = request_get(log);
+    stele_receipt *receipts = count == 1 ? NULL : malloc(count * sizeof *receipts);
+    if (!r || (count > 1 && !receipts)) {
+        free(receipts);
+        /* r (if any) goes back to the pool through a no-op completion. */
+        if (r) {
+            pthread_mutex_lock(&log->q_lock);
+            r->next = log->pool;
+            log->pool = r;
+            pthread_mutex_unlock(&log->q_lock);
+        }
+        return err_set(STELE_ERR_NOMEM, "append_async: out of memory");
+    }
+    *r = (struct request){.events = events, .count = count, .body_size = body, .fn = fn, .fn_ctx = ctx};
+    r->receipts = count == 1 ? &r->inline_receipt : receipts;
+    for (size_t i = 0; i < count; i++)
+        r->receipts[i] = (stele_receipt){0, 0, STELE_DECISION_NONE, STELE_OK};
+    code = submit(log, r);
+    if (code != STELE_OK) {
+        free(receipts);
+        pthread_mutex_lock(&log->q_lock);
+        r->next = log->pool;
+        log->pool = r;
+        pthread_mutex_unlock(&log->q_lock);
+    }
     return code;
 }
 

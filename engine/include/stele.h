@@ -234,6 +234,24 @@ STELE_API STELE_NODISCARD int stele_append(stele_log *log, const stele_event *ev
 STELE_API STELE_NODISCARD int stele_append_batch(stele_log *log, const stele_event *events, size_t count,
                                                  stele_receipt *out_receipts);
 
+/* Called once per stele_append_async call when its records are acknowledged
+ * (or failed): code is what stele_append_batch would have returned, receipts
+ * (valid only during the call) say what happened to each record. It runs on
+ * an engine thread: it must be quick and must not call stele functions that
+ * wait (append, sync, close); stele_append_async is not allowed either. */
+typedef void (*stele_append_fn)(void *ctx, int code, const stele_receipt *receipts, size_t count);
+
+/* Queues count records like stele_append_batch (atomically, one batch) and
+ * returns without waiting for them: fn is called once they are acknowledged
+ * per the durability mode, or have failed. events and every byte they point
+ * to must stay valid until fn is called. Returns OK when queued (fn will be
+ * called exactly once), or INVALID, TOO_LARGE, READ_ONLY, FENCED, CLOSED,
+ * NOMEM without queuing anything (fn is not called). Waits only when
+ * queue_records_max records are already queued (backpressure).
+ * Completions arrive in LSN order. */
+STELE_API STELE_NODISCARD int stele_append_async(stele_log *log, const stele_event *events, size_t count,
+                                                 stele_append_fn fn, void *ctx);
+
 /* Makes every record acknowledged so far durable (all modes). */
 STELE_API STELE_NODISCARD int stele_sync(stele_log *log);
 
