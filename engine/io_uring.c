@@ -23,10 +23,19 @@
 
 #define URING_RETRY_MAX 64
 
+/* Two rings: the writer thread writes through one while the syncer thread
+ * waits for an fdatasync on the other, so a sync in flight never holds up
+ * the next write (the pipelining of SPEC.md §11.1). Each ring is used by one
+ * thread at a time (its lock). */
+struct ring {
+    struct io_uring ring;
+    pthread_mutex_t lock;
+};
+
 struct uring_io {
     struct io io;
-    struct io_uring ring;
-    pthread_mutex_t lock; /* the ring is used by one thread at a time */
+    struct ring write;
+    struct ring sync;
 };
 
 enum { TAG_WRITE = 1, TAG_SYNC = 2 };
@@ -73,30 +82,30 @@ static int reap(struct io_uring *ring, int want, int *out_write_res, int *out_sy
 }
 
 /* One attempt: queue write [+ linked sync], submit, reap. */
-static int write_once(struct uring_io *u, int fd, const char *buf, size_t len, uint64_t off, int datasync,
+static int write_once(struct io_uring *ring, int fd, const char *buf, size_t len, uint64_t off, int datasync,
                       int *out_write_res, int *out_sync_res)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
     if (!sqe)
         return -EBUSY;
     io_uring_prep_write(sqe, fd, buf, (unsigned)len, off);
     io_uring_sqe_set_data64(sqe, TAG_WRITE);
     if (datasync) {
         sqe->flags |= IOSQE_IO_LINK;
-        sqe = io_uring_get_sqe(&u->ring);
+        sqe = io_uring_get_sqe(ring);
         if (!sqe)
             return -EBUSY;
         io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
         io_uring_sqe_set_data64(sqe, TAG_SYNC);
     }
-    int r = submit(&u->ring);
+    int r = submit(ring);
     if (r < 0)
         return r;
     *out_sync_res = 0;
-    return reap(&u->ring, datasync ? 2 : 1, out_write_res, out_sync_res);
+    return reap(ring, datasync ? 2 : 1, out_write_res, out_sync_res);
 }
 
-static int uring_write_locked(struct uring_io *u, int fd, const void *buf, size_t len, uint64_t off,
+static int uring_write_locked(struct io_uring *ring, int fd, const void *buf, size_t len, uint64_t off,
                               int datasync)
 {
     size_t done = 0;
@@ -105,7 +114,7 @@ static int uring_write_locked(struct uring_io *u, int fd, const void *buf, size_
     assert(len > 0 && len <= UINT32_MAX);
     for (;;) {
         int wres = 0, sres = 0;
-        int r = write_once(u, fd, (const char *)buf + done, len - done, off + done, datasync, &wres, &sres);
+        int r = write_once(ring, fd, (const char *)buf + done, len - done, off + done, datasync, &wres, &sres);
         if (r < 0)
             return r;
         if (wres < 0 && wres != -EAGAIN && wres != -EINTR)
@@ -131,38 +140,40 @@ static int uring_write_locked(struct uring_io *u, int fd, const void *buf, size_
 static int uring_write(struct io *io, int fd, const void *buf, size_t len, uint64_t off, int datasync)
 {
     struct uring_io *u = (struct uring_io *)io;
-    pthread_mutex_lock(&u->lock);
-    int r = uring_write_locked(u, fd, buf, len, off, datasync);
-    pthread_mutex_unlock(&u->lock);
+    pthread_mutex_lock(&u->write.lock);
+    int r = uring_write_locked(&u->write.ring, fd, buf, len, off, datasync);
+    pthread_mutex_unlock(&u->write.lock);
     return r;
 }
 
 static int uring_fdatasync(struct io *io, int fd)
 {
     struct uring_io *u = (struct uring_io *)io;
-    pthread_mutex_lock(&u->lock);
+    pthread_mutex_lock(&u->sync.lock);
     int r = 0, wres = 0, sres = 0;
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->sync.ring);
     if (!sqe) {
         r = -EBUSY;
     } else {
         io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
         io_uring_sqe_set_data64(sqe, TAG_SYNC);
-        r = submit(&u->ring);
+        r = submit(&u->sync.ring);
         if (r == 0)
-            r = reap(&u->ring, 1, &wres, &sres);
+            r = reap(&u->sync.ring, 1, &wres, &sres);
         if (r == 0)
             r = sres;
     }
-    pthread_mutex_unlock(&u->lock);
+    pthread_mutex_unlock(&u->sync.lock);
     return r;
 }
 
 static void uring_destroy(struct io *io)
 {
     struct uring_io *u = (struct uring_io *)io;
-    io_uring_queue_exit(&u->ring);
-    pthread_mutex_destroy(&u->lock);
+    io_uring_queue_exit(&u->write.ring);
+    io_uring_queue_exit(&u->sync.ring);
+    pthread_mutex_destroy(&u->write.lock);
+    pthread_mutex_destroy(&u->sync.lock);
     free(u);
 }
 
@@ -187,13 +198,19 @@ struct io *io_uring_create(unsigned entries)
     struct uring_io *u = calloc(1, sizeof *u);
     if (!u)
         return NULL;
-    int r = io_uring_queue_init(entries, &u->ring, 0);
+    int r = io_uring_queue_init(entries, &u->write.ring, 0);
+    if (r == 0) {
+        r = io_uring_queue_init(entries, &u->sync.ring, 0);
+        if (r < 0)
+            io_uring_queue_exit(&u->write.ring);
+    }
     if (r < 0) {
         free(u);
         errno = -r;
         return NULL;
     }
-    pthread_mutex_init(&u->lock, NULL);
+    pthread_mutex_init(&u->write.lock, NULL);
+    pthread_mutex_init(&u->sync.lock, NULL);
     u->io.ops = &io_uring_ops;
     return &u->io;
 }
