@@ -190,6 +190,38 @@ static int has_segments(const char *dir)
     return found ? err_set(STELE_ERR_EXISTS, "%s holds segment files but no %s", dir, META_NAME) : STELE_OK;
 }
 
+/* The directory holding dir ("." for a name without a slash); NULL without memory. */
+static char *parent_of(const char *dir)
+{
+    char *p = strdup(dir);
+    if (!p)
+        return NULL;
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/')
+        p[--n] = '\0';
+    char *slash = strrchr(p, '/');
+    if (!slash) {
+        free(p);
+        return strdup(".");
+    }
+    slash[slash == p ? 1 : 0] = '\0';
+    return p;
+}
+
+/* Makes dir's own entry durable: creating a directory is durable only once
+ * its parent is synced (RELIABILITY anchor 4b). Done whether or not this
+ * call made dir: an earlier attempt may have made it and crashed. */
+static int sync_parent(struct io *io, const char *dir)
+{
+    char *parent = parent_of(dir);
+    if (!parent)
+        return err_set(STELE_ERR_NOMEM, "out of memory");
+    int r = io->ops->sync_dir(io, parent);
+    int code = r < 0 ? err_sys(-r, "sync directory", parent) : STELE_OK;
+    free(parent);
+    return code;
+}
+
 static int create_with(struct io *io, const char *dir, const stele_options *o)
 {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
@@ -214,6 +246,8 @@ static int create_with(struct io *io, const char *dir, const stele_options *o)
     meta.compression = (uint8_t)o->compression;
     meta.compression_level = (int8_t)o->compression_level;
     meta.durability = (uint8_t)o->default_durability;
+    if ((code = sync_parent(io, dir)) != STELE_OK)
+        return code;
     return write_meta(io, dir, &meta);
 }
 

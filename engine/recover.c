@@ -268,13 +268,20 @@ static int zero_range(stele_log *log, struct segment *seg, uint64_t from, uint64
     uint8_t *zeros = calloc(1, SCAN_CHUNK_SIZE);
     if (!zeros)
         return err_set(STELE_ERR_NOMEM, "out of memory zeroing %s", seg->path);
-    int r = 0;
-    for (uint64_t off = from; off < to && r == 0; off += SCAN_CHUNK_SIZE) {
+    /* The batch header at from is zeroed first, on its own, and synced.
+     * Zeroing everything in one go is not idempotent (RELIABILITY S7):
+     * sectors reach the disk in any order, and a crash that kept the
+     * header's sector while the garbage after it became zeros could make the
+     * cut batch whole again, so that the next recovery would keep what this
+     * one cut. Once the header is zero, no crash brings the batch back. */
+    uint64_t head_end = to - from < STELE_BATCH_HEADER_SIZE ? to : from + STELE_BATCH_HEADER_SIZE;
+    int r = log->io->ops->write(log->io, seg->fd, zeros, (size_t)(head_end - from), from, 1);
+    for (uint64_t off = head_end; off < to && r == 0; off += SCAN_CHUNK_SIZE) {
         size_t len = to - off < SCAN_CHUNK_SIZE ? (size_t)(to - off) : SCAN_CHUNK_SIZE;
         r = log->io->ops->write(log->io, seg->fd, zeros, len, off, 0);
     }
     free(zeros);
-    if (r == 0)
+    if (r == 0 && head_end < to)
         r = log->io->ops->fdatasync(log->io, seg->fd);
     return r < 0 ? err_sys(-r, "zero torn tail of", seg->path) : STELE_OK;
 }
@@ -360,10 +367,16 @@ static int load_segment(stele_log *log, uint64_t first, uint64_t seq, uint64_t p
         code = scan_active(log, seg, size, 1);
     } else if (code == STELE_OK && last && !log->opts.read_only && (seg->mode & 0222)) {
         /* SPEC.md §10.1 step 6: sealed, but a crash or a failed chmod came
-         * between the seal's sync and its chmod. */
-        int r = log->io->ops->fchmod(log->io, seg->fd, 0444);
+         * between the seal's sync and its chmod - or before that sync: after
+         * a process crash the footer (when it fills the last block) or the
+         * truncation may be only in the page cache (RELIABILITY S8). So the
+         * file is synced before anything relies on the seal, and before its
+         * mode says sealed: a read-only segment must end in a durable footer. */
+        int r = log->io->ops->fsync(log->io, seg->fd);
+        if (r == 0)
+            r = log->io->ops->fchmod(log->io, seg->fd, 0444);
         if (r < 0)
-            code = err_sys(-r, "make read-only", seg->path);
+            code = err_sys(-r, "sync and make read-only", seg->path);
     }
     if (code == STELE_OK)
         code = log_add_segment(log, seg);

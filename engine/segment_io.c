@@ -247,11 +247,18 @@ int segment_seal(stele_log *log, struct segment *seg)
     };
     uint8_t block[STELE_FOOTER_SIZE];
     fmt_footer_encode(&f, seg->seed, block, sizeof block);
-    /* The footer is made durable before the file is cut to it, and the file
-     * is made read-only only after both are durable: so a segment whose
-     * mode says sealed always ends in its footer, and a crash in between
-     * leaves a footer that recovery finds by scanning (SPEC.md §7). */
-    int r = io->ops->write(io, seg->fd, block, sizeof block, seg->data_end, 1);
+    /* The footer vouches for every batch before it, so those are made
+     * durable first: in interval and none modes some may not be yet, and the
+     * footer's own sync would race them to the disk (a crash in between could
+     * keep a footer whose batches are lost). The footer is made durable
+     * before the file is cut to it, and the file is made read-only only
+     * after both are durable: so a segment whose mode says sealed always
+     * ends in its footer, and a crash in between leaves a footer that
+     * recovery finds by scanning (SPEC.md §7). */
+    int r = io->ops->fdatasync(io, seg->fd);
+    if (r < 0)
+        return io_fail(r, "sync before sealing", seg->path);
+    r = io->ops->write(io, seg->fd, block, sizeof block, seg->data_end, 1);
     if (r < 0)
         return io_fail(r, "write footer of", seg->path);
     if ((r = io->ops->ftruncate(io, seg->fd, seg->data_end + STELE_FOOTER_SIZE)) < 0)

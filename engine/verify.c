@@ -167,7 +167,7 @@ static void check_tail(struct verifier *v, const char *path, int fd, uint64_t of
 }
 
 static int check_header(struct verifier *v, const char *path, int fd, uint64_t first_lsn, struct walk *w,
-                        uint64_t *out_seed, XXH3_state_t *hash)
+                        uint64_t *out_seed, uint64_t *out_capacity, XXH3_state_t *hash)
 {
     uint8_t block[STELE_SEGMENT_HEADER_SIZE];
     struct fmt_segment_header h;
@@ -194,6 +194,7 @@ static int check_header(struct verifier *v, const char *path, int fd, uint64_t f
     w->next_lsn = h.first_lsn;
     w->chain = h.prev_chain;
     *out_seed = stele_segment_seed(h.log_id, h.seq, h.first_lsn);
+    *out_capacity = h.segment_size;
     XXH3_64bits_reset_withSeed(hash, *out_seed);
     XXH3_64bits_update(hash, block, sizeof block);
     v->rep.bytes += sizeof block;
@@ -222,9 +223,9 @@ static void verify_segment(struct verifier *v, const char *path, uint64_t first_
             close(fd);
         return;
     }
-    uint64_t seed, size = (uint64_t)st.st_size;
+    uint64_t seed, capacity, size = (uint64_t)st.st_size;
     v->rep.segments++;
-    if (check_header(v, path, fd, first_lsn, w, &seed, hash) != 0) {
+    if (check_header(v, path, fd, first_lsn, w, &seed, &capacity, hash) != 0) {
         close(fd);
         return;
     }
@@ -233,7 +234,10 @@ static void verify_segment(struct verifier *v, const char *path, uint64_t first_
     int sealed = size >= 2 * STELE_BLOCK_SIZE && size % STELE_BLOCK_SIZE == 0 &&
                  read_at(fd, block, sizeof block, size - STELE_FOOTER_SIZE) == 0 &&
                  fmt_footer_decode(block, sizeof block, seed, &f) == FMT_OK && f.data_end == size - STELE_FOOTER_SIZE;
-    uint64_t off = STELE_SEGMENT_HEADER_SIZE, limit = sealed ? f.data_end : size, frame;
+    /* The rules recovery applies (SPEC.md §8.5 B1, §10.1 step 7): an active
+     * segment has exactly its capacity, and no batch reaches its last block. */
+    uint64_t active_end = size < capacity - STELE_FOOTER_SIZE ? size : capacity - STELE_FOOTER_SIZE;
+    uint64_t off = STELE_SEGMENT_HEADER_SIZE, limit = sealed ? f.data_end : active_end, frame;
     while (off < limit && !v->stop &&
            (frame = check_batch(v, path, fd, off, limit, seed, w, hash, sealed)) != 0) {
         off += frame;
@@ -248,6 +252,9 @@ static void verify_segment(struct verifier *v, const char *path, uint64_t first_
     } else if (!is_last || !(st.st_mode & 0222)) {
         problem(v, path, size, w->next_lsn, "segment has no valid footer at its end (truncated?) but %s",
                 is_last ? "its read-only mode says it was sealed" : "another segment follows it");
+    } else if (size != capacity) {
+        problem(v, path, size, w->next_lsn, "active segment is %llu bytes without a footer, but was created with "
+                "%llu: truncated or damaged", (unsigned long long)size, (unsigned long long)capacity);
     } else {
         check_tail(v, path, fd, off, size, seed, w);
     }

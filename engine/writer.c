@@ -111,11 +111,13 @@ static uint64_t body_size_limit(const stele_log *log)
 static void complete_locked(stele_log *log, struct request *r, int code)
 {
     r->code = code;
-    for (size_t i = 0; i < r->count && code != STELE_OK; i++)
-        if (r->receipts[i].code == STELE_OK || r->receipts[i].decision == STELE_DECISION_NEW) {
-            r->receipts[i].code = (stele_code)code;
-            r->receipts[i].decision = STELE_DECISION_NONE;
-        }
+    /* A failed round reports nothing as decided, conflicts and version
+     * mismatches included: they may rest on a record of this batch or of
+     * one in flight that never became durable (RELIABILITY S28). */
+    for (size_t i = 0; i < r->count && code != STELE_OK; i++) {
+        r->receipts[i].code = (stele_code)code;
+        r->receipts[i].decision = STELE_DECISION_NONE;
+    }
     for (size_t i = 0; i < r->count; i++) {
         const stele_receipt *rc = &r->receipts[i];
         if (rc->decision == STELE_DECISION_NEW)
@@ -231,7 +233,8 @@ static int decide(stele_log *log, const stele_event *ev, const struct fmt_record
     uint64_t window = log->meta.idem_window_ns;
     if (ev->key_size) {
         struct keymap_value *k = keymap_get(&log->keys, ev->key, ev->key_size);
-        int live = k && (window == 0 || k->recorded_at_ns + window >= rd->recorded_at_ns);
+        int live = k && (window == 0 || k->recorded_at_ns >= rd->recorded_at_ns ||
+                         rd->recorded_at_ns - k->recorded_at_ns <= window); /* no overflow for huge windows */
         if (live) {
             int same = k->fingerprint == rec->fingerprint;
             *rc = (stele_receipt){k->lsn, k->version, same ? STELE_DECISION_DUPLICATE : STELE_DECISION_CONFLICT,
