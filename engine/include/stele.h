@@ -230,6 +230,9 @@ STELE_API STELE_NODISCARD int stele_append(stele_log *log, const stele_event *ev
  * frame in one segment (TOO_LARGE: a batch is never split across segments).
  * Returns OK when every record is new or duplicate, otherwise the first
  * failing receipt's code; stele_errmsg() describes that first failure only.
+ * When the call's batch failed (OUTCOME_UNKNOWN, FENCED, IO, NOSPACE, CLOSED)
+ * every receipt carries that code and no decision: not even a conflict is
+ * final then, since it may rest on a record that never became durable.
  * count is at most 65536. */
 STELE_API STELE_NODISCARD int stele_append_batch(stele_log *log, const stele_event *events, size_t count,
                                                  stele_receipt *out_receipts);
