@@ -1,247 +1,323 @@
 /*
- * stele_bench.c - measures stele's append throughput and latency through the
- * public API only.
+ * stele_bench.c - stele-bench: append throughput and latency of stele,
+ * measured through the public API only, side by side with the stores people
+ * would otherwise use (PRODUCT.md, "Performance targets").
  *
- * N threads append records of a fixed size for a fixed time, each append
- * blocking until acknowledged per the durability mode; every latency goes
- * into a per-thread histogram (no sampling). Syncs and records per sync come
- * from the log's own stats, so group commit is visible. Output: a table, or
- * one JSON object per result with --json.
+ * For every thread count of --threads, stele and then each --peer run the
+ * same workload (record size, threads, duration, durability), --runs times
+ * each, every run on a fresh store; the median run by records/s is reported,
+ * with the min and max, and each peer's row says how many times faster stele
+ * was. runner.c drives a run, target_stele.c and peer_<name>.c are the
+ * stores, report.c prints, plot.c draws.
+ *
+ * Exit codes: 0 ok, 2 usage (including a peer or feature not in this build),
+ * 1 a store failed during a run.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <getopt.h>
-#include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
-#include "histogram.h"
-#include "stele.h"
+#include "bench.h"
 
-#define THREADS_MAX 1024
+#define TMPFS_MAGIC_NUMBER 0x01021994
+#define DURATION_S_MAX 86400.0
+#define RESULTS_MAX (BENCH_THREAD_LIST_MAX * (BENCH_PEERS_MAX + 1))
 
-struct config {
-    size_t record_size;
-    int threads;
-    int batch;
-    stele_durability durability;
-    int keys;
-    double duration_s;
-    const char *dir;
-    int json;
-    stele_io_backend backend;
+/* Every peer stele-bench knows; those whose library was missing at build time have no target. */
+static const struct peer_entry {
+    const char *name;
+    const struct target *target;
+    const char *package;
+} peer_table[] = {
+    {"fdatasync", &peer_fdatasync, NULL},
+#ifdef BENCH_HAVE_SQLITE
+    {"sqlite", &peer_sqlite, "libsqlite3-dev"},
+#else
+    {"sqlite", NULL, "libsqlite3-dev"},
+#endif
+#ifdef BENCH_HAVE_ROCKSDB
+    {"rocksdb", &peer_rocksdb, "librocksdb-dev"},
+#else
+    {"rocksdb", NULL, "librocksdb-dev"},
+#endif
 };
+#define PEER_TABLE_COUNT (sizeof peer_table / sizeof peer_table[0])
 
-struct worker {
-    const struct config *cfg;
-    stele_log *log;
-    int id;
-    volatile int *stop;
-    uint64_t records;
-    int failed;
-    struct histogram hist;
-};
-
-static uint64_t mono_ns(void)
+static void usage(FILE *f)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    fprintf(f,
+            "usage: stele-bench [--record-size BYTES] [--threads N[,N...]] [--inflight N] [--batch N]\n"
+            "                   [--durability sync|interval|none] [--keys] [--duration SECONDS] [--runs N]\n"
+            "                   [--dir PATH] [--peer NAME]... [--json] [--plot FILE.svg] [--posix]\n"
+            "defaults: --record-size 100 --threads 1 --inflight 1 --batch 1 --durability sync --duration 5 --runs 1\n"
+            "peers: sqlite (WAL, synchronous=FULL, unique key, a transaction per event), rocksdb (sync writes),\n"
+            "       fdatasync (write + fdatasync per event under a mutex); with --durability interval or none\n"
+            "       they do not sync per event\n"
+            "peers built in:");
+    for (size_t i = 0; i < PEER_TABLE_COUNT; i++)
+        if (peer_table[i].target)
+            fprintf(f, " %s", peer_table[i].name);
+    fprintf(f, "\n");
 }
 
-static void *worker_main(void *arg)
+/* A whole decimal number in [min, max]; -1 otherwise. */
+static int parse_long(const char *s, long min, long max, long *out)
 {
-    struct worker *w = arg;
-    const struct config *cfg = w->cfg;
-    stele_event ev[64];
-    stele_receipt rc[64];
-    char keys[64][48];
-    char *payload = malloc(cfg->record_size ? cfg->record_size : 1);
-    if (!payload) {
-        w->failed = 1;
-        return NULL;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* "1,4,16,64": thread counts to sweep, in the order given. */
+static int parse_thread_list(const char *s, struct config *cfg)
+{
+    cfg->thread_list_count = 0;
+    char buf[512];
+    if (snprintf(buf, sizeof buf, "%s", s) >= (int)sizeof buf)
+        return -1;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        long n;
+        if (cfg->thread_list_count == BENCH_THREAD_LIST_MAX || parse_long(tok, 1, BENCH_THREADS_MAX, &n) != 0)
+            return -1;
+        cfg->thread_list[cfg->thread_list_count++] = (int)n;
     }
-    for (size_t i = 0; i < cfg->record_size; i++)
-        payload[i] = (char)('a' + (i + (size_t)w->id) % 26);
-    uint64_t seq = 0;
-    while (!*w->stop) {
-        for (int i = 0; i < cfg->batch; i++) {
-            memset(&ev[i], 0, sizeof ev[i]);
-            ev[i].type = "bench.event";
-            ev[i].type_size = 11;
-            ev[i].payload = payload;
-            ev[i].payload_size = cfg->record_size;
-            if (cfg->keys) {
-                int n = snprintf(keys[i], sizeof keys[i], "bench-%d-%" PRIu64, w->id, seq++);
-                ev[i].key = keys[i];
-                ev[i].key_size = (size_t)n;
-            }
+    return cfg->thread_list_count > 0 ? 0 : -1;
+}
+
+static int parse_durability(const char *s, stele_durability *out)
+{
+    static const stele_durability all[] = {STELE_DURABILITY_SYNC, STELE_DURABILITY_INTERVAL, STELE_DURABILITY_NONE};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(s, durability_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
         }
-        uint64_t t0 = mono_ns();
-        int code = stele_append_batch(w->log, ev, (size_t)cfg->batch, rc);
-        uint64_t t1 = mono_ns();
-        if (code != STELE_OK) {
-            fprintf(stderr, "stele-bench: append: %s: %s\n", stele_strerror(code), stele_errmsg());
-            w->failed = 1;
-            break;
-        }
-        hist_record(&w->hist, (t1 - t0) / 1000u);
-        w->records += (uint64_t)cfg->batch;
+    return -1;
+}
+
+static int parse_duration(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v > 0 && v <= DURATION_S_MAX))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Applies one option; -1 when its value is out of range or malformed. */
+static int apply_option(int c, const char *arg, struct config *cfg)
+{
+    long n = 0;
+    switch (c) {
+    case 's':
+        if (parse_long(arg, 0, BENCH_RECORD_SIZE_MAX, &n) != 0)
+            return -1;
+        cfg->record_size = (size_t)n;
+        return 0;
+    case 'i': /* accepted whatever the build; main() refuses > 1 while there is no async API */
+        if (parse_long(arg, 1, 1 << 20, &n) != 0)
+            return -1;
+        cfg->inflight = (int)n;
+        return 0;
+    case 'b':
+        if (parse_long(arg, 1, BENCH_BATCH_MAX, &n) != 0)
+            return -1;
+        cfg->batch = (int)n;
+        return 0;
+    case 'r':
+        if (parse_long(arg, 1, BENCH_RUNS_MAX, &n) != 0)
+            return -1;
+        cfg->runs = (int)n;
+        return 0;
+    case 't': return parse_thread_list(arg, cfg);
+    case 'd': return parse_durability(arg, &cfg->durability);
+    case 'D': return parse_duration(arg, &cfg->duration_s);
+    case 'e':
+        if (cfg->peer_count == BENCH_PEERS_MAX)
+            return -1;
+        cfg->peer_names[cfg->peer_count++] = arg;
+        return 0;
+    case 'k': cfg->keys = 1; return 0;
+    case 'p': cfg->dir = arg; return 0;
+    case 'j': cfg->json = 1; return 0;
+    case 'g': cfg->plot_path = arg; return 0;
+    case 'P': cfg->backend = STELE_IO_POSIX; return 0;
+    default: return -1;
     }
-    free(payload);
-    return NULL;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static const char *durability_name(stele_durability d)
-{
-    return d == STELE_DURABILITY_SYNC ? "sync" : d == STELE_DURABILITY_INTERVAL ? "interval" : "none";
-}
-
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: stele-bench [--record-size BYTES] [--threads N] [--batch N] [--durability sync|interval|none]\n"
-            "                   [--keys] [--duration SECONDS] [--dir PATH] [--posix] [--json]\n");
 }
 
 static int parse_args(int argc, char **argv, struct config *cfg)
 {
     static const struct option opts[] = {
         {"record-size", required_argument, 0, 's'}, {"threads", required_argument, 0, 't'},
-        {"batch", required_argument, 0, 'b'},       {"durability", required_argument, 0, 'd'},
-        {"keys", no_argument, 0, 'k'},              {"duration", required_argument, 0, 'D'},
-        {"dir", required_argument, 0, 'p'},         {"json", no_argument, 0, 'j'},
+        {"inflight", required_argument, 0, 'i'},    {"batch", required_argument, 0, 'b'},
+        {"durability", required_argument, 0, 'd'},  {"keys", no_argument, 0, 'k'},
+        {"duration", required_argument, 0, 'D'},    {"runs", required_argument, 0, 'r'},
+        {"dir", required_argument, 0, 'p'},         {"peer", required_argument, 0, 'e'},
+        {"json", no_argument, 0, 'j'},              {"plot", required_argument, 0, 'g'},
         {"posix", no_argument, 0, 'P'},             {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 's': cfg->record_size = (size_t)strtoull(optarg, NULL, 10); break;
-        case 't': cfg->threads = atoi(optarg); break;
-        case 'b': cfg->batch = atoi(optarg); break;
-        case 'k': cfg->keys = 1; break;
-        case 'D': cfg->duration_s = strtod(optarg, NULL); break;
-        case 'p': cfg->dir = optarg; break;
-        case 'j': cfg->json = 1; break;
-        case 'P': cfg->backend = STELE_IO_POSIX; break;
-        case 'd':
-            if (strcmp(optarg, "sync") == 0)
-                cfg->durability = STELE_DURABILITY_SYNC;
-            else if (strcmp(optarg, "interval") == 0)
-                cfg->durability = STELE_DURABILITY_INTERVAL;
-            else if (strcmp(optarg, "none") == 0)
-                cfg->durability = STELE_DURABILITY_NONE;
-            else
-                return -1;
-            break;
-        default: return -1;
+    int c, idx = -1;
+    while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            exit(0);
         }
+        if (apply_option(c, optarg, cfg) != 0) {
+            if (c != '?' && idx >= 0)
+                fprintf(stderr, "stele-bench: invalid --%s: %s\n", opts[idx].name, optarg ? optarg : "");
+            return -1;
+        }
+        idx = -1;
     }
-    if (cfg->threads < 1 || cfg->threads > THREADS_MAX || cfg->batch < 1 || cfg->batch > 64 ||
-        cfg->duration_s <= 0 || cfg->record_size > 1024 * 1024)
-        return -1;
+    if (optind != argc)
+        fprintf(stderr, "stele-bench: unexpected argument: %s\n", argv[optind]);
     return optind == argc ? 0 : -1;
 }
 
-/* Runs the workload on an open log; fills the merged histogram and totals. */
-static int run(const struct config *cfg, stele_log *log, struct histogram *all, uint64_t *out_records,
-               double *out_elapsed_s)
+/* Resolves --peer names into targets after stele itself; exit code 2 for a name not built or not known. */
+static int resolve_targets(const struct config *cfg, const struct target **targets, int *out_count)
 {
-    struct worker *w = calloc((size_t)cfg->threads, sizeof *w);
-    pthread_t *tid = calloc((size_t)cfg->threads, sizeof *tid);
-    volatile int stop = 0;
-    int failed = !w || !tid;
-    int started = 0;
-    uint64_t t0 = mono_ns();
-    for (int i = 0; !failed && i < cfg->threads; i++, started++) {
-        w[i] = (struct worker){.cfg = cfg, .log = log, .id = i, .stop = &stop};
-        if (pthread_create(&tid[i], NULL, worker_main, &w[i]) != 0)
-            failed = 1;
+    int count = 0;
+    targets[count++] = &target_stele;
+    for (int i = 0; i < cfg->peer_count; i++) {
+        const struct peer_entry *e = NULL;
+        for (size_t j = 0; j < PEER_TABLE_COUNT && !e; j++)
+            if (strcmp(cfg->peer_names[i], peer_table[j].name) == 0)
+                e = &peer_table[j];
+        if (!e) {
+            fprintf(stderr, "stele-bench: unknown peer '%s' (known: fdatasync, sqlite, rocksdb)\n", cfg->peer_names[i]);
+            return 2;
+        }
+        if (!e->target) {
+            fprintf(stderr, "stele-bench: peer '%s' is not built in: %s was not installed when stele-bench was "
+                            "compiled (install it and rebuild)\n", e->name, e->package);
+            return 2;
+        }
+        int seen = 0;
+        for (int k = 1; k < count; k++)
+            seen |= targets[k] == e->target;
+        if (!seen)
+            targets[count++] = e->target;
     }
-    struct timespec ts = {(time_t)cfg->duration_s, (long)((cfg->duration_s - (double)(time_t)cfg->duration_s) * 1e9)};
-    if (!failed)
-        nanosleep(&ts, NULL);
-    stop = 1;
-    for (int i = 0; i < started; i++) {
-        pthread_join(tid[i], NULL);
-        hist_merge(all, &w[i].hist);
-        *out_records += w[i].records;
-        failed |= w[i].failed;
+    *out_count = count;
+    return 0;
+}
+
+/* Checks that dir is usable, and warns when it is on tmpfs: syncs cost nothing
+ * there, so a durable-append benchmark would measure nothing useful. */
+static int check_dir(const char *dir)
+{
+    struct statfs sf;
+    if (statfs(dir, &sf) != 0 || access(dir, W_OK | X_OK) != 0) {
+        fprintf(stderr, "stele-bench: --dir %s: %s\n", dir, strerror(errno));
+        return -1;
     }
-    *out_elapsed_s = (double)(mono_ns() - t0) / 1e9;
-    free(w);
-    free(tid);
-    return failed ? -1 : 0;
+    if ((unsigned long)sf.f_type == TMPFS_MAGIC_NUMBER)
+        fprintf(stderr, "stele-bench: warning: %s is on tmpfs, where a sync costs nothing: "
+                        "use --dir on the disk you mean to measure\n", dir);
+    return 0;
+}
+
+static int by_records_per_s(const void *a, const void *b)
+{
+    double x = ((const struct run_result *)a)->records_per_s, y = ((const struct run_result *)b)->records_per_s;
+    return (x > y) - (x < y);
+}
+
+/* Runs one store cfg->runs times at one thread count; out gets the median run and the spread. */
+static int measure(const struct config *cfg, const struct target *t, int threads, const char *dir,
+                   struct progress *pg, struct result *out)
+{
+    struct run_result runs[BENCH_RUNS_MAX];
+    pg->engine = t->name;
+    pg->threads = threads;
+    pg->runs = cfg->runs;
+    for (int i = 0; i < cfg->runs; i++) {
+        pg->run = i + 1;
+        pg->step++;
+        if (run_once(cfg, t, threads, dir, pg, &runs[i]) != 0) {
+            fprintf(stderr, "stele-bench: %s at %d thread%s: the run failed\n", t->name, threads,
+                    threads == 1 ? "" : "s");
+            return -1;
+        }
+    }
+    /* With an even number of runs the lower middle one is reported: a run that happened, latencies and all. */
+    qsort(runs, (size_t)cfg->runs, sizeof runs[0], by_records_per_s);
+    *out = (struct result){.engine = t->name, .keyed = cfg->keys || t->always_keyed, .threads = threads,
+                           .median = runs[(cfg->runs - 1) / 2], .records_per_s_min = runs[0].records_per_s,
+                           .records_per_s_max = runs[cfg->runs - 1].records_per_s};
+    return 0;
+}
+
+/* Every thread count, every store; results in the order measured (stele first at each count). */
+static int sweep(const struct config *cfg, const struct target **targets, int target_count, const char *dir,
+                 struct result *results, int *out_count)
+{
+    struct progress pg = {.enabled = isatty(STDERR_FILENO),
+                          .step_count = cfg->thread_list_count * target_count * cfg->runs};
+    int n = 0;
+    report_header(cfg);
+    for (int i = 0; i < cfg->thread_list_count; i++) {
+        double stele_rps = 0;
+        for (int k = 0; k < target_count; k++, n++) {
+            if (measure(cfg, targets[k], cfg->thread_list[i], dir, &pg, &results[n]) != 0) {
+                *out_count = n;
+                return -1;
+            }
+            if (k == 0)
+                stele_rps = results[n].median.records_per_s;
+            else if (results[n].median.records_per_s > 0)
+                results[n].stele_ratio = stele_rps / results[n].median.records_per_s;
+            report_result(cfg, &results[n]);
+        }
+    }
+    *out_count = n;
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    struct config cfg = {.record_size = 100, .threads = 1, .batch = 1, .durability = STELE_DURABILITY_SYNC,
-                         .duration_s = 5, .backend = STELE_IO_URING};
+    struct config cfg = {.record_size = 100, .thread_list = {1}, .thread_list_count = 1, .inflight = 1, .batch = 1,
+                         .durability = STELE_DURABILITY_SYNC, .duration_s = 5, .runs = 1,
+                         .backend = STELE_IO_URING};
+    const struct target *targets[BENCH_PEERS_MAX + 1];
+    int target_count = 0;
     if (parse_args(argc, argv, &cfg) != 0) {
-        usage();
+        usage(stderr);
         return 2;
     }
+    /* The async API (stele_append_async) is not in stele.h yet: refuse rather than emulate it. */
+    if (cfg.inflight > 1) {
+        fprintf(stderr, "stele-bench: --inflight %d: async API not available in this build\n", cfg.inflight);
+        return 2;
+    }
+    int rc = resolve_targets(&cfg, targets, &target_count);
+    if (rc != 0)
+        return rc;
+    if (cfg.plot_path && !plot_available())
+        fprintf(stderr, "stele-bench: gnuplot is not installed: --plot %s will be skipped\n", cfg.plot_path);
     char tmpl[] = "/tmp/stele-bench.XXXXXX";
-    const char *dir = cfg.dir;
-    if (!dir && !(dir = mkdtemp(tmpl))) {
-        fprintf(stderr, "stele-bench: mkdtemp: %s\n", strerror(errno));
+    const char *dir = cfg.dir ? cfg.dir : mkdtemp(tmpl);
+    if (!dir) {
+        fprintf(stderr, "stele-bench: mkdtemp %s: %s\n", tmpl, strerror(errno));
         return 1;
     }
-    char logdir[4096];
-    snprintf(logdir, sizeof logdir, "%s/log-%ld", dir, (long)getpid());
-    stele_options o;
-    stele_options_init(&o);
-    o.create = 1;
-    o.durability = cfg.durability;
-    o.io_backend = cfg.backend;
-    stele_log *log;
-    int code = stele_open(logdir, &o, &log);
-    if (code != STELE_OK) {
-        fprintf(stderr, "stele-bench: open %s: %s: %s\n", logdir, stele_strerror(code), stele_errmsg());
-        return 1;
-    }
-    static struct histogram all;
-    uint64_t records = 0;
-    double elapsed;
-    int rc = run(&cfg, log, &all, &records, &elapsed);
-    stele_stats st;
-    if (stele_stats_get(log, &st) != STELE_OK)
-        memset(&st, 0, sizeof st);
-    if (stele_close(log) != STELE_OK)
-        rc = -1;
-    double rps = (double)records / elapsed;
-    double syncs = (double)st.syncs / elapsed;
-    double per_sync = st.syncs ? (double)records / (double)st.syncs : 0;
-    if (cfg.json) {
-        printf("{\"engine\":\"stele\",\"durability\":\"%s\",\"record_size\":%zu,\"threads\":%d,\"batch\":%d,"
-               "\"keys\":%s,\"records\":%" PRIu64 ",\"seconds\":%.3f,\"records_per_s\":%.0f,\"mb_per_s\":%.2f,"
-               "\"p50_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64 ",\"syncs_per_s\":%.0f,"
-               "\"records_per_sync\":%.1f}\n",
-               durability_name(cfg.durability), cfg.record_size, cfg.threads, cfg.batch, cfg.keys ? "true" : "false",
-               records, elapsed, rps, rps * (double)cfg.record_size / 1e6, hist_quantile(&all, 0.5),
-               hist_quantile(&all, 0.99), hist_quantile(&all, 0.999), syncs, per_sync);
-    } else {
-        printf("%-8s %-9s %7s %7s %5s %12s %9s %8s %8s %8s %9s %8s\n", "engine", "durabil.", "size", "threads",
-               "batch", "records/s", "MB/s", "p50 us", "p99 us", "p999 us", "syncs/s", "rec/sync");
-        printf("%-8s %-9s %7zu %7d %5d %12.0f %9.2f %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %9.0f %8.1f\n", "stele",
-               durability_name(cfg.durability), cfg.record_size, cfg.threads, cfg.batch, rps,
-               rps * (double)cfg.record_size / 1e6, hist_quantile(&all, 0.5), hist_quantile(&all, 0.99),
-               hist_quantile(&all, 0.999), syncs, per_sync);
-    }
-    if (!cfg.dir && nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+    static struct result results[RESULTS_MAX];
+    int result_count = 0;
+    rc = check_dir(dir) == 0 && sweep(&cfg, targets, target_count, dir, results, &result_count) == 0 ? 0 : 1;
+    if (rc == 0 && cfg.plot_path && plot_write(&cfg, results, result_count) != 0)
+        rc = 1;
+    if (!cfg.dir && rmdir(dir) != 0)
         fprintf(stderr, "stele-bench: could not remove %s: %s\n", dir, strerror(errno));
-    return rc == 0 ? 0 : 1;
+    return rc;
 }

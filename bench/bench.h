@@ -1,0 +1,126 @@
+/*
+ * bench.h - what the parts of stele-bench share: the configuration parsed from
+ * the command line, the interface every measured store implements (stele
+ * itself and each peer), and the result of one run.
+ *
+ * A store ("target") is driven the same way whatever it is: opened once per
+ * run in a fresh directory, one context per appender thread, then each thread
+ * appends `batch` records per call, blocking until the store acknowledges
+ * them under the configured durability. Keeping the workload in one place
+ * (runner.c) and the stores behind this interface is what makes the side by
+ * side numbers comparable.
+ */
+#ifndef STELE_BENCH_H
+#define STELE_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stele.h"
+
+#define BENCH_THREADS_MAX 1024
+#define BENCH_THREAD_LIST_MAX 32     /* entries in --threads 1,4,16,64 */
+#define BENCH_PEERS_MAX 8            /* --peer given this many times at most */
+#define BENCH_BATCH_MAX 64
+#define BENCH_RUNS_MAX 99
+#define BENCH_RECORD_SIZE_MAX (1024u * 1024u) /* stele's default payload_size_max */
+#define BENCH_KEY_SIZE_MAX 48
+
+struct config {
+    size_t record_size;
+    int thread_list[BENCH_THREAD_LIST_MAX];
+    int thread_list_count;
+    int inflight;
+    int batch;
+    stele_durability durability;
+    int keys;                        /* stele appends carry an idempotency key */
+    double duration_s;
+    const char *dir;                 /* where runs create their stores; a temporary dir when NULL */
+    int json;
+    int runs;
+    const char *plot_path;
+    const char *peer_names[BENCH_PEERS_MAX];
+    int peer_count;
+    stele_io_backend backend;
+};
+
+/* One record to append; key_size is 0 when the record has no key. */
+struct bench_record {
+    const char *key;
+    size_t key_size;
+    const void *payload;
+    size_t payload_size;
+};
+
+/* What a store reports about itself after a run. */
+struct target_stats {
+    uint64_t syncs;
+    int syncs_known;                 /* 0: the store does not say how often it synced */
+};
+
+/* A store under measurement. Every function returns 0 or -1 after printing
+ * "stele-bench: <name>: <what failed>: <why>" to stderr. */
+struct target {
+    const char *name;
+    int always_keyed;                /* every record carries a key whatever --keys says */
+    int (*open)(const struct config *cfg, const char *dir, void **out_db);
+    int (*thread_open)(void *db, int thread_id, void **out_thread);
+    int (*append)(void *thread, const struct bench_record *recs, int count);
+    void (*thread_close)(void *thread);
+    int (*close)(void *db, struct target_stats *out_stats);
+};
+
+/* The measurements of one run of one store at one thread count. */
+struct run_result {
+    uint64_t records;
+    double seconds;
+    double records_per_s;
+    double p50_us, p99_us, p999_us;
+    double syncs_per_s;              /* < 0 when unknown */
+    double records_per_sync;         /* < 0 when unknown */
+};
+
+/* One configuration's runs, summarised: the median run by records_per_s, and
+ * the spread of records_per_s over all runs. */
+struct result {
+    const char *engine;
+    int keyed;
+    int threads;
+    struct run_result median;
+    double records_per_s_min, records_per_s_max;
+    double stele_ratio;              /* stele's records_per_s / this one's; 0 for stele itself */
+};
+
+extern const struct target target_stele;
+extern const struct target peer_fdatasync;
+#ifdef BENCH_HAVE_SQLITE
+extern const struct target peer_sqlite;
+#endif
+#ifdef BENCH_HAVE_ROCKSDB
+extern const struct target peer_rocksdb;
+#endif
+
+/* Progress shown on a terminal while a run goes on. */
+struct progress {
+    int enabled;
+    int step, step_count;            /* which of all the runs this is */
+    const char *engine;
+    int threads, run, runs;
+};
+
+/* runner.c: runs one store once, in a fresh directory under parent_dir. */
+int run_once(const struct config *cfg, const struct target *t, int threads, const char *parent_dir,
+             const struct progress *pg, struct run_result *out);
+
+/* report.c */
+const char *durability_name(stele_durability d);
+void report_header(const struct config *cfg);
+void report_result(const struct config *cfg, const struct result *r);
+
+/* plot.c: draws records/s against threads for every engine; 0, or -1 with a message. */
+int plot_write(const struct config *cfg, const struct result *results, int result_count);
+int plot_available(void);
+
+uint64_t mono_ns(void);
+
+#endif

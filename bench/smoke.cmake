@@ -1,0 +1,51 @@
+# smoke.cmake - the bench_smoke test: stele-bench runs 0.2 s of stele and of
+# each peer built in (PEERS, comma-separated) with --json; every line must be a
+# JSON object naming its engine with records_per_s > 0, one line per engine.
+# It proves the bench and its peers work end to end, not how fast anything is.
+#   cmake -DBENCH=path/stele-bench -DPEERS=fdatasync,sqlite -DWORK_DIR=dir -P smoke.cmake
+string(REPLACE "," ";" peers "${PEERS}")
+set(args --duration 0.2 --json --keys --dir ${WORK_DIR})
+foreach(p ${peers})
+  list(APPEND args --peer ${p})
+endforeach()
+file(REMOVE_RECURSE ${WORK_DIR})
+file(MAKE_DIRECTORY ${WORK_DIR})
+execute_process(COMMAND ${BENCH} ${args} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "stele-bench ${args} exited with ${rc}:\n${err}${out}")
+endif()
+
+string(STRIP "${out}" out)
+string(REPLACE "\n" ";" lines "${out}")
+set(engines)
+foreach(line ${lines})
+  string(JSON engine ERROR_VARIABLE jerr GET "${line}" engine)
+  if(jerr)
+    message(FATAL_ERROR "not a JSON object with an engine: ${line}\n${jerr}")
+  endif()
+  foreach(field records_per_s mb_per_s p50_us p99_us p999_us threads inflight record_size)
+    string(JSON value ERROR_VARIABLE jerr GET "${line}" ${field})
+    if(jerr)
+      message(FATAL_ERROR "${engine}: no ${field} in ${line}")
+    endif()
+  endforeach()
+  string(JSON rps GET "${line}" records_per_s)
+  if(NOT rps GREATER 0)
+    message(FATAL_ERROR "${engine}: records_per_s is ${rps}")
+  endif()
+  list(APPEND engines ${engine})
+endforeach()
+
+set(expected stele ${peers})
+if(NOT engines STREQUAL expected)
+  message(FATAL_ERROR "engines reported: '${engines}', expected '${expected}'")
+endif()
+
+# The async API is not there yet: --inflight above 1 must be refused with exit code 2.
+execute_process(COMMAND ${BENCH} --inflight 8 --duration 0.1 --dir ${WORK_DIR} RESULT_VARIABLE rc
+                OUTPUT_QUIET ERROR_VARIABLE err)
+if(NOT rc EQUAL 2 OR NOT err MATCHES "async API not available")
+  message(FATAL_ERROR "--inflight 8: expected exit 2 and 'async API not available', got ${rc}: ${err}")
+endif()
+file(REMOVE_RECURSE ${WORK_DIR})
+message(STATUS "stele-bench smoke: ${engines} ok")
