@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "histogram.h"
 #include "stele.h"
 
 #define BENCH_THREADS_MAX 1024
@@ -66,6 +67,11 @@ struct target {
     int (*open)(const struct config *cfg, const char *dir, void **out_db);
     int (*thread_open)(void *db, int thread_id, void **out_thread);
     int (*append)(void *thread, const struct bench_record *recs, int count);
+    /* Optional: keeps cfg->inflight appends of one record in flight until
+     * *stop, recording each one's latency (submit to completion, ns) in hist
+     * and counting them in *records. NULL when the store has no async API. */
+    int (*append_inflight)(void *thread, const struct config *cfg, const void *payload, int thread_id,
+                           _Atomic int *stop, struct histogram *hist, _Atomic uint64_t *records);
     void (*thread_close)(void *thread);
     int (*close)(void *db, struct target_stats *out_stats);
 };

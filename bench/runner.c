@@ -139,8 +139,16 @@ static void *worker_main(void *arg)
         ctx = NULL;
     }
     /* Every worker reaches the gate, even a failed one: main waits for all of them. */
-    if (gate_wait(&r->gate) > 0 && ctx)
-        append_loop(w, ctx, payload);
+    if (gate_wait(&r->gate) > 0 && ctx) {
+        if (r->cfg->inflight > 1) {
+            if (r->target->append_inflight(ctx, r->cfg, payload, w->id, &r->stop, &w->hist, &w->records) != 0) {
+                atomic_store(&r->failed, 1);
+                atomic_store(&r->stop, 1);
+            }
+        } else {
+            append_loop(w, ctx, payload);
+        }
+    }
     if (ctx)
         r->target->thread_close(ctx);
     free(payload);

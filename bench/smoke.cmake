@@ -41,11 +41,19 @@ if(NOT engines STREQUAL expected)
   message(FATAL_ERROR "engines reported: '${engines}', expected '${expected}'")
 endif()
 
-# The async API is not there yet: --inflight above 1 must be refused with exit code 2.
-execute_process(COMMAND ${BENCH} --inflight 8 --duration 0.1 --dir ${WORK_DIR} RESULT_VARIABLE rc
-                OUTPUT_QUIET ERROR_VARIABLE err)
-if(NOT rc EQUAL 2 OR NOT err MATCHES "async API not available")
-  message(FATAL_ERROR "--inflight 8: expected exit 2 and 'async API not available', got ${rc}: ${err}")
+# stele keeps appends in flight through its async API; a peer cannot (exit 2).
+execute_process(COMMAND ${BENCH} --inflight 64 --duration 0.2 --json --dir ${WORK_DIR} RESULT_VARIABLE rc
+                OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "\"inflight\":64")
+  message(FATAL_ERROR "--inflight 64: expected a stele result, got ${rc}: ${out} ${err}")
+endif()
+if(peers)
+  list(GET peers 0 first_peer)
+  execute_process(COMMAND ${BENCH} --inflight 8 --peer ${first_peer} --duration 0.1 --dir ${WORK_DIR} RESULT_VARIABLE rc
+                  OUTPUT_QUIET ERROR_VARIABLE err)
+  if(NOT rc EQUAL 2 OR NOT err MATCHES "no asynchronous append")
+    message(FATAL_ERROR "--inflight 8 --peer ${first_peer}: expected exit 2, got ${rc}: ${err}")
+  endif()
 endif()
 file(REMOVE_RECURSE ${WORK_DIR})
 message(STATUS "stele-bench smoke: ${engines} ok")

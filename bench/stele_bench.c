@@ -296,14 +296,17 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    /* The async API (stele_append_async) is not in stele.h yet: refuse rather than emulate it. */
-    if (cfg.inflight > 1) {
-        fprintf(stderr, "stele-bench: --inflight %d: async API not available in this build\n", cfg.inflight);
-        return 2;
-    }
     int rc = resolve_targets(&cfg, targets, &target_count);
     if (rc != 0)
         return rc;
+    /* Only stores with an asynchronous append can keep several in flight
+     * from one thread; the peers would need a thread per append instead. */
+    for (int i = 0; cfg.inflight > 1 && i < target_count; i++)
+        if (!targets[i]->append_inflight) {
+            fprintf(stderr, "stele-bench: --inflight %d: %s has no asynchronous append; use --threads\n",
+                    cfg.inflight, targets[i]->name);
+            return 2;
+        }
     if (cfg.plot_path && !plot_available())
         fprintf(stderr, "stele-bench: gnuplot is not installed: --plot %s will be skipped\n", cfg.plot_path);
     char tmpl[] = "/tmp/stele-bench.XXXXXX";

@@ -3,9 +3,13 @@
  * the public header only: one log per run, every thread appending to the
  * same handle (the engine's writer batches them into shared syncs).
  */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 
@@ -80,6 +84,110 @@ static int stele_target_append(void *thread, const struct bench_record *recs, in
     return 0;
 }
 
+/* One append in flight: its event and key live here until completed. */
+struct slot {
+    struct inflight *owner;
+    stele_event ev;
+    char key[BENCH_KEY_SIZE_MAX];
+    uint64_t t0;
+    int index;
+};
+
+/* A thread's in-flight appends; completions arrive on an engine thread. */
+struct inflight {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int *free_slots;
+    int free_count;
+    int failed;
+    struct histogram *hist;
+    _Atomic uint64_t *records;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void on_done(void *ctx, int code, const stele_receipt *receipts, size_t count)
+{
+    (void)receipts;
+    (void)count;
+    struct slot *sl = ctx;
+    struct inflight *f = sl->owner;
+    uint64_t t1 = now_ns();
+    pthread_mutex_lock(&f->mu);
+    if (code != STELE_OK) {
+        f->failed = code;
+    } else {
+        hist_record(f->hist, t1 - sl->t0);
+        atomic_fetch_add_explicit(f->records, 1, memory_order_relaxed);
+    }
+    f->free_slots[f->free_count++] = sl->index;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Keeps cfg->inflight appends queued from this one thread (stele_append_async). */
+static int stele_append_inflight(void *thread, const struct config *cfg, const void *payload, int thread_id,
+                                 _Atomic int *stop, struct histogram *hist, _Atomic uint64_t *records)
+{
+    struct stele_thread *t = thread;
+    int n = cfg->inflight, rc = 0;
+    struct slot *slots = calloc((size_t)n, sizeof *slots);
+    struct inflight f = {.hist = hist, .records = records, .free_slots = calloc((size_t)n, sizeof(int))};
+    if (!slots || !f.free_slots) {
+        free(slots);
+        free(f.free_slots);
+        return fail("in-flight slots", STELE_ERR_NOMEM);
+    }
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_cond_init(&f.cv, NULL);
+    for (int i = 0; i < n; i++)
+        f.free_slots[f.free_count++] = i;
+    uint64_t seq = 0;
+    int keyed = cfg->keys;
+    while (!atomic_load_explicit(stop, memory_order_relaxed)) {
+        pthread_mutex_lock(&f.mu);
+        while (f.free_count == 0 && !f.failed)
+            pthread_cond_wait(&f.cv, &f.mu);
+        int idx = f.free_slots[--f.free_count], failed = f.failed;
+        pthread_mutex_unlock(&f.mu);
+        if (failed) {
+            rc = fail("append (async)", failed);
+            break;
+        }
+        struct slot *sl = &slots[idx];
+        sl->owner = &f;
+        sl->index = idx;
+        sl->ev = (stele_event){.type = TYPE_NAME, .type_size = sizeof TYPE_NAME - 1, .payload = payload,
+                               .payload_size = cfg->record_size};
+        if (keyed) {
+            int len = snprintf(sl->key, sizeof sl->key, "k%d-%" PRIu64, thread_id, seq++);
+            sl->ev.key = sl->key;
+            sl->ev.key_size = (size_t)len;
+        }
+        sl->t0 = now_ns();
+        int code = stele_append_async(t->db->log, &sl->ev, 1, on_done, sl);
+        if (code != STELE_OK) {
+            rc = fail("append_async", code);
+            break;
+        }
+    }
+    /* Every queued append completes before its slot can go away. */
+    pthread_mutex_lock(&f.mu);
+    while (f.free_count < n)
+        pthread_cond_wait(&f.cv, &f.mu);
+    pthread_mutex_unlock(&f.mu);
+    pthread_mutex_destroy(&f.mu);
+    pthread_cond_destroy(&f.cv);
+    free(slots);
+    free(f.free_slots);
+    return rc;
+}
+
 static void stele_thread_close(void *thread)
 {
     free(thread);
@@ -106,6 +214,7 @@ const struct target target_stele = {
     .open = stele_db_open,
     .thread_open = stele_thread_open,
     .append = stele_target_append,
+    .append_inflight = stele_append_inflight,
     .thread_close = stele_thread_close,
     .close = stele_db_close,
 };
