@@ -141,6 +141,8 @@ struct stele_log {
     pthread_t syncer;
     int syncer_started;
     int writer_done;         /* the writer thread has exited */
+    int syncer_idle;         /* the syncer waits for work */
+    int sync_inline;         /* the writer syncs the round it just wrote itself */
     pthread_cond_t sync_cond;
     struct request *await_head; /* written, waiting for a sync; ack_lsn ascending */
     struct request *await_tail;

@@ -513,7 +513,11 @@ static void await_locked(stele_log *log, struct request *head, struct round *rd)
             log->await_head = r;
         log->await_tail = r;
     }
-    pthread_cond_signal(&log->sync_cond);
+    /* With nothing else queued and the syncer idle, handing the sync over
+     * would only add a thread hop: the writer syncs inline (sync_inline). */
+    log->sync_inline = !log->q_head && log->syncer_idle;
+    if (!log->sync_inline)
+        pthread_cond_signal(&log->sync_cond);
 }
 
 static void finish_round_locked(stele_log *log, struct request *head, struct round *rd, int code, int wrote)
@@ -564,6 +568,8 @@ static int wait_idle_locked(stele_log *log)
     return timer;
 }
 
+static void sync_and_ack_locked(stele_log *log);
+
 static void *writer_main(void *arg)
 {
     stele_log *log = arg;
@@ -590,6 +596,10 @@ static void *writer_main(void *arg)
         int code = run_round(log, head, body_max, want_sync || timer, &rd, &wrote);
         pthread_mutex_lock(&log->q_lock);
         finish_round_locked(log, head, &rd, code, wrote);
+        if (log->sync_inline) {
+            log->sync_inline = 0;
+            sync_and_ack_locked(log);
+        }
         if (log->callbacks) {
             pthread_mutex_unlock(&log->q_lock);
             run_callbacks(log);
@@ -638,30 +648,39 @@ static int sync_written(stele_log *log, struct segment *seg)
     return STELE_OK;
 }
 
+/* One sync of everything written so far, then the acknowledgements it
+ * allows. Called with q_lock held by the syncer, or by the writer when it
+ * syncs inline; both may run it, so the watermark only moves forward. */
+static void sync_and_ack_locked(stele_log *log)
+{
+    uint64_t target = log->written_lsn;
+    struct segment *seg = log->written_seg;
+    if (target > log->durable_lsn) {
+        pthread_mutex_unlock(&log->q_lock);
+        int code = sync_written(log, seg);
+        pthread_mutex_lock(&log->q_lock);
+        log->stats.syncs++;
+        if (code != STELE_OK)
+            fence_locked(log, NULL, STELE_ERR_OUTCOME_UNKNOWN);
+        else if (!log->fenced && target > log->durable_lsn)
+            log->durable_lsn = log->visible_lsn = target;
+    }
+    if (!log->fenced)
+        ack_durable_locked(log);
+}
+
 static void *syncer_main(void *arg)
 {
     stele_log *log = arg;
     pthread_mutex_lock(&log->q_lock);
     for (;;) {
+        log->syncer_idle = 1;
         while (!log->fenced && !log->await_head && !log->writer_done)
             pthread_cond_wait(&log->sync_cond, &log->q_lock);
+        log->syncer_idle = 0;
         if (log->fenced || (!log->await_head && log->writer_done))
             break;
-        uint64_t target = log->written_lsn;
-        struct segment *seg = log->written_seg;
-        if (target > log->durable_lsn) {
-            pthread_mutex_unlock(&log->q_lock);
-            int code = sync_written(log, seg);
-            pthread_mutex_lock(&log->q_lock);
-            log->stats.syncs++;
-            if (code != STELE_OK) {
-                fence_locked(log, NULL, STELE_ERR_OUTCOME_UNKNOWN);
-            } else if (!log->fenced) {
-                log->durable_lsn = log->visible_lsn = target;
-            }
-        }
-        if (!log->fenced)
-            ack_durable_locked(log);
+        sync_and_ack_locked(log);
         if (log->callbacks) {
             pthread_mutex_unlock(&log->q_lock);
             run_callbacks(log);
