@@ -516,8 +516,11 @@ static void await_locked(stele_log *log, struct request *head, struct round *rd)
     /* With nothing else queued and the syncer idle, handing the sync over
      * would only add a thread hop: the writer syncs inline (sync_inline). */
     log->sync_inline = !log->q_head && log->syncer_idle;
-    if (!log->sync_inline)
+    if (!log->sync_inline) {
+        /* Woken but not yet running is not idle: never two syncs at once. */
+        log->syncer_idle = 0;
         pthread_cond_signal(&log->sync_cond);
+    }
 }
 
 static void finish_round_locked(stele_log *log, struct request *head, struct round *rd, int code, int wrote)
