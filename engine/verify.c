@@ -78,8 +78,14 @@ static uint64_t check_batch(struct verifier *v, const char *path, int fd, uint64
     uint8_t hb[STELE_BATCH_HEADER_SIZE];
     struct fmt_batch_header h;
     uint64_t chain;
-    if (off + sizeof hb > file_size || read_at(fd, hb, sizeof hb, off) != 0)
+    if (off + sizeof hb > file_size)
         return 0;
+    if (read_at(fd, hb, sizeof hb, off) != 0) {
+        /* Never silent: a sealed segment's footer check relies on a
+         * problem having been reported when the walk stops early. */
+        problem(v, path, off, w->next_lsn, "read failed: %s", strerror(errno));
+        return 0;
+    }
     enum fmt_status st = fmt_batch_header_decode(hb, sizeof hb, seed, &h, &chain);
     if (st != FMT_OK) {
         if (report)
@@ -97,8 +103,11 @@ static uint64_t check_batch(struct verifier *v, const char *path, int fd, uint64
     }
     if (v->b.frame_cap < frame) {
         uint8_t *p = realloc(v->b.frame, frame);
-        if (!p)
+        if (!p) {
+            problem(v, path, off, w->next_lsn, "out of memory for a %llu-byte batch: not checked",
+                    (unsigned long long)frame);
             return 0;
+        }
         v->b.frame = p;
         v->b.frame_cap = frame;
     }

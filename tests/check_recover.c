@@ -86,7 +86,6 @@ static int try_open(const char *dir, int read_only)
 /* Appends `batches` calls of `per` keyed records each, LSNs continuing from first. */
 static void append_batches(stele_log *log, uint64_t first, int batches, int per)
 {
-    char payload[1024], key[32];
     stele_event ev[16];
     stele_receipt rc[16];
     char keys[16][32];
@@ -109,8 +108,6 @@ static void append_batches(stele_log *log, uint64_t first, int batches, int per)
         for (int i = 0; i < per; i++)
             ck_assert_uint_eq(rc[i].lsn, lsn - (uint64_t)per + (uint64_t)i);
     }
-    (void)payload;
-    (void)key;
 }
 
 /* Every record 1..last reads back exactly as appended. */
