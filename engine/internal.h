@@ -143,6 +143,7 @@ struct stele_log {
     int writer_done;         /* the writer thread has exited */
     int syncer_idle;         /* the syncer waits for work */
     int sync_inline;         /* the writer syncs the round it just wrote itself */
+    int sync_running;        /* a sync of written batches is in flight (writer or syncer) */
     pthread_cond_t sync_cond;
     struct request *await_head; /* written, waiting for a sync; ack_lsn ascending */
     struct request *await_tail;
@@ -153,6 +154,7 @@ struct stele_log {
     struct request *pool;    /* free async requests */
     struct request *pool_blocks; /* their allocations, freed at close */
     struct request *callbacks; /* completed async requests whose fn is due */
+    int callbacks_running;   /* a thread is running callbacks; it drains the list */
 
     /* Writer-thread state. */
     uint8_t *buf;            /* batch frame being assembled */

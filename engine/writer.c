@@ -140,32 +140,41 @@ static void complete_locked(stele_log *log, struct request *r, int code)
 }
 
 /* Runs the completed async requests' callbacks (without q_lock) and returns
- * the requests to the pool. Callbacks run in LSN order. */
+ * the requests to the pool. Callbacks run in LSN order: requests complete
+ * in LSN order under q_lock, and only one thread runs callbacks at a time.
+ * A thread that finds another one running leaves its completions to it; the
+ * runner drains the list until it finds it empty under the lock. */
 static void run_callbacks(stele_log *log)
 {
     pthread_mutex_lock(&log->q_lock);
-    struct request *list = log->callbacks, *rev = NULL;
-    log->callbacks = NULL;
-    pthread_mutex_unlock(&log->q_lock);
-    if (!list)
+    if (log->callbacks_running) {
+        pthread_mutex_unlock(&log->q_lock);
         return;
-    while (list) { /* the list was built newest first */
-        struct request *next = list->next;
-        list->next = rev;
-        rev = list;
-        list = next;
     }
-    struct request *last = NULL;
-    for (struct request *r = rev; r; r = r->next) {
-        r->fn(r->fn_ctx, r->code, r->receipts, r->count);
-        if (r->receipts != &r->inline_receipt)
-            free(r->receipts);
-        last = r;
+    log->callbacks_running = 1;
+    while (log->callbacks) {
+        struct request *list = log->callbacks, *rev = NULL;
+        log->callbacks = NULL;
+        pthread_mutex_unlock(&log->q_lock);
+        while (list) { /* the list was built newest first */
+            struct request *next = list->next;
+            list->next = rev;
+            rev = list;
+            list = next;
+        }
+        struct request *last = NULL;
+        for (struct request *r = rev; r; r = r->next) {
+            r->fn(r->fn_ctx, r->code, r->receipts, r->count);
+            if (r->receipts != &r->inline_receipt)
+                free(r->receipts);
+            last = r;
+        }
+        pthread_mutex_lock(&log->q_lock);
+        last->next = log->pool;
+        log->pool = rev;
+        pthread_cond_broadcast(&log->done_cond);
     }
-    pthread_mutex_lock(&log->q_lock);
-    last->next = log->pool;
-    log->pool = rev;
-    pthread_cond_broadcast(&log->done_cond);
+    log->callbacks_running = 0;
     pthread_mutex_unlock(&log->q_lock);
 }
 
@@ -324,11 +333,31 @@ static int encode_round(stele_log *log, struct request *head, struct segment *se
     return STELE_OK;
 }
 
+/* Before a seal: every batch written to the segment has been synced by the
+ * syncer, or the log is fenced. A seal after a failed sync could otherwise
+ * succeed (the kernel reports a writeback error once) and put a footer over
+ * bytes that never reached the disk (RELIABILITY S10); nor may the seal's
+ * syncs run while the syncer's sync is in flight. Costs one sync latency per
+ * segment. */
+static int drain_syncs(stele_log *log)
+{
+    pthread_mutex_lock(&log->q_lock);
+    while (!log->fenced && log->inflight_count)
+        pthread_cond_wait(&log->done_cond, &log->q_lock);
+    int fenced = log->fenced;
+    pthread_mutex_unlock(&log->q_lock);
+    if (fenced)
+        return err_set(STELE_ERR_FENCED, "%s: not sealed: a sync of the log failed", log_active(log)->path);
+    return STELE_OK;
+}
+
 /* Seals the active segment and creates the next one (segment_io.c has the protocol). */
 static int roll(stele_log *log)
 {
     struct segment *seg = log_active(log);
-    int code = segment_seal(log, seg);
+    int code = drain_syncs(log);
+    if (code == STELE_OK)
+        code = segment_seal(log, seg);
     if (code)
         return code;
     struct segment *next;
@@ -659,9 +688,11 @@ static void sync_and_ack_locked(stele_log *log)
     uint64_t target = log->written_lsn;
     struct segment *seg = log->written_seg;
     if (target > log->durable_lsn) {
+        log->sync_running = 1;
         pthread_mutex_unlock(&log->q_lock);
         int code = sync_written(log, seg);
         pthread_mutex_lock(&log->q_lock);
+        log->sync_running = 0;
         log->stats.syncs++;
         if (code != STELE_OK)
             fence_locked(log, NULL, STELE_ERR_OUTCOME_UNKNOWN);
@@ -678,7 +709,9 @@ static void *syncer_main(void *arg)
     pthread_mutex_lock(&log->q_lock);
     for (;;) {
         log->syncer_idle = 1;
-        while (!log->fenced && !log->await_head && !log->writer_done)
+        /* The writer may be syncing inline: one sync at a time, so that a
+         * failed one is never followed by another (RELIABILITY S10). */
+        while (!log->fenced && (!log->await_head || log->sync_running) && !log->writer_done)
             pthread_cond_wait(&log->sync_cond, &log->q_lock);
         log->syncer_idle = 0;
         if (log->fenced || (!log->await_head && log->writer_done))
