@@ -43,6 +43,7 @@ struct config {
     const char *peer_names[BENCH_PEERS_MAX];
     int peer_count;
     stele_io_backend backend;
+    uint64_t index_keys;             /* --index N: the index benchmark (index_bench.c) instead of a sweep */
 };
 
 /* One record to append; key_size is 0 when the record has no key. */
@@ -115,6 +116,10 @@ struct progress {
 };
 
 /* runner.c: runs one store once, in a fresh directory under parent_dir. */
+/* index_bench.c: the index's memory per key and reopen times at keys keys, in dir. */
+int index_bench(const struct config *cfg, uint64_t keys, const char *dir);
+/* Removes dir and everything under it; 0 or -1 after printing why. */
+int bench_remove_tree(const char *dir);
 int run_once(const struct config *cfg, const struct target *t, int threads, const char *parent_dir,
              const struct progress *pg, struct run_result *out);
 

@@ -269,7 +269,14 @@ int run_once(const struct config *cfg, const struct target *t, int threads, cons
         summarise(all, records, seconds, &ts, out);
     free(all);
     /* Each run starts from an empty store and leaves nothing behind, so a sweep does not fill the disk. */
-    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        fprintf(stderr, "stele-bench: could not remove %s: %s\n", dir, strerror(errno));
+    bench_remove_tree(dir);
     return rc;
+}
+
+int bench_remove_tree(const char *dir)
+{
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0)
+        return 0;
+    fprintf(stderr, "stele-bench: could not remove %s: %s\n", dir, strerror(errno));
+    return -1;
 }

@@ -53,6 +53,8 @@ static void usage(FILE *f)
             "usage: stele-bench [--record-size BYTES] [--threads N[,N...]] [--inflight N] [--batch N]\n"
             "                   [--durability sync|interval|none] [--keys] [--duration SECONDS] [--runs N]\n"
             "                   [--dir PATH] [--peer NAME]... [--json] [--plot FILE.svg] [--posix]\n"
+            "       stele-bench --index KEYS [--record-size BYTES] [--runs N] [--dir PATH] [--json]\n"
+            "                   the index at KEYS keys: memory per key, reopen with its checkpoint vs rebuilt\n"
             "defaults: --record-size 100 --threads 1 --inflight 1 --batch 1 --durability sync --duration 5 --runs 1\n"
             "peers: sqlite (WAL, synchronous=FULL, unique key, a transaction per event), rocksdb (sync writes),\n"
             "       fdatasync (write + fdatasync per event under a mutex); with --durability interval or none\n"
@@ -147,6 +149,11 @@ static int apply_option(int c, const char *arg, struct config *cfg)
         cfg->peer_names[cfg->peer_count++] = arg;
         return 0;
     case 'k': cfg->keys = 1; return 0;
+    case 'x':
+        if (parse_long(arg, 1, 1000000000L, &n) != 0)
+            return -1;
+        cfg->index_keys = (uint64_t)n;
+        return 0;
     case 'p': cfg->dir = arg; return 0;
     case 'j': cfg->json = 1; return 0;
     case 'g': cfg->plot_path = arg; return 0;
@@ -165,7 +172,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         {"dir", required_argument, 0, 'p'},         {"peer", required_argument, 0, 'e'},
         {"json", no_argument, 0, 'j'},              {"plot", required_argument, 0, 'g'},
         {"posix", no_argument, 0, 'P'},             {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"index", required_argument, 0, 'x'},       {0, 0, 0, 0}};
     int c, idx = -1;
     while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {
         if (c == 'h') {
@@ -314,6 +321,19 @@ int main(int argc, char **argv)
     if (!dir) {
         fprintf(stderr, "stele-bench: mkdtemp %s: %s\n", tmpl, strerror(errno));
         return 1;
+    }
+    if (cfg.index_keys) {
+        char sub[4200];
+        snprintf(sub, sizeof sub, "%s/index-XXXXXX", dir);
+        if (check_dir(dir) != 0 || !mkdtemp(sub)) {
+            fprintf(stderr, "stele-bench: cannot create a directory in %s: %s\n", dir, strerror(errno));
+            return 1;
+        }
+        rc = index_bench(&cfg, cfg.index_keys, sub) == 0 ? 0 : 1;
+        bench_remove_tree(sub);
+        if (!cfg.dir)
+            rmdir(dir);
+        return rc;
     }
     static struct result results[RESULTS_MAX];
     int result_count = 0;

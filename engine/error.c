@@ -26,7 +26,7 @@ const char *stele_strerror(int code)
     case STELE_ERR_NOT_FOUND: return "not found";
     case STELE_ERR_FENCED: return "log is fenced after a failed write or sync; reopen it";
     case STELE_ERR_TOO_LARGE: return "too large";
-    case STELE_ERR_CONFLICT: return "conflict: the key holds a different request";
+    case STELE_ERR_CONFLICT: return "conflict: a different request already holds the key, the outcome or the compensation";
     case STELE_ERR_STREAM_VERSION: return "stream is not at the expected version";
     case STELE_ERR_NOMEM: return "out of memory";
     case STELE_ERR_FORMAT: return "unsupported format version";

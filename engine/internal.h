@@ -17,7 +17,7 @@
 
 #include "batch.h"
 #include "io.h"
-#include "keymap.h"
+#include "idx.h"
 #include "record.h"
 #include "segment.h"
 #include "stele.h"
@@ -165,8 +165,13 @@ struct stele_log {
     void *cctx;              /* ZSTD_CCtx when the log compresses */
     uint8_t *zbuf;           /* compressed frame being assembled */
     size_t zbuf_cap;
-    struct keymap keys;      /* idempotency key -> original record */
-    struct keymap streams;   /* stream -> current version */
+    /* The index (index.c, SPEC.md §15), under idx_lock: the writer holds it
+     * while it decides and encodes a round; queries hold it briefly. */
+    pthread_mutex_t idx_lock;
+    struct idx *idx;         /* NULL until built (read-only handles: at the first query) */
+    uint64_t idx_lsn;        /* every record up to here is in idx, none after */
+    uint64_t idx_ckpt_lsn;   /* what the last checkpoint written or loaded covers */
+    uint64_t idx_expired_at; /* recorded time of the last expiry pass */
     char fence_msg[512];     /* why the log was fenced, for every later caller */
 
     stele_stats stats;       /* counters, under q_lock */
@@ -177,7 +182,15 @@ struct stele_log {
     void (*ack_hook)(void *ctx, const char *seg_path, uint64_t offset, uint64_t size, uint64_t first_lsn,
                      uint64_t last_lsn);
     void *ack_ctx;
+
+    /* Tests: the clock recorded times come from (NULL = the real one);
+     * set with log_set_clock before the first append. */
+    uint64_t (*clock_fn)(void *ctx);
+    void *clock_ctx;
 };
+
+/* Tests: recorded times (and so the idempotency window) follow fn from now on. */
+void log_set_clock(stele_log *log, uint64_t (*fn)(void *ctx), void *ctx);
 
 /* log.c */
 uint64_t now_ns(void);
@@ -233,6 +246,31 @@ int log_refresh(stele_log *log);
 /* writer.c */
 int writer_start(stele_log *log);
 void writer_stop(stele_log *log);
+
+/* index.c */
+#define INDEX_FILE_NAME "index.ckpt"
+uint64_t log_now(const stele_log *log);
+/* Writer handles at open: loads the checkpoint (or rebuilds) and indexes the
+ * records after it. */
+int index_open(stele_log *log);
+/* Adds an appended record to the index; idx_lock held. Returns OK, NOMEM, or
+ * CORRUPT when the record contradicts the index (a stream version out of step). */
+int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn);
+/* Writes a checkpoint covering idx_lsn, which must be durable; idx_lock held.
+ * A failed checkpoint changes nothing but the temporary file, which it removes. */
+int index_checkpoint(stele_log *log);
+/* Forgets the keys older than the window at recorded time now; idx_lock held. */
+void index_expire(stele_log *log, uint64_t now);
+/* The version the record at lsn has in stream (0 if not in it); idx_lock held. */
+uint64_t index_stream_version_of(stele_log *log, const void *stream, size_t stream_size, uint64_t lsn);
+/* Makes the index current for a query (read-only handles catch up with the
+ * files) and takes idx_lock; index_unlock releases it. */
+int index_lock_current(stele_log *log);
+void index_unlock(stele_log *log);
+void index_free(stele_log *log);
+/* For stream iterators: LSN of stream's record at version, 0 when there is
+ * none that is acknowledged. */
+int index_stream_lsn(stele_log *log, const void *stream, size_t stream_size, uint64_t version, uint64_t *out_lsn);
 
 /* reader.c */
 void record_from_fmt(const struct fmt_record *r, uint64_t lsn, stele_record *out);

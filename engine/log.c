@@ -43,6 +43,7 @@ void stele_options_init(stele_options *o)
     o->sync_interval_ms = 100;
     o->io_backend = STELE_IO_URING;
     o->queue_records_max = 65536;
+    o->checkpoint_records = 1000000;
     o->segment_size = STELE_SEGMENT_SIZE_DEFAULT;
     o->idem_window_ns = UINT64_C(24) * 3600 * 1000000000;
     o->payload_size_max = STELE_PAYLOAD_SIZE_DEFAULT;
@@ -378,6 +379,7 @@ static stele_log *log_alloc(const char *dir, const stele_options *opts, struct i
     pthread_cond_init(&log->q_cond, NULL);
     pthread_cond_init(&log->done_cond, NULL);
     pthread_cond_init(&log->sync_cond, NULL);
+    pthread_mutex_init(&log->idx_lock, NULL);
     return log;
 }
 
@@ -397,6 +399,8 @@ static void log_free(stele_log *log)
     pthread_cond_destroy(&log->q_cond);
     pthread_cond_destroy(&log->done_cond);
     pthread_cond_destroy(&log->sync_cond);
+    index_free(log);
+    pthread_mutex_destroy(&log->idx_lock);
     XXH3_freeState(log->file_hash);
     free(log->buf);
     free(log->dir);
@@ -484,6 +488,13 @@ int stele_close(stele_log *log)
     if (log->writer_started) {
         code = stele_sync(log);
         writer_stop(log);
+        /* Everything written is durable now: checkpoint the index so that
+         * the next open does not rescan the log (unless nothing changed). */
+        if (code == STELE_OK && !log->fenced && log->idx && log->idx_lsn > log->idx_ckpt_lsn) {
+            if (log->meta.idem_window_ns)
+                index_expire(log, log->last_recorded_at_ns);
+            code = index_checkpoint(log);
+        }
     }
     log_free(log);
     return code;

@@ -23,6 +23,10 @@ struct stele_iter {
     size_t rec_off;          /* offset of record next_lsn in the current batch body */
     int have_batch;
     stele_record rec;
+    /* stream iterators (stele_iter_open_stream): the stream and the next version */
+    size_t stream_size;      /* 0 = a plain iterator */
+    uint64_t next_version;
+    char stream[256];
 };
 
 void record_from_fmt(const struct fmt_record *r, uint64_t lsn, stele_record *out)
@@ -232,12 +236,73 @@ static void wait_visible(stele_log *log, uint64_t lsn, uint64_t deadline_ns)
     pthread_mutex_unlock(&log->q_lock);
 }
 
+int stele_iter_open_stream(stele_log *log, const void *stream, size_t stream_size, uint64_t from_version,
+                           stele_iter **out_iter)
+{
+    err_clear();
+    if (!log || !out_iter || !stream || stream_size == 0 || stream_size > 255)
+        return err_set(STELE_ERR_INVALID, "iter_open_stream: log, out_iter and a stream of 1 to 255 bytes are required");
+    stele_iter *it = calloc(1, sizeof *it);
+    if (!it)
+        return err_set(STELE_ERR_NOMEM, "out of memory for an iterator");
+    it->log = log;
+    it->next_lsn = 1;
+    memcpy(it->stream, stream, stream_size);
+    it->stream_size = stream_size;
+    it->next_version = from_version ? from_version : 1;
+    *out_iter = it;
+    return STELE_OK;
+}
+
+/* Positions a stream iterator on its next version's record; *out_got is 0
+ * when that version is not there (yet) after waiting up to timeout_ms. */
+static int stream_seek(stele_iter *it, int timeout_ms, int *out_got)
+{
+    uint64_t deadline = timeout_ms > 0 ? now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+    uint64_t lsn;
+    for (;;) {
+        uint64_t vis = visible(it->log);
+        int code = index_stream_lsn(it->log, it->stream, it->stream_size, it->next_version, &lsn);
+        if (code)
+            return code;
+        if (lsn)
+            break;
+        if (timeout_ms == 0 || (deadline && now_ns() >= deadline)) {
+            *out_got = 0;
+            return STELE_OK;
+        }
+        wait_visible(it->log, vis + 1, deadline);
+    }
+    /* Within the batch in hand, decode forward to it; otherwise load its batch. */
+    if (it->have_batch && lsn >= it->next_lsn && lsn < it->ref.first_lsn + it->ref.record_count) {
+        struct fmt_record skip;
+        while (it->next_lsn < lsn) {
+            int code = decode_at(it, &skip);
+            if (code)
+                return code;
+            it->next_lsn++;
+        }
+    } else {
+        it->have_batch = 0;
+        it->next_lsn = lsn;
+    }
+    it->next_version++;
+    *out_got = 1;
+    return STELE_OK;
+}
+
 int stele_iter_next(stele_iter *it, int timeout_ms, const stele_record **out_rec)
 {
     err_clear();
     if (!it || !out_rec)
         return err_set(STELE_ERR_INVALID, "iter_next: iterator and out_rec are required");
     *out_rec = NULL;
+    if (it->stream_size) {
+        int got, code = stream_seek(it, timeout_ms, &got);
+        if (code || !got)
+            return code;
+        timeout_ms = 0;
+    }
     if (it->next_lsn > visible(it->log)) {
         if (it->log->opts.read_only) {
             int code = log_refresh(it->log);
@@ -274,8 +339,24 @@ int stele_stats_get(stele_log *log, stele_stats *out)
         if (code)
             return code;
     }
+    stele_stats ix = {0};
+    if (index_lock_current(log) == STELE_OK) {
+        if (log->idx) {
+            ix.index_keys = idx_key_count(log->idx);
+            ix.index_pending = idx_pending_count(log->idx);
+            ix.index_streams = idx_stream_count(log->idx);
+            ix.index_memory = idx_memory(log->idx);
+        }
+        index_unlock(log);
+    } else {
+        err_clear(); /* the index is optional for stats; the rest still reports */
+    }
     pthread_mutex_lock(&log->q_lock);
     *out = log->stats;
+    out->index_keys = ix.index_keys;
+    out->index_pending = ix.index_pending;
+    out->index_streams = ix.index_streams;
+    out->index_memory = ix.index_memory;
     out->last_lsn = log->visible_lsn;
     out->durable_lsn = log->durable_lsn;
     out->first_lsn = log->visible_lsn ? 1 : 0;

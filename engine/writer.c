@@ -94,8 +94,11 @@ static int check_event(const stele_log *log, const stele_event *ev, size_t i)
         return err_set(STELE_ERR_INVALID, "event %zu: content %d is not a stele_content", i, (int)ev->content);
     if (ev->flags & ~STELE_FLAG_BACKFILLED)
         return err_set(STELE_ERR_INVALID, "event %zu: unknown flags 0x%x", i, ev->flags);
-    if ((kind == STELE_KIND_OUTCOME || kind == STELE_KIND_COMPENSATION) && ev->ref == 0)
-        return err_set(STELE_ERR_INVALID, "event %zu: an outcome or compensation needs ref", i);
+    if ((kind == STELE_KIND_INTENT || kind == STELE_KIND_OUTCOME) && ev->key_size == 0)
+        return err_set(STELE_ERR_INVALID, "event %zu: an %s needs a key", i,
+                       kind == STELE_KIND_INTENT ? "intent" : "outcome (its intent's key)");
+    if (kind == STELE_KIND_COMPENSATION && (ev->ref == 0 || ev->key_size))
+        return err_set(STELE_ERR_INVALID, "event %zu: a compensation needs ref (what it reverses) and no key", i);
     if (ev->has_expect_version && ev->stream_size == 0)
         return err_set(STELE_ERR_INVALID, "event %zu: expect_version needs a stream", i);
     return STELE_OK;
@@ -234,54 +237,76 @@ struct round {
     uint64_t frame_size;
 };
 
-/* Decides one event against the key and stream maps (RELIABILITY S26-S28):
- * returns 1 when it is to be appended, 0 when its receipt is final. */
-static int decide(stele_log *log, const stele_event *ev, const struct fmt_record *rec, struct round *rd,
+/* The receipt of a request that repeats the record at lsn: a duplicate
+ * (same fingerprint, so same stream) or a conflict. version is the
+ * original's stream version when the index knows it (keys), UINT64_MAX when
+ * it is to be looked up (outcomes, compensations: a duplicate names the
+ * original's stream; a conflict may not, and gets 0). */
+static stele_receipt repeat_of(stele_log *log, const stele_event *ev, uint64_t lsn, int same, uint64_t version)
+{
+    if (version == UINT64_MAX)
+        version = same && ev->stream_size ? index_stream_version_of(log, ev->stream, ev->stream_size, lsn) : 0;
+    return (stele_receipt){lsn, version, same ? STELE_DECISION_DUPLICATE : STELE_DECISION_CONFLICT,
+                           same ? STELE_OK : STELE_ERR_CONFLICT};
+}
+
+static stele_receipt refused(int code)
+{
+    return (stele_receipt){0, 0, STELE_DECISION_NONE, (stele_code)code};
+}
+
+/* Decides one event against the index (SPEC.md §15.3, RELIABILITY S26-S30):
+ * returns 1 when it is to be appended (rec completed: an outcome's ref is
+ * its intent), 0 when its receipt is final. idx_lock held. */
+static int decide(stele_log *log, const stele_event *ev, struct fmt_record *rec, struct round *rd,
                   stele_receipt *rc)
 {
-    uint64_t window = log->meta.idem_window_ns;
-    if (ev->key_size) {
-        struct keymap_value *k = keymap_get(&log->keys, ev->key, ev->key_size);
-        int live = k && (window == 0 || k->recorded_at_ns >= rd->recorded_at_ns ||
-                         rd->recorded_at_ns - k->recorded_at_ns <= window); /* no overflow for huge windows */
-        if (live) {
-            int same = k->fingerprint == rec->fingerprint;
-            *rc = (stele_receipt){k->lsn, k->version, same ? STELE_DECISION_DUPLICATE : STELE_DECISION_CONFLICT,
-                                  same ? STELE_OK : STELE_ERR_CONFLICT};
+    uint64_t window = log->meta.idem_window_ns, now = rd->recorded_at_ns;
+    struct idx_key k;
+    int found = ev->key_size && idx_key_get(log->idx, ev->key, ev->key_size, &k);
+    /* A key is forgotten once its latest record is older than the window;
+     * a pending intent never is. */
+    int live = found && (window == 0 || (k.kind == STELE_KIND_INTENT && k.outcome_lsn == 0) ||
+                         !(now > k.last_at_ns && now - k.last_at_ns > window)); /* no overflow */
+    if (rec->kind == STELE_KIND_OUTCOME) {
+        if (!live) {
+            *rc = refused(STELE_ERR_NOT_FOUND);
             return 0;
         }
-    }
-    if (ev->ref >= rd->next_lsn) {
-        *rc = (stele_receipt){0, 0, STELE_DECISION_NONE, STELE_ERR_INVALID};
+        if (k.kind != STELE_KIND_INTENT || (ev->ref && ev->ref != k.lsn)) {
+            *rc = refused(STELE_ERR_INVALID);
+            rc->lsn = k.lsn;
+            return 0;
+        }
+        rec->ref = k.lsn;
+        rec->fingerprint = fmt_fingerprint(rec);
+        if (k.outcome_lsn) {
+            *rc = repeat_of(log, ev, k.outcome_lsn, k.outcome_fingerprint == rec->fingerprint, UINT64_MAX);
+            return 0;
+        }
+    } else if (live) {
+        *rc = repeat_of(log, ev, k.lsn, k.kind == rec->kind && k.fingerprint == rec->fingerprint, k.stream_version);
         return 0;
     }
-    uint64_t current = 0;
+    if (ev->ref >= rd->next_lsn) {
+        *rc = refused(STELE_ERR_INVALID);
+        return 0;
+    }
+    uint64_t comp, comp_fp;
+    if (rec->kind == STELE_KIND_COMPENSATION && idx_comp_get(log->idx, ev->ref, &comp, &comp_fp)) {
+        *rc = repeat_of(log, ev, comp, comp_fp == rec->fingerprint, UINT64_MAX);
+        return 0;
+    }
+    uint64_t current = 0, last = 0;
     if (ev->stream_size) {
-        struct keymap_value *s = keymap_get(&log->streams, ev->stream, ev->stream_size);
-        current = s ? s->version : 0;
+        current = idx_stream_version(log->idx, ev->stream, ev->stream_size, &last);
         if (ev->has_expect_version && ev->expect_version != current) {
-            *rc = (stele_receipt){s ? s->lsn : 0, current, STELE_DECISION_NONE, STELE_ERR_STREAM_VERSION};
+            *rc = (stele_receipt){last, current, STELE_DECISION_NONE, STELE_ERR_STREAM_VERSION};
             return 0;
         }
     }
     *rc = (stele_receipt){rd->next_lsn, ev->stream_size ? current + 1 : 0, STELE_DECISION_NEW, STELE_OK};
     return 1;
-}
-
-/* Remembers an appended record's key and stream version. */
-static int remember(stele_log *log, const struct fmt_record *rec, uint64_t lsn)
-{
-    if (rec->key_size) {
-        struct keymap_value v = {lsn, rec->fingerprint, rec->recorded_at_ns, rec->stream_version};
-        if (!keymap_put(&log->keys, rec->key, rec->key_size, &v))
-            return err_set(STELE_ERR_NOMEM, "out of memory remembering a key");
-    }
-    if (rec->stream_size) {
-        struct keymap_value v = {lsn, 0, 0, rec->stream_version};
-        if (!keymap_put(&log->streams, rec->stream, rec->stream_size, &v))
-            return err_set(STELE_ERR_NOMEM, "out of memory remembering a stream");
-    }
-    return STELE_OK;
 }
 
 static void fill_record(const stele_event *ev, uint64_t recorded_at_ns, struct fmt_record *r)
@@ -324,7 +349,8 @@ static int encode_round(stele_log *log, struct request *head, struct segment *se
             rec.stream_version = r->receipts[i].stream_version;
             rd->body_size += fmt_record_encode(&rec, rd->next_lsn, seg->seed, body + rd->body_size,
                                                log->buf_cap - STELE_BATCH_HEADER_SIZE - rd->body_size);
-            int code = remember(log, &rec, rd->next_lsn);
+            /* Later records of this round already see this one (S27). */
+            int code = index_apply(log, &rec, rd->next_lsn);
             if (code)
                 return code;
             rd->next_lsn++;
@@ -351,6 +377,27 @@ static int drain_syncs(stele_log *log)
     return STELE_OK;
 }
 
+/* At a seal, with everything written durable: forgets expired keys now and
+ * then, and checkpoints the index when enough records came since the last
+ * checkpoint. A failed checkpoint is counted and logged in stats, not fatal:
+ * the log is the truth and the next open indexes what the checkpoint lacks. */
+static void index_maintain(stele_log *log)
+{
+    pthread_mutex_lock(&log->idx_lock);
+    uint64_t now = log->last_recorded_at_ns, window = log->meta.idem_window_ns;
+    if (window && now > log->idx_expired_at && now - log->idx_expired_at >= window / 16)
+        index_expire(log, now);
+    uint64_t every = log->opts.checkpoint_records;
+    if (every && log->idx_lsn - log->idx_ckpt_lsn >= every && index_checkpoint(log) != STELE_OK) {
+        pthread_mutex_lock(&log->q_lock);
+        log->stats.index_checkpoint_failures++;
+        snprintf(log->stats.index_note, sizeof log->stats.index_note, "%s", stele_errmsg());
+        pthread_mutex_unlock(&log->q_lock);
+        err_clear();
+    }
+    pthread_mutex_unlock(&log->idx_lock);
+}
+
 /* Seals the active segment and creates the next one (segment_io.c has the protocol). */
 static int roll(stele_log *log)
 {
@@ -360,6 +407,7 @@ static int roll(stele_log *log)
         code = segment_seal(log, seg);
     if (code)
         return code;
+    index_maintain(log);
     struct segment *next;
     code = segment_create(log, seg->seq + 1, seg->last_lsn + 1, seg->chain, &next);
     if (code)
@@ -498,7 +546,7 @@ static int run_round(stele_log *log, struct request *head, uint64_t body_max, in
                      int *out_wrote)
 {
     *out_wrote = 0;
-    uint64_t now = now_ns();
+    uint64_t now = log_now(log);
     rd->recorded_at_ns = now > log->last_recorded_at_ns ? now : log->last_recorded_at_ns;
     rd->first_lsn = rd->next_lsn = log->written_lsn + 1;
     int code = STELE_OK;
@@ -507,8 +555,11 @@ static int run_round(stele_log *log, struct request *head, uint64_t body_max, in
         code = ensure_buf(&log->buf, &log->buf_cap, STELE_BATCH_HEADER_SIZE + body_max + STELE_BLOCK_SIZE);
         if (code == STELE_OK)
             code = segment_for(log, fmt_batch_frame_size((uint32_t)body_max), &seg);
-        if (code == STELE_OK)
+        if (code == STELE_OK) {
+            pthread_mutex_lock(&log->idx_lock);
             code = encode_round(log, head, seg, rd);
+            pthread_mutex_unlock(&log->idx_lock);
+        }
     }
     if (code == STELE_OK && rd->next_lsn > rd->first_lsn) {
         *out_wrote = 1;
@@ -728,22 +779,10 @@ static void *syncer_main(void *arg)
     return NULL;
 }
 
-/* The key and stream maps are derived from the log: rebuilt here from every
- * record. (A checkpointed index that avoids the full scan is SPEC.md's
- * planned next step; until then reopen time grows with the log.) */
-static int rebuild_cb(void *ctx, uint64_t lsn, const struct fmt_record *rec)
-{
-    return remember(ctx, rec, lsn);
-}
-
 int writer_start(stele_log *log)
 {
-    int code = STELE_OK;
-    if (keymap_init(&log->keys) != 0 || keymap_init(&log->streams) != 0) {
-        code = err_set(STELE_ERR_NOMEM, "out of memory for the key index");
-        goto fail;
-    }
-    if ((code = log_scan(log, 1, rebuild_cb, log)) != STELE_OK)
+    int code = index_open(log);
+    if (code)
         goto fail;
     if (log->meta.compression == FMT_COMPRESSION_ZSTD && !(log->cctx = ZSTD_createCCtx())) {
         code = err_set(STELE_ERR_NOMEM, "out of memory for a zstd context");
@@ -777,8 +816,7 @@ int writer_start(stele_log *log)
     return STELE_OK;
 fail:
     /* The open fails and log_free knows nothing of the writer's state. */
-    keymap_free(&log->keys);
-    keymap_free(&log->streams);
+    index_free(log);
     ZSTD_freeCCtx(log->cctx);
     log->cctx = NULL;
     return code;
@@ -803,8 +841,6 @@ void writer_stop(stele_log *log)
         log->pool_blocks = next;
     }
     log->pool = NULL;
-    keymap_free(&log->keys);
-    keymap_free(&log->streams);
     ZSTD_freeCCtx(log->cctx);
     log->cctx = NULL;
     free(log->zbuf);
@@ -841,6 +877,31 @@ static int submit(stele_log *log, struct request *r)
     return code;
 }
 
+/* What a compensation reverses must be an acknowledged event or confirmed
+ * outcome. The kind of a record never changes, so this is checked here,
+ * before queuing; whether it is compensated already is the writer's to
+ * decide. */
+static int check_compensated(stele_log *log, const stele_event *ev, size_t i)
+{
+    stele_record *target;
+    int code = stele_get(log, ev->ref, &target);
+    if (code == STELE_ERR_NOT_FOUND)
+        return err_set(code, "event %zu: compensation of LSN %llu: no such acknowledged record", i,
+                       (unsigned long long)ev->ref);
+    if (code)
+        return code;
+    int ok = target->kind == STELE_KIND_EVENT ||
+             (target->kind == STELE_KIND_OUTCOME && target->outcome == STELE_OUTCOME_CONFIRMED);
+    static const char *what[] = {"?", "an event", "an intent (compensate its confirmed outcome)",
+                                 "a failed outcome", "a compensation"};
+    int k = target->kind == STELE_KIND_OUTCOME ? 3 : target->kind <= 4 ? (int)target->kind : 0;
+    stele_record_free(target);
+    if (!ok)
+        return err_set(STELE_ERR_INVALID, "event %zu: compensation of LSN %llu: it is %s; only an event or a "
+                       "confirmed outcome can be compensated", i, (unsigned long long)ev->ref, what[k]);
+    return STELE_OK;
+}
+
 /* Checks a call's events; on success *out_body is their encoded size. */
 static int check_call(stele_log *log, const stele_event *events, size_t count, uint64_t *out_body)
 {
@@ -849,6 +910,8 @@ static int check_call(stele_log *log, const stele_event *events, size_t count, u
     uint64_t body = 0;
     for (size_t i = 0; i < count; i++) {
         int code = check_event(log, &events[i], i);
+        if (code == STELE_OK && events[i].kind == STELE_KIND_COMPENSATION)
+            code = check_compensated(log, &events[i], i);
         if (code)
             return code;
         body += event_record_size(&events[i]);
@@ -873,7 +936,8 @@ int stele_append_batch(stele_log *log, const stele_event *events, size_t count, 
         struct request r = {.events = events, .receipts = out_receipts, .count = count, .body_size = body};
         code = submit(log, &r);
     }
-    if (code == STELE_ERR_CONFLICT || code == STELE_ERR_STREAM_VERSION || code == STELE_ERR_INVALID) {
+    if (code == STELE_ERR_CONFLICT || code == STELE_ERR_STREAM_VERSION || code == STELE_ERR_INVALID ||
+        code == STELE_ERR_NOT_FOUND) {
         for (size_t i = 0; i < count; i++)
             if ((int)out_receipts[i].code == code) {
                 err_set(code, "append: event %zu: %s (LSN %llu, stream version %llu)", i, stele_strerror(code),

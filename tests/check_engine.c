@@ -801,14 +801,17 @@ START_TEST(test_append_receipts)
     ck_assert_uint_eq(kr[1].lsn, 16);
     ck_assert_uint_eq(last_lsn(log), 16);
 
-    /* A ref may name an earlier record of the same call. */
-    stele_event io[2] = {ev_str(NULL, NULL, "intent", 6), ev_str(NULL, NULL, "done", 4)};
+    /* An outcome may name an intent of the same call. */
+    stele_event io[2] = {ev_str(NULL, "op-1", "intent", 6), ev_str(NULL, "op-1", "done", 4)};
     io[0].kind = STELE_KIND_INTENT;
     io[1].kind = STELE_KIND_OUTCOME;
     io[1].outcome = STELE_OUTCOME_CONFIRMED;
-    io[1].ref = 17;
     OK(stele_append_batch(log, io, 2, kr));
     ck_assert_uint_eq(kr[1].lsn, 18);
+    stele_record *o18;
+    OK(stele_get(log, 18, &o18));
+    ck_assert_uint_eq(o18->ref, 17); /* the engine set the outcome's ref to its intent */
+    stele_record_free(o18);
 
     stele_stats s = stats_of(log);
     ck_assert_uint_eq(s.last_lsn, 18);
@@ -985,11 +988,11 @@ START_TEST(test_get_fields)
     evs[1].kind = STELE_KIND_INTENT, evs[1].content = STELE_CONTENT_JSON, evs[1].actor = "alice", evs[1].actor_size = 5;
     evs[1].event_time_ns = 1234567890123456789ull;
     evs[1].type = "card.\xf0\x9f\x92\xb3", evs[1].type_size = 9; /* a 4-byte UTF-8 character */
-    evs[2] = ev_str("orders", NULL, "ok", 2);
+    evs[2] = ev_str("orders", "k-1", "ok", 2); /* the outcome of intent k-1 */
     evs[2].kind = STELE_KIND_OUTCOME, evs[2].outcome = STELE_OUTCOME_CONFIRMED, evs[2].ref = 2;
     evs[2].content = STELE_CONTENT_TEXT;
-    evs[3] = ev_str("orders", NULL, "no", 2);
-    evs[3].kind = STELE_KIND_OUTCOME, evs[3].outcome = STELE_OUTCOME_FAILED, evs[3].ref = 2;
+    evs[3] = ev_str("orders", NULL, "no", 2); /* an event may ref any earlier record */
+    evs[3].ref = 2;
     evs[4] = ev_str(NULL, NULL, "undo", 4);
     evs[4].kind = STELE_KIND_COMPENSATION, evs[4].ref = 1, evs[4].flags = STELE_FLAG_BACKFILLED;
     evs[4].content = STELE_CONTENT_BINARY, evs[4].event_time_ns = 1;

@@ -50,6 +50,11 @@ int cmd_get(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_read(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_verify(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_stats(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_intent(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_resolve(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_status(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_pending(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_compensate(struct cli_ctx *ctx, int argc, char **argv);
 
 /* Option values cli_next_opt returns besides a command's own (which are
  * printable characters or small integers below CLI_OPT_BASE). */
@@ -59,6 +64,23 @@ enum {
     CLI_OPT_HELP,    /* usage was printed to stdout: exit 0 */
     CLI_OPT_INVALID, /* an error was printed to stderr: exit 2 */
 };
+
+/* The fields of a record as options, shared by the commands that append one
+ * (append, intent, resolve): a command lists the ones it takes in its option
+ * table with these values and hands them to cli_event_option. */
+enum {
+    CLI_OPT_KEY = 0x800, /* --key K */
+    CLI_OPT_TYPE,        /* --type T */
+    CLI_OPT_STREAM,      /* --stream S */
+    CLI_OPT_EXPECT_VERSION, /* --expect-version N */
+    CLI_OPT_ACTOR,       /* --actor A */
+    CLI_OPT_EVENT_TIME,  /* --event-time TIME */
+    CLI_OPT_DATA,        /* --data TEXT, kept in *data: event_in_set_data_arg applies it */
+};
+
+/* Applies option c (one of CLI_OPT_KEY ... CLI_OPT_DATA) with value text to
+ * ev. Returns 0, CLI_EXIT_USAGE after printing, or -1 when c is none of them. */
+int cli_event_option(const struct cli_ctx *ctx, int c, const char *text, stele_event *ev, const char **data);
 
 /* Every subcommand accepts these; put the macro last in its option table. */
 #define CLI_COMMON_OPTIONS                                                                         \
@@ -83,6 +105,30 @@ int cli_fail(const struct cli_ctx *ctx, int code, const char *fmt, ...) __attrib
 /* stele_open with the error printed ("opening log DIR: ..."); returns 0 or
  * the exit code. */
 int cli_open_log(const struct cli_ctx *ctx, const char *dir, const stele_options *opts, stele_log **out_log);
+
+/* cli_open_log with default options and read_only set: for commands that
+ * only read (no lock taken, so they run beside a writer). */
+int cli_open_read_only(const struct cli_ctx *ctx, const char *dir, stele_log **out_log);
+
+/* Closes a log opened for writing. Returns rc, or when rc is 0 and the
+ * final sync failed, the exit code of that failure (after printing it). */
+int cli_close_log(const struct cli_ctx *ctx, stele_log *log, const char *dir, int rc);
+
+/* The rest of a command that appends one record built from options (intent,
+ * resolve): opens the log in dir for writing, applies --data (NULL = none)
+ * to in, calls fn to append and report, releases in and closes the log.
+ * Returns the exit code. */
+struct event_in;
+int cli_append_command(const struct cli_ctx *ctx, const char *dir, struct event_in *in, const char *data,
+                       int (*fn)(const struct cli_ctx *ctx, stele_log *log, struct event_in *in));
+
+/* Appends one record and prints its receipt (event_json.h, receipt_json;
+ * ref > 0 adds "ref"). Returns the exit code: 0 for new and duplicate; for a
+ * conflict or a stream version mismatch the receipt is printed and one line
+ * on stderr says what happened (3); any other failure prints only the error.
+ * what names the operation in messages ("appending", "resolving key K"). */
+int cli_append_report(const struct cli_ctx *ctx, stele_log *log, const stele_event *ev, uint64_t ref,
+                      const char *what);
 
 /* Prints "stele: <cmd>: <message>" (printf-style) and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const struct cli_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -109,6 +155,8 @@ int cli_opt_duration(const struct cli_ctx *ctx, const char *name, const char *te
 int cli_opt_time(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out);
 /* A string option: UTF-8 (what JSON can carry), at most CLI_FIELD_SIZE_MAX bytes. */
 int cli_opt_field(const struct cli_ctx *ctx, const char *name, const char *text);
+/* A string option that must not be empty either (a key that names something). */
+int cli_opt_key(const struct cli_ctx *ctx, const char *name, const char *text);
 /* --durability sync|interval|none; returns a stele_durability or -1 after printing. */
 int cli_opt_durability(const struct cli_ctx *ctx, const char *text);
 
@@ -116,6 +164,10 @@ int cli_opt_durability(const struct cli_ctx *ctx, const char *text);
 size_t cli_utf8_sequence(const char *s, size_t n);
 /* 1 when s[0, n) is valid UTF-8. */
 int cli_utf8_valid(const char *s, size_t n);
+
+/* The wall clock (CLOCK_REALTIME) in ns since the Unix epoch: the clock the
+ * engine stamps recorded times with. */
+uint64_t cli_now_ns(void);
 
 /* Writes ns as RFC 3339 UTC with nine fractional digits, e.g.
  * 2026-11-28T17:19:23.123456789Z, into dst (capacity >= CLI_TIME_TEXT_SIZE). */

@@ -5,10 +5,13 @@
  * Each append prints a receipt, {"lsn":N,"decision":"new"|"duplicate"|
  * "conflict","stream_version":V} (V is 0 without a stream). A conflict adds
  * "reason": "different_request" (the key holds another request; lsn is the
- * original's) or "stream_version" (the stream is not at the expected version;
- * lsn is null, V is where the stream stands). With --jsonl every receipt also
- * carries "line" (1-based input line), and a line that cannot be appended
- * gets {"line":N,"error":"...","code":C} instead (C is the stele_code).
+ * original's) or "stream_version" (the stream is not at --expect-version;
+ * lsn is null, V is where the stream stands), exits 3 and says so on stderr
+ * too. With --jsonl every receipt also carries "line" (1-based input line),
+ * and a line that cannot be appended gets {"line":N,"error":"...","code":C}
+ * instead (C is the stele_code). The receipt is rendered in event_json.c;
+ * the single append is cli_append_report, which intent, resolve and
+ * compensate share.
  *
  * --jsonl throughput: the lines already available on stdin (at most
  * GROUP_RECORDS_MAX) go to the engine as one stele_append_batch, so they
@@ -28,6 +31,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -48,19 +52,16 @@
  * 8-byte alignment (SPEC.md §5); we only need an upper bound. */
 #define RECORD_OVERHEAD_SIZE 72u
 
-enum {
-    OPT_TYPE = 256, OPT_KEY, OPT_STREAM, OPT_EXPECT_VERSION, OPT_ACTOR, OPT_EVENT_TIME, OPT_DATA,
-    OPT_JSONL, OPT_DURABILITY,
-};
+enum { OPT_JSONL = 256, OPT_DURABILITY };
 
 static const struct option append_options[] = {
-    {"type", required_argument, NULL, OPT_TYPE},
-    {"key", required_argument, NULL, OPT_KEY},
-    {"stream", required_argument, NULL, OPT_STREAM},
-    {"expect-version", required_argument, NULL, OPT_EXPECT_VERSION},
-    {"actor", required_argument, NULL, OPT_ACTOR},
-    {"event-time", required_argument, NULL, OPT_EVENT_TIME},
-    {"data", required_argument, NULL, OPT_DATA},
+    {"type", required_argument, NULL, CLI_OPT_TYPE},
+    {"key", required_argument, NULL, CLI_OPT_KEY},
+    {"stream", required_argument, NULL, CLI_OPT_STREAM},
+    {"expect-version", required_argument, NULL, CLI_OPT_EXPECT_VERSION},
+    {"actor", required_argument, NULL, CLI_OPT_ACTOR},
+    {"event-time", required_argument, NULL, CLI_OPT_EVENT_TIME},
+    {"data", required_argument, NULL, CLI_OPT_DATA},
     {"jsonl", no_argument, NULL, OPT_JSONL},
     {"durability", required_argument, NULL, OPT_DURABILITY},
     CLI_COMMON_OPTIONS,
@@ -74,132 +75,100 @@ struct append_args {
     int durability;      /* STELE_DURABILITY_DEFAULT unless --durability */
 };
 
-/* A string option into (ptr, size) after checking its length. */
-static int set_field(struct cli_ctx *ctx, const char *name, const char **out, size_t *out_size)
-{
-    if (cli_opt_field(ctx, name, optarg) != 0)
-        return CLI_EXIT_USAGE;
-    *out = optarg;
-    *out_size = strlen(optarg);
-    return 0;
-}
-
 static int append_option(struct cli_ctx *ctx, int c, struct append_args *a)
 {
-    stele_event *ev = &a->ev;
     a->single_options += c != OPT_JSONL && c != OPT_DURABILITY;
     switch (c) {
-    case OPT_TYPE:
-        return set_field(ctx, "type", &ev->type, &ev->type_size);
-    case OPT_KEY:
-        return set_field(ctx, "key", &ev->key, &ev->key_size);
-    case OPT_STREAM:
-        return set_field(ctx, "stream", &ev->stream, &ev->stream_size);
-    case OPT_ACTOR:
-        return set_field(ctx, "actor", &ev->actor, &ev->actor_size);
-    case OPT_EXPECT_VERSION:
-        ev->has_expect_version = 1;
-        return cli_opt_u64(ctx, "expect-version", optarg, &ev->expect_version);
-    case OPT_EVENT_TIME:
-        if (cli_opt_time(ctx, "event-time", optarg, &ev->event_time_ns) != 0)
-            return CLI_EXIT_USAGE;
-        /* stele.h reads event time 0 as "the recorded time": refuse rather than substitute. */
-        if (ev->event_time_ns == 0)
-            return cli_usage_error(ctx, "--event-time: the epoch itself (time 0) cannot be stored");
-        return 0;
-    case OPT_DATA:
-        a->data = optarg;
-        return 0;
     case OPT_JSONL:
         a->jsonl = 1;
         return 0;
     case OPT_DURABILITY:
         a->durability = cli_opt_durability(ctx, optarg);
         return a->durability < 0 ? CLI_EXIT_USAGE : 0;
-    default:
-        return CLI_EXIT_USAGE;
+    default: {
+        int rc = cli_event_option(ctx, c, optarg, &a->ev, &a->data);
+        return rc < 0 ? CLI_EXIT_USAGE : rc;
+    }
     }
 }
 
-static const char *decision_name(stele_decision d)
-{
-    return d == STELE_DECISION_NEW ? "new" : d == STELE_DECISION_DUPLICATE ? "duplicate" : "conflict";
-}
-
-/* The receipt object for one append whose code is code; line 0 = no "line". */
-static json_t *receipt_json(long line, const stele_receipt *r, int code, const char *detail)
-{
-    json_t *o = line > 0 ? json_pack("{s:I}", "line", (json_int_t)line) : json_object();
-    if (!o)
-        return NULL;
-    if (code == STELE_OK || code == STELE_ERR_CONFLICT) {
-        json_object_set_new(o, "lsn", json_integer((json_int_t)r->lsn));
-        json_object_set_new(o, "decision", json_string(decision_name(r->decision)));
-        /* Always a number, 0 for a record without a stream (README.md shows it so). */
-        json_object_set_new(o, "stream_version", json_integer((json_int_t)r->stream_version));
-        if (code == STELE_ERR_CONFLICT)
-            json_object_set_new(o, "reason", json_string("different_request"));
-    } else if (code == STELE_ERR_STREAM_VERSION) {
-        /* Nothing was appended; stream_version is where the stream stands. */
-        json_object_set_new(o, "lsn", json_null());
-        json_object_set_new(o, "decision", json_string("conflict"));
-        json_object_set_new(o, "stream_version", json_integer((json_int_t)r->stream_version));
-        json_object_set_new(o, "reason", json_string("stream_version"));
-    } else {
-        char text[EVENT_ERR_SIZE + 128];
-        snprintf(text, sizeof text, "%s%s%s", stele_strerror(code), detail && *detail ? ": " : "",
-                 detail ? detail : "");
-        json_object_set_new(o, "error", json_string_lossy(text, strlen(text)));
-        json_object_set_new(o, "code", json_integer(code));
-    }
-    return o;
-}
-
-static void print_receipt_human(long line, const stele_receipt *r, int code, const char *detail)
-{
-    if (line > 0)
-        printf("line %ld: ", line);
-    if (code == STELE_OK || code == STELE_ERR_CONFLICT) {
-        printf("%s lsn=%" PRIu64, decision_name(r->decision), r->lsn);
-        if (r->stream_version) /* versions start at 1: 0 means no stream */
-            printf(" stream_version=%" PRIu64, r->stream_version);
-        printf("%s\n", code == STELE_ERR_CONFLICT ? " (the key holds a different request)" : "");
-    } else if (code == STELE_ERR_STREAM_VERSION)
-        printf("conflict: the stream is at version %" PRIu64 "\n", r->stream_version);
-    else
-        printf("error: %s%s%s\n", stele_strerror(code), detail && *detail ? ": " : "", detail ? detail : "");
-}
-
-/* Prints one receipt; returns -1 only when out of memory. */
-static int print_receipt(const struct cli_ctx *ctx, long line, const stele_receipt *r, int code,
+/* Prints one receipt (event_json.h); returns -1 only when out of memory. */
+static int print_receipt(const struct cli_ctx *ctx, long line, uint64_t ref, const stele_receipt *r, int code,
                          const char *detail)
 {
     if (ctx->human) {
-        print_receipt_human(line, r, code, detail);
+        receipt_write_human(stdout, line, ref, r, code, detail);
         return 0;
     }
-    json_t *o = receipt_json(line, r, code, detail);
+    json_t *o = receipt_json(line, ref, r, code, detail);
     int rc = o ? json_write_line(stdout, o) : -1;
     json_decref(o);
     return rc;
 }
 
+/* The engine's conflict receipt names the original's LSN only (SPEC.md
+ * §15.3: the request's stream need not be the original's, so it cannot say
+ * which version). Our receipts have always carried the original's stream
+ * version, so we read it from the original; should that read fail, the
+ * engine's 0 stays (the decision, which is what matters, is unaffected). */
+static void fill_conflict_version(stele_log *log, stele_receipt *r)
+{
+    stele_record *orig;
+    if (r->decision != STELE_DECISION_CONFLICT || r->lsn == 0 || stele_get(log, r->lsn, &orig) != STELE_OK)
+        return;
+    r->stream_version = orig->stream_version;
+    stele_record_free(orig);
+}
+
+/* See cli.h. Shared by append, intent, resolve and compensate, so that every
+ * appending command answers in the same shape with the same exit codes. */
+int cli_append_report(const struct cli_ctx *ctx, stele_log *log, const stele_event *ev, uint64_t ref,
+                      const char *what)
+{
+    stele_receipt r = {0};
+    char detail[512];
+    int code = stele_append(log, ev, &r);
+    if (code != STELE_OK && code != STELE_ERR_CONFLICT && code != STELE_ERR_STREAM_VERSION)
+        return cli_fail(ctx, code, "%s", what);
+    snprintf(detail, sizeof detail, "%s", code == STELE_OK ? "" : stele_errmsg());
+    fill_conflict_version(log, &r);
+    /* A decision: the receipt is the output; a conflict also says so on stderr. */
+    if (print_receipt(ctx, 0, ref, &r, code, NULL) != 0)
+        return cli_error(ctx, CLI_EXIT_FAILURE, "out of memory");
+    if (code == STELE_ERR_STREAM_VERSION)
+        return cli_error(ctx, CLI_EXIT_CONFLICT, "%s: stream %.*s is at version %" PRIu64 ", not the expected %" PRIu64,
+                         what, (int)ev->stream_size, ev->stream, r.stream_version, ev->expect_version);
+    if (code == STELE_ERR_CONFLICT) {
+        /* Not cli_fail: its code text speaks of keys, and a compensation has none. */
+        return cli_error(ctx, CLI_EXIT_CONFLICT, "%s: conflict: LSN %" PRIu64 " holds a different request%s%s",
+                         what, r.lsn, detail[0] ? ": " : "", detail);
+    }
+    return CLI_EXIT_OK;
+}
+
+int cli_append_command(const struct cli_ctx *ctx, const char *dir, struct event_in *in, const char *data,
+                       int (*fn)(const struct cli_ctx *ctx, stele_log *log, struct event_in *in))
+{
+    stele_log *log;
+    int rc = cli_open_log(ctx, dir, NULL, &log);
+    if (rc != 0) {
+        event_in_release(in);
+        return rc;
+    }
+    if (data && event_in_set_data_arg(in, data) != 0)
+        rc = cli_error(ctx, CLI_EXIT_FAILURE, "out of memory");
+    else
+        rc = fn(ctx, log, in);
+    event_in_release(in);
+    return cli_close_log(ctx, log, dir, rc);
+}
+
 static int append_single(struct cli_ctx *ctx, stele_log *log, struct append_args *a)
 {
     struct event_in in = {.ev = a->ev};
-    stele_receipt r = {0};
-    int rc = CLI_EXIT_OK;
     if (a->data && event_in_set_data_arg(&in, a->data) != 0)
         return cli_error(ctx, CLI_EXIT_FAILURE, "out of memory");
-    int code = stele_append(log, &in.ev, &r);
-    if (code == STELE_OK || code == STELE_ERR_CONFLICT || code == STELE_ERR_STREAM_VERSION) {
-        /* A decision: the receipt is the output; a conflict also says so on stderr. */
-        print_receipt(ctx, 0, &r, code, NULL);
-        if (code != STELE_OK)
-            rc = cli_fail(ctx, code, "appending");
-    } else {
-        rc = cli_fail(ctx, code, "appending");
-    }
+    int rc = cli_append_report(ctx, log, &in.ev, 0, "appending");
     event_in_release(&in);
     return rc;
 }
@@ -222,7 +191,10 @@ struct jsonl {
 /* Records what one line's result means for the exit status and prints it. */
 static void report(struct jsonl *j, long line, const stele_receipt *r, int code, const char *detail)
 {
-    if (print_receipt(j->ctx, line, r, code, detail) != 0) {
+    stele_receipt shown = *r;
+    if (code == STELE_ERR_CONFLICT)
+        fill_conflict_version(j->log, &shown);
+    if (print_receipt(j->ctx, line, 0, &shown, code, detail) != 0) {
         cli_error(j->ctx, CLI_EXIT_FAILURE, "out of memory");
         j->failed = 1;
     }
@@ -292,7 +264,9 @@ static void flush_group(struct jsonl *j)
     char detail[512];
     snprintf(detail, sizeof detail, "%s", rc == STELE_OK ? "" : stele_errmsg());
     int decided = any_decided(j);
-    if ((rc == STELE_ERR_INVALID || rc == STELE_ERR_TOO_LARGE) && !decided) {
+    /* NOT_FOUND too: an outcome whose intent is unknown, or a compensation
+     * of no record, may be refused for the whole call. */
+    if ((rc == STELE_ERR_INVALID || rc == STELE_ERR_TOO_LARGE || rc == STELE_ERR_NOT_FOUND) && !decided) {
         append_one_by_one(j);
     } else {
         /* The call's message describes one record (or, when none was
@@ -442,8 +416,5 @@ int cmd_append(struct cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_open_log(ctx, dir, &opts, &log)) != 0)
         return rc;
     rc = a.jsonl ? append_jsonl(ctx, log) : append_single(ctx, log, &a);
-    int code = stele_close(log);
-    if (code != STELE_OK && rc == CLI_EXIT_OK)
-        rc = cli_fail(ctx, code, "closing log %s", dir);
-    return rc;
+    return cli_close_log(ctx, log, dir, rc);
 }

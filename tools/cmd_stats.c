@@ -1,8 +1,9 @@
 /*
  * cmd_stats.c - `stele stats DIR`: every field of stele_stats as one JSON
  * object (PRODUCT.md, "Command line"): log_id as 32 hex digits, created_at as
- * RFC 3339, enums by name, flags as booleans, everything else as numbers under
- * the field's own name.
+ * RFC 3339, enums by name, flags as booleans, index_note as a string ("" when
+ * the index checkpoint was used), everything else as numbers under the
+ * field's own name.
  *
  * The log is opened read-only, so the counters "since open" are this
  * process's (zero) and recovery figures describe no recovery: a read-only
@@ -11,6 +12,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 #include "event_json.h"
@@ -40,6 +42,10 @@ static json_t *stats_json(const stele_stats *st, const struct stat_number *n, si
         json_object_set_new(o, "durability", json_string(cli_durability_name(st->durability)));
         json_object_set_new(o, "read_only", json_boolean(st->read_only));
         json_object_set_new(o, "fenced", json_boolean(st->fenced));
+        json_object_set_new(o, "index_rebuilt", json_boolean(st->index_rebuilt));
+        /* The engine fills the note from paths and messages: it may be cut anywhere. */
+        json_object_set_new(o, "index_note",
+                            json_string_lossy(st->index_note, strnlen(st->index_note, sizeof st->index_note)));
     }
     return o;
 }
@@ -54,6 +60,10 @@ static int print_stats(const struct cli_ctx *ctx, const stele_stats *st)
         {"appends_new", st->appends_new}, {"appends_duplicate", st->appends_duplicate},
         {"appends_conflict", st->appends_conflict}, {"appends_failed", st->appends_failed},
         {"batches_written", st->batches_written}, {"syncs", st->syncs}, {"bytes_written", st->bytes_written},
+        {"index_keys", st->index_keys}, {"index_pending", st->index_pending}, {"index_streams", st->index_streams},
+        {"index_memory", st->index_memory}, {"index_checkpoint_lsn", st->index_checkpoint_lsn},
+        {"index_checkpoints", st->index_checkpoints}, {"index_expired", st->index_expired},
+        {"index_scanned", st->index_scanned},
         {"recovery_torn_bytes", st->recovery_torn_bytes}, {"recovery_torn_batches", st->recovery_torn_batches},
         {"recovery_stray_files", st->recovery_stray_files},
     };

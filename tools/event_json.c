@@ -196,6 +196,26 @@ const char *event_outcome_name(int outcome)
     return outcome == STELE_OUTCOME_CONFIRMED ? "confirmed" : outcome == STELE_OUTCOME_FAILED ? "failed" : "unknown";
 }
 
+const char *event_decision_name(int decision)
+{
+    switch (decision) {
+    case STELE_DECISION_NEW:
+        return "new";
+    case STELE_DECISION_DUPLICATE:
+        return "duplicate";
+    case STELE_DECISION_CONFLICT:
+        return "conflict";
+    default:
+        return "none";
+    }
+}
+
+const char *event_state_name(int state)
+{
+    static const char *names[] = {"unknown", "event", "pending", "confirmed", "failed", "compensated"};
+    return state >= STELE_STATE_EVENT && state <= STELE_STATE_COMPENSATED ? names[state] : "unknown";
+}
+
 /* A string field as JSON: null when empty; bytes that are not UTF-8 (the
  * engine does not promise UTF-8 for streams and keys) become U+FFFD, because
  * JSON cannot carry them. */
@@ -336,6 +356,60 @@ int cli_print_record(const struct cli_ctx *ctx, const stele_record *rec)
     int rc = o ? json_write_line(stdout, o) : -1;
     json_decref(o);
     return rc == 0 ? 0 : cli_error(ctx, CLI_EXIT_FAILURE, "out of memory");
+}
+
+/* -------------------------------------------------------------- receipts */
+
+/* See event_json.h. */
+json_t *receipt_json(long line, uint64_t ref, const stele_receipt *r, int code, const char *detail)
+{
+    json_t *o = line > 0 ? json_pack("{s:I}", "line", (json_int_t)line) : json_object();
+    if (!o)
+        return NULL;
+    if (code == STELE_OK || code == STELE_ERR_CONFLICT) {
+        json_object_set_new(o, "lsn", json_integer((json_int_t)r->lsn));
+        json_object_set_new(o, "decision", json_string(event_decision_name(r->decision)));
+        /* Always a number, 0 for a record without a stream (README.md shows it so). */
+        json_object_set_new(o, "stream_version", json_integer((json_int_t)r->stream_version));
+        if (ref)
+            json_object_set_new(o, "ref", json_integer((json_int_t)ref));
+        if (code == STELE_ERR_CONFLICT)
+            json_object_set_new(o, "reason", json_string("different_request"));
+    } else if (code == STELE_ERR_STREAM_VERSION) {
+        /* Nothing was appended; stream_version is where the stream stands. */
+        json_object_set_new(o, "lsn", json_null());
+        json_object_set_new(o, "decision", json_string("conflict"));
+        json_object_set_new(o, "stream_version", json_integer((json_int_t)r->stream_version));
+        if (ref)
+            json_object_set_new(o, "ref", json_integer((json_int_t)ref));
+        json_object_set_new(o, "reason", json_string("stream_version"));
+    } else {
+        char text[EVENT_ERR_SIZE + 128];
+        snprintf(text, sizeof text, "%s%s%s", stele_strerror(code), detail && *detail ? ": " : "",
+                 detail ? detail : "");
+        json_object_set_new(o, "error", json_string_lossy(text, strlen(text)));
+        json_object_set_new(o, "code", json_integer(code));
+    }
+    return o;
+}
+
+/* See event_json.h. */
+void receipt_write_human(FILE *f, long line, uint64_t ref, const stele_receipt *r, int code, const char *detail)
+{
+    if (line > 0)
+        fprintf(f, "line %ld: ", line);
+    if (code == STELE_OK || code == STELE_ERR_CONFLICT) {
+        fprintf(f, "%s lsn=%" PRIu64, event_decision_name(r->decision), r->lsn);
+        if (r->stream_version) /* versions start at 1: 0 means no stream */
+            fprintf(f, " stream_version=%" PRIu64, r->stream_version);
+        if (ref)
+            fprintf(f, " ref=%" PRIu64, ref);
+        fprintf(f, "%s\n", code == STELE_ERR_CONFLICT ? " (a different request is recorded there)" : "");
+    } else if (code == STELE_ERR_STREAM_VERSION) {
+        fprintf(f, "conflict: the stream is at version %" PRIu64 "\n", r->stream_version);
+    } else {
+        fprintf(f, "error: %s%s%s\n", stele_strerror(code), detail && *detail ? ": " : "", detail ? detail : "");
+    }
 }
 
 /* ---------------------------------------------------------------- input */
@@ -486,8 +560,12 @@ static const char *check_event(const stele_event *ev)
 {
     if ((ev->kind == STELE_KIND_OUTCOME) != (ev->outcome != STELE_OUTCOME_NONE))
         return "\"outcome\" (confirmed or failed) goes with kind \"outcome\" and only with it";
-    if ((ev->kind == STELE_KIND_OUTCOME || ev->kind == STELE_KIND_COMPENSATION) && ev->ref == 0)
-        return "an outcome or a compensation needs \"ref\" (the LSN it refers to)";
+    if ((ev->kind == STELE_KIND_INTENT || ev->kind == STELE_KIND_OUTCOME) && ev->key_size == 0)
+        return "an intent or an outcome needs \"key\" (the intent's idempotency key)";
+    if (ev->kind == STELE_KIND_COMPENSATION && ev->ref == 0)
+        return "a compensation needs \"ref\" (the LSN it reverses)";
+    if (ev->kind == STELE_KIND_COMPENSATION && ev->key_size > 0)
+        return "a compensation takes no \"key\" (it is identified by the record it reverses)";
     if (ev->has_expect_version && ev->stream_size == 0)
         return "\"expect_version\" needs a \"stream\"";
     return NULL;

@@ -42,7 +42,12 @@ struct event_in {
  * read: kind, outcome, type, stream, expect_version, key, ref, actor,
  * event_time, data | data_text | data_b64; lsn, recorded_at, stream_version,
  * fingerprint and backfilled are accepted and ignored (so `read` output can be
- * fed back); any other field is an error, so a typo never goes unnoticed. */
+ * fed back); any other field is an error, so a typo never goes unnoticed.
+ * The rules of stele.h between fields are checked here too, so that a bad
+ * line fails alone and not the batch it would have joined: "outcome" goes
+ * with kind outcome and only with it; an intent and an outcome need a key
+ * (an outcome's ref may be left out: the engine fills in the intent's LSN);
+ * a compensation needs ref and takes no key; expect_version needs a stream. */
 int event_in_parse(const char *line, size_t line_size, struct event_in *in, char err[EVENT_ERR_SIZE]);
 
 /* --data TEXT: JSON content (stored in compact form) when TEXT parses as a
@@ -72,5 +77,25 @@ void event_write_human(FILE *f, const stele_record *rec);
 /* Names of the record enums ("event", "confirmed", ...); "unknown" otherwise. */
 const char *event_kind_name(int kind);
 const char *event_outcome_name(int outcome);
+/* "new", "duplicate" or "conflict". */
+const char *event_decision_name(int decision);
+/* "event", "pending", "confirmed", "failed", "compensated"; "unknown" otherwise. */
+const char *event_state_name(int state);
+
+/* The receipt of one append, the one shape every appending command prints:
+ *
+ *   {"line":L, "lsn":N, "decision":D, "stream_version":V, "ref":R}
+ *
+ * "line" only when line > 0 (append --jsonl), "ref" only when ref > 0 (the
+ * record referred to: resolve and compensate). code is what the append
+ * returned: OK and CONFLICT print the decision (a conflict adds "reason":
+ * "different_request"; lsn is the original's); STREAM_VERSION prints lsn
+ * null, decision "conflict", the stream's current version as stream_version
+ * and "reason":"stream_version"; any other code prints {"error":TEXT,"code":C}
+ * instead, TEXT being the code's text and detail. NULL when out of memory. */
+json_t *receipt_json(long line, uint64_t ref, const stele_receipt *r, int code, const char *detail);
+
+/* The human rendering of the same receipt, one line. */
+void receipt_write_human(FILE *f, long line, uint64_t ref, const stele_receipt *r, int code, const char *detail);
 
 #endif

@@ -25,8 +25,34 @@ static const struct command {
     {"append", cmd_append,
      "stele append DIR [--type T] [--key K] [--stream S] [--expect-version N] [--actor A]\n"
      "                  [--event-time TIME] [--data TEXT] [--durability sync|interval|none]\n"
-     "       stele append DIR --jsonl [--durability sync|interval|none]   (event objects on stdin)"},
-    {"get", cmd_get, "stele get DIR --lsn N"},
+     "       stele append DIR --jsonl [--durability sync|interval|none]   (event objects on stdin)\n"
+     "         prints {\"lsn\":N,\"decision\":\"new\"|\"duplicate\"|\"conflict\",\"stream_version\":V}; a conflict\n"
+     "         adds \"reason\":\"different_request\" (exit 3); a stream not at --expect-version prints\n"
+     "         {\"lsn\":null,\"decision\":\"conflict\",\"stream_version\":CURRENT,\n"
+     "          \"reason\":\"stream_version\"} (exit 3)"},
+    {"intent", cmd_intent,
+     "stele intent DIR --key K [--type T] [--stream S] [--expect-version N] [--actor A] [--data TEXT]\n"
+     "         an action whose outcome is not known yet (pending); prints append's receipt"},
+    {"resolve", cmd_resolve,
+     "stele resolve DIR --key K --outcome confirmed|failed [--type T] [--actor A] [--data TEXT]\n"
+     "         the outcome joins the intent's stream; prints append's receipt plus \"ref\", the\n"
+     "         intent's LSN; exit 3 when the other outcome is recorded, 4 when no intent has key K,\n"
+     "         2 when K holds an event"},
+    {"status", cmd_status,
+     "stele status DIR --key K\n"
+     "         {\"key\",\"state\":\"event\"|\"pending\"|\"confirmed\"|\"failed\"|\"compensated\",\n"
+     "          \"lsn\",\"recorded_at\",\"stream_version\",\"outcome_lsn\",\"compensation_lsn\"};\n"
+     "         exit 4 when the key is unknown"},
+    {"pending", cmd_pending,
+     "stele pending DIR [--older-than DURATION] [--limit N]\n"
+     "         one {\"key\",\"lsn\",\"recorded_at\",\"age_s\"} per pending intent, oldest first"},
+    {"compensate", cmd_compensate,
+     "stele compensate DIR (--lsn N | --key K) --reason TEXT [--type T] [--actor A] [--data TEXT]\n"
+     "                      [--dry-run]\n"
+     "         appends a compensation (ref = the event, or the key's confirmed outcome) in the target's\n"
+     "         stream with payload {\"reason\":TEXT,...}; prints append's receipt plus \"ref\"; --dry-run\n"
+     "         prints the event object instead of appending"},
+    {"get", cmd_get, "stele get DIR (--lsn N | --key K)"},
     {"read", cmd_read,
      "stele read DIR [--from LSN] [--to LSN] [--since TIME] [--until TIME] [--type T] [--stream S]\n"
      "                [--limit N] [--follow]"},
@@ -87,6 +113,22 @@ int cli_open_log(const struct cli_ctx *ctx, const char *dir, const stele_options
     if (rc != STELE_OK)
         return cli_fail(ctx, rc, "opening log %s", dir);
     return 0;
+}
+
+int cli_open_read_only(const struct cli_ctx *ctx, const char *dir, stele_log **out_log)
+{
+    stele_options opts;
+    stele_options_init(&opts);
+    opts.read_only = 1;
+    return cli_open_log(ctx, dir, &opts, out_log);
+}
+
+int cli_close_log(const struct cli_ctx *ctx, stele_log *log, const char *dir, int rc)
+{
+    int code = stele_close(log);
+    if (code != STELE_OK && rc == CLI_EXIT_OK)
+        rc = cli_fail(ctx, code, "closing log %s", dir);
+    return rc;
 }
 
 static void vprint_error(const struct cli_ctx *ctx, const char *fmt, va_list ap)
@@ -213,6 +255,54 @@ int cli_opt_field(const struct cli_ctx *ctx, const char *name, const char *text)
     if (!cli_utf8_valid(text, strlen(text)))
         return cli_usage_error(ctx, "--%s: not valid UTF-8", name);
     return 0;
+}
+
+int cli_opt_key(const struct cli_ctx *ctx, const char *name, const char *text)
+{
+    if (text[0] == '\0')
+        return cli_usage_error(ctx, "--%s: empty", name);
+    return cli_opt_field(ctx, name, text);
+}
+
+/* cli_opt_field on text, then (*out, *out_size) = text: a stele_event string
+ * field set from an option. */
+static int set_string(const struct cli_ctx *ctx, const char *name, const char *text, const char **out,
+                      size_t *out_size)
+{
+    if (cli_opt_field(ctx, name, text) != 0)
+        return CLI_EXIT_USAGE;
+    *out = text;
+    *out_size = strlen(text);
+    return 0;
+}
+
+int cli_event_option(const struct cli_ctx *ctx, int c, const char *text, stele_event *ev, const char **data)
+{
+    switch (c) {
+    case CLI_OPT_KEY:
+        return set_string(ctx, "key", text, &ev->key, &ev->key_size);
+    case CLI_OPT_TYPE:
+        return set_string(ctx, "type", text, &ev->type, &ev->type_size);
+    case CLI_OPT_STREAM:
+        return set_string(ctx, "stream", text, &ev->stream, &ev->stream_size);
+    case CLI_OPT_ACTOR:
+        return set_string(ctx, "actor", text, &ev->actor, &ev->actor_size);
+    case CLI_OPT_EXPECT_VERSION:
+        ev->has_expect_version = 1;
+        return cli_opt_u64(ctx, "expect-version", text, &ev->expect_version);
+    case CLI_OPT_EVENT_TIME:
+        if (cli_opt_time(ctx, "event-time", text, &ev->event_time_ns) != 0)
+            return CLI_EXIT_USAGE;
+        /* stele.h reads event time 0 as "the recorded time": refuse rather than substitute. */
+        if (ev->event_time_ns == 0)
+            return cli_usage_error(ctx, "--event-time: the epoch itself (time 0) cannot be stored");
+        return 0;
+    case CLI_OPT_DATA:
+        *data = text;
+        return 0;
+    default:
+        return -1;
+    }
 }
 
 int cli_opt_durability(const struct cli_ctx *ctx, const char *text)

@@ -50,7 +50,8 @@ typedef enum stele_code {
     STELE_ERR_NOT_FOUND = 6,       /* no such log, LSN or key */
     STELE_ERR_FENCED = 7,          /* an earlier write or sync failed: no more writes until reopen */
     STELE_ERR_TOO_LARGE = 8,       /* a field, record or batch exceeds its limit */
-    STELE_ERR_CONFLICT = 9,        /* the key is known with a different request (fingerprint) */
+    STELE_ERR_CONFLICT = 9,        /* a different request holds the key, the intent's outcome, or the
+                                      compensation of that record (fingerprints differ) */
     STELE_ERR_STREAM_VERSION = 10, /* the stream is not at the expected version */
     STELE_ERR_NOMEM = 11,          /* memory allocation failed */
     STELE_ERR_FORMAT = 12,         /* a format version this library does not read */
@@ -99,6 +100,10 @@ typedef struct stele_options {
     stele_io_backend io_backend;   /* Default STELE_IO_URING. */
     uint32_t queue_records_max;    /* appends waiting for the writer before appenders block.
                                       Default 65536, bounds [1, 1048576]. */
+    uint64_t checkpoint_records;   /* the writer checkpoints the index when a segment is sealed
+                                      and at least this many records came since the last
+                                      checkpoint, and always at close. Default 1000000; 0 = only
+                                      at close. */
 
     /* Fixed when the log is created (stored in the log; ignored when opening an existing one). */
     uint64_t segment_size;         /* bytes per segment file. Default 64 MiB, bounds [64 KiB, 4 GiB], a multiple of 4096. */
@@ -121,7 +126,7 @@ STELE_API void stele_options_init(stele_options *opts);
 typedef enum stele_kind {
     STELE_KIND_EVENT = 1,          /* a fact (0 in stele_event.kind means event too) */
     STELE_KIND_INTENT = 2,         /* an action whose outcome is not known yet */
-    STELE_KIND_OUTCOME = 3,        /* the outcome of an intent (ref = the intent's LSN) */
+    STELE_KIND_OUTCOME = 3,        /* the outcome of an intent: same key; ref = the intent's LSN */
     STELE_KIND_COMPENSATION = 4,   /* reverses the record at ref */
 } stele_kind;
 
@@ -144,8 +149,10 @@ typedef enum stele_content {
  * a binary `event` with no type, stream, key or payload and no version check.
  * String fields are (pointer, size) pairs, not NUL-terminated; sizes are limited
  * to 255 bytes (type, stream, key, actor) and payload_size_max (payload); type
- * and actor must be valid UTF-8. An outcome or compensation needs ref, and
- * has_expect_version needs a stream (STELE_ERR_INVALID otherwise).
+ * and actor must be valid UTF-8. An intent needs a key, an outcome the key of
+ * its intent, a compensation a ref and no key, and has_expect_version needs a
+ * stream (STELE_ERR_INVALID otherwise; the rules of each kind are in the
+ * section "keys, outcomes, streams" below).
  * event_time_ns 0 means "the recorded time", so the epoch itself cannot be stated. */
 typedef struct stele_event {
     stele_kind kind;               /* 0 = STELE_KIND_EVENT */
@@ -173,7 +180,8 @@ typedef enum stele_decision {
 /* What happened to one append. */
 typedef struct stele_receipt {
     uint64_t lsn;                  /* the record's LSN, or the original's for duplicate and conflict */
-    uint64_t stream_version;       /* the record's stream version; on STELE_ERR_STREAM_VERSION, the stream's current one */
+    uint64_t stream_version;       /* the record's stream version (for a duplicate or a key conflict, the
+                                      original's); on STELE_ERR_STREAM_VERSION, the stream's current one */
     stele_decision decision;
     stele_code code;               /* STELE_OK, or why this append failed */
 } stele_receipt;
@@ -263,6 +271,85 @@ STELE_API STELE_NODISCARD int stele_sync(stele_log *log);
 STELE_API STELE_NODISCARD int stele_get(stele_log *log, uint64_t lsn, stele_record **out_rec);
 STELE_API void stele_record_free(stele_record *rec);
 
+/* ------------------------------------------------- keys, outcomes, streams
+ *
+ * The engine keeps an index derived from the log (SPEC.md §15): every
+ * idempotency key with what it holds, every intent's outcome, every stream's
+ * records in version order, and every compensation. It is checkpointed to the
+ * log's index file and reloaded at open, so reopening does not rescan the log.
+ *
+ * Decision rules, enforced inside stele_append* (the receipt says which):
+ *  - event with key K: K unknown -> new; K holds the same request (equal
+ *    fingerprint) -> duplicate, original LSN; otherwise -> CONFLICT.
+ *  - intent: needs a key; same rules as an event. State pending.
+ *  - outcome: needs the intent's key (ref may be 0: the engine sets it to the
+ *    intent's LSN; a non-zero ref must be that LSN, INVALID otherwise). No such
+ *    key -> NOT_FOUND; the key holds an event -> INVALID; no outcome yet -> new
+ *    (state confirmed or failed); the same outcome again -> duplicate (the
+ *    outcome's LSN); another outcome -> CONFLICT (the outcome's LSN).
+ *  - compensation: needs ref and no key. The record at ref must be an event or
+ *    a confirmed outcome (INVALID otherwise; NOT_FOUND when ref is not an
+ *    acknowledged record). Not compensated yet -> new; compensated by an
+ *    identical compensation -> duplicate; by another one -> CONFLICT (both with
+ *    the existing compensation's LSN).
+ *  - stream with has_expect_version: the stream must be at that version
+ *    (0 = must not exist), STREAM_VERSION otherwise with the current version.
+ * Keys are forgotten once their latest record is older than the log's
+ * idempotency window (recorded time), except pending intents, which are kept
+ * until their outcome. Compensations are never forgotten.
+ *
+ * Queries see acknowledged records only (up to stats.last_lsn). On a
+ * read-only handle they see what the writer had acknowledged when the handle
+ * last caught up (every query catches up first). */
+
+typedef enum stele_state {
+    STELE_STATE_EVENT = 1,         /* the key holds an event */
+    STELE_STATE_PENDING = 2,       /* an intent with no outcome yet */
+    STELE_STATE_CONFIRMED = 3,
+    STELE_STATE_FAILED = 4,
+    STELE_STATE_COMPENSATED = 5,   /* an event or confirmed outcome that a compensation reverses */
+} stele_state;
+
+typedef struct stele_status {
+    stele_state state;
+    uint64_t lsn;                  /* the key's record: the event or the intent */
+    uint64_t recorded_at_ns;       /* of that record */
+    uint64_t stream_version;       /* of that record (0 without a stream) */
+    uint64_t outcome_lsn;          /* the outcome record, 0 if none */
+    uint64_t compensation_lsn;     /* the compensation, 0 if none */
+} stele_status;
+
+/* What key holds. Returns OK, NOT_FOUND (unknown, or forgotten after the
+ * window), INVALID (no key or longer than 255 bytes), NOMEM, IO, CORRUPT. */
+STELE_API STELE_NODISCARD int stele_status_get(stele_log *log, const void *key, size_t key_size, stele_status *out);
+
+/* Reads the record key holds (the event or the intent; the outcome is at
+ * stele_status.outcome_lsn). Free it with stele_record_free. Returns as
+ * stele_status_get, and as stele_get. */
+STELE_API STELE_NODISCARD int stele_get_key(stele_log *log, const void *key, size_t key_size,
+                                            stele_record **out_rec);
+
+/* A pending intent, as listed by stele_pending. */
+typedef struct stele_pending_item {
+    uint64_t lsn;                  /* the intent */
+    uint64_t recorded_at_ns;
+    const char *key;
+    size_t key_size;
+} stele_pending_item;
+
+/* Lists the pending intents recorded at or before older_than_ns (0 = all),
+ * oldest first, at most limit of them (0 = no limit), from the index.
+ * *out_items is one allocation (free it with stele_pending_free) holding
+ * *out_count items. Returns OK, NOMEM, IO, CORRUPT. */
+STELE_API STELE_NODISCARD int stele_pending(stele_log *log, uint64_t older_than_ns, size_t limit,
+                                            stele_pending_item **out_items, size_t *out_count);
+STELE_API void stele_pending_free(stele_pending_item *items);
+
+/* The current version of stream (0 = no such stream) and, when out_lsn is not
+ * NULL, the LSN of its last record. Returns OK, INVALID, NOMEM, IO, CORRUPT. */
+STELE_API STELE_NODISCARD int stele_stream_version(stele_log *log, const void *stream, size_t stream_size,
+                                                   uint64_t *out_version, uint64_t *out_lsn);
+
 /* ------------------------------------------------------------ iterators */
 
 typedef struct stele_iter stele_iter;
@@ -276,6 +363,15 @@ STELE_API STELE_NODISCARD int stele_iter_open(stele_log *log, uint64_t from_lsn,
  * Returns OK, CORRUPT, IO, CLOSED. */
 STELE_API STELE_NODISCARD int stele_iter_next(stele_iter *iter, int timeout_ms, const stele_record **out_rec);
 STELE_API void stele_iter_close(stele_iter *iter);
+
+/* An iterator over one stream's records in version order, starting at
+ * from_version (0 or 1 = the first), answered from the index: it reads only
+ * the stream's records. stele_iter_next works on it as on any iterator and
+ * waits the same way for the stream's next version. A stream that does not
+ * exist (yet) gives an iterator with nothing to read (yet). Returns OK,
+ * INVALID (no stream or longer than 255 bytes), NOMEM. */
+STELE_API STELE_NODISCARD int stele_iter_open_stream(stele_log *log, const void *stream, size_t stream_size,
+                                                     uint64_t from_version, stele_iter **out_iter);
 
 /* ---------------------------------------------------------------- stats */
 
@@ -304,6 +400,18 @@ typedef struct stele_stats {
     uint64_t batches_written;
     uint64_t syncs;
     uint64_t bytes_written;
+    /* the index (SPEC.md §15) */
+    uint64_t index_keys;           /* keys remembered (not yet forgotten) */
+    uint64_t index_pending;        /* pending intents */
+    uint64_t index_streams;
+    uint64_t index_memory;         /* bytes of memory the index holds */
+    uint64_t index_checkpoint_lsn; /* LSN the last checkpoint written or loaded covers (0 = none) */
+    uint64_t index_checkpoints;    /* checkpoints written since open */
+    uint64_t index_checkpoint_failures; /* checkpoints that failed since open (index_note says why) */
+    uint64_t index_expired;        /* keys forgotten since open (older than the window) */
+    uint64_t index_scanned;        /* records indexed from the log at open (after the checkpoint) */
+    int index_rebuilt;             /* 1: the checkpoint was missing or untrusted, the index was rebuilt */
+    char index_note[160];          /* why the checkpoint was not used, "" if it was */
     /* what recovery did at open */
     uint64_t recovery_torn_bytes;  /* bytes of torn tail cut */
     uint64_t recovery_torn_batches;

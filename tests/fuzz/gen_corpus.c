@@ -16,7 +16,11 @@
  *   record/     batch frames, single records and raw batch bodies;
  *   segment/    the meta block, segment headers, a footer, a segment name;
  *   event_json/ event lines covering every field and payload form;
- *   roundtrip/  recipes (the target builds valid values from any bytes).
+ *   roundtrip/  recipes (the target builds valid values from any bytes);
+ *   index/      index (checkpoint) files written by idx_save: empty, small
+ *               (events, pending and resolved intents, streams,
+ *               compensations) and one of ~200 keys, each as mode 0 (as is)
+ *               and mode 3 (the target fixes the size, checksum and hash).
  * Log ids and times are fresh each run, so the files differ run to run; the
  * committed corpus is one run (tests/fuzz/run.sh --regenerate replaces it).
  */
@@ -31,6 +35,7 @@
 
 #include "batch.h"
 #include "checksum.h"
+#include "idx.h"
 #include "record.h"
 #include "segment.h"
 #include "stele.h"
@@ -134,7 +139,7 @@ static void write_log_a(const char *dir)
     ev.has_expect_version = 1;
     ev.expect_version = 1;
     append(log, &ev);
-    ev = text_event("order.outcome", NULL, "outcome-1", "worker", STELE_CONTENT_JSON, "{}", 2);
+    ev = text_event("order.outcome", NULL, "intent-1", "worker", STELE_CONTENT_JSON, "{}", 2);
     ev.kind = STELE_KIND_OUTCOME;
     ev.outcome = STELE_OUTCOME_CONFIRMED;
     ev.ref = 2;
@@ -321,6 +326,72 @@ static void roundtrip_seeds(void)
     }
 }
 
+struct index_buf {
+    uint8_t *p;
+    size_t size;
+};
+
+static int index_write(void *ctx, const void *buf, size_t size)
+{
+    struct index_buf *b = ctx;
+    uint8_t *p = realloc(b->p, b->size + size);
+    if (!p)
+        return STELE_ERR_NOMEM;
+    memcpy(p + b->size, buf, size);
+    b->p = p;
+    b->size += size;
+    return 0;
+}
+
+/* An index of n + 5 keys (events, pending and resolved intents; none for n
+ * 0) with two streams and some compensations, saved as mode 0 and mode 3. */
+static void index_seed(const char *name, unsigned n)
+{
+    struct idx *x = idx_new(1000);
+    uint64_t covered = 0;
+    if (!x)
+        die("idx_new");
+    for (unsigned i = 0; n > 0 && i < n + 5; i++) {
+        char key[32];
+        int len = snprintf(key, sizeof key, "order-%u-key", i);
+        uint64_t lsn = 2 * (uint64_t)i + 1;
+        struct idx_key v = {.lsn = lsn, .fingerprint = lsn * 0x9E3779B97F4A7C15ULL, .recorded_at_ns = 1000 + lsn,
+                            .last_at_ns = 1000 + lsn, .kind = i % 3 ? STELE_KIND_INTENT : STELE_KIND_EVENT};
+        if (i % 3 == 2) {
+            v.outcome = i % 2 ? STELE_OUTCOME_CONFIRMED : STELE_OUTCOME_FAILED;
+            v.outcome_lsn = lsn + 1;
+            v.outcome_fingerprint = lsn;
+            v.last_at_ns = 1001 + lsn;
+        }
+        const char *stream = i % 2 ? "odd" : "even";
+        if (idx_key_put(x, key, (size_t)len, &v) != 0 || idx_stream_append(x, stream, strlen(stream), lsn) == 0 ||
+            (i % 4 == 0 && idx_comp_put(x, lsn, lsn + 1, lsn ^ 0x55) != 0))
+            die("building an index");
+        covered = lsn + 1;
+    }
+    struct idx_ckpt_info info = {.log_id = "gen-corpus-index", .covered_lsn = covered,
+                                 .covered_fingerprint = covered ? 0xc0ffee : 0,
+                                 .covered_recorded_at_ns = covered ? 1000 + covered : 0, .window_ns = 1000,
+                                 .written_at_ns = 5000};
+    struct index_buf b = {0};
+    if (idx_save(x, &info, index_write, &b) != 0)
+        die("idx_save");
+    for (uint8_t mode = 0; mode < 4; mode += 3) {
+        char file[64];
+        snprintf(file, sizeof file, "%s-mode%u", name, (unsigned)mode);
+        put("index", file, &mode, 1, b.p, b.size);
+    }
+    free(b.p);
+    idx_free(x);
+}
+
+static void index_seeds(void)
+{
+    index_seed("empty", 0);
+    index_seed("small", 7);
+    index_seed("keys-200", 200);
+}
+
 static void rm_dir(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -397,6 +468,7 @@ int main(int argc, char **argv)
 
     event_json_seeds();
     roundtrip_seeds();
+    index_seeds();
     free(torn);
     free(meta);
     free(s1);

@@ -21,7 +21,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-all_targets=(record segment roundtrip open event_json)
+all_targets=(record segment roundtrip open event_json index)
 
 have_libfuzzer() {
     command -v clang >/dev/null 2>&1 || return 1
