@@ -88,9 +88,8 @@ static void make_batch(struct worker *w, int keyed, const void *payload, char (*
     for (int i = 0; i < cfg->batch; i++) {
         recs[i] = (struct bench_record){.payload = payload, .payload_size = cfg->record_size};
         if (keyed) {
-            int n = snprintf(keys[i], BENCH_KEY_SIZE_MAX, "k%d-%" PRIu64, w->id, (*seq)++);
             recs[i].key = keys[i];
-            recs[i].key_size = (size_t)n;
+            recs[i].key_size = bench_format_key(keys[i], w->id, (*seq)++);
         }
     }
 }

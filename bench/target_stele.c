@@ -165,9 +165,8 @@ static int stele_append_inflight(void *thread, const struct config *cfg, const v
         sl->ev = (stele_event){.type = TYPE_NAME, .type_size = sizeof TYPE_NAME - 1, .payload = payload,
                                .payload_size = cfg->record_size};
         if (keyed) {
-            int len = snprintf(sl->key, sizeof sl->key, "k%d-%" PRIu64, thread_id, seq++);
             sl->ev.key = sl->key;
-            sl->ev.key_size = (size_t)len;
+            sl->ev.key_size = bench_format_key(sl->key, thread_id, seq++);
         }
         sl->t0 = now_ns();
         int code = stele_append_async(t->db->log, &sl->ev, 1, on_done, sl);

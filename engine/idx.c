@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <xxhash.h>
 
 #include "endian.h"
@@ -241,6 +242,33 @@ struct table {
 #define IDX_KEY_COUNT_MAX (TABLE_CAP_MAX / 4 * 3)
 #define IDX_STREAM_COUNT_MAX IDX_KEY_COUNT_MAX
 
+/* Slot tables of 2 MiB and more are mapped directly and asked for huge
+ * pages: a table of millions of keys is probed at random, and with 4 KiB
+ * pages nearly every probe would also miss the TLB (and every first touch
+ * fault). Smaller ones come from calloc. Both start zeroed. */
+#define TABLE_HUGE_BYTES (UINT64_C(2) << 20)
+
+static struct slot *slots_alloc(uint64_t cap)
+{
+    size_t bytes = (size_t)cap * sizeof(struct slot);
+    if (bytes < TABLE_HUGE_BYTES)
+        return calloc(cap, sizeof(struct slot));
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    madvise(p, bytes, MADV_HUGEPAGE); /* a hint: without huge pages it works the same */
+    return p;
+}
+
+static void slots_free(struct slot *s, uint64_t cap)
+{
+    size_t bytes = (size_t)cap * sizeof(struct slot);
+    if (bytes < TABLE_HUGE_BYTES)
+        free(s);
+    else if (s)
+        munmap(s, bytes);
+}
+
 /* Makes room for count more keys: grows (rehashing by the stored hashes)
  * when the inserts would pass load 3/4. */
 static int table_reserve_n(struct table *t, uint64_t count)
@@ -252,7 +280,7 @@ static int table_reserve_n(struct table *t, uint64_t count)
         cap *= 2;
     if (cap > TABLE_CAP_MAX)
         return -1;
-    struct slot *s = calloc(cap, sizeof *s);
+    struct slot *s = slots_alloc(cap);
     if (!s)
         return -1;
     for (uint64_t i = 0; i < t->cap; i++) {
@@ -263,7 +291,7 @@ static int table_reserve_n(struct table *t, uint64_t count)
             j = (j + 1) & (cap - 1);
         s[j] = t->slots[i];
     }
-    free(t->slots);
+    slots_free(t->slots, t->cap);
     t->slots = s;
     t->cap = cap;
     return 0;
@@ -434,11 +462,11 @@ void idx_free(struct idx *x)
 {
     if (!x)
         return;
-    free(x->keys.slots);
+    slots_free(x->keys.slots, x->keys.cap);
     pool_free(&x->entries);
     pool_free(&x->sides);
     arena_free(&x->key_arena);
-    free(x->streams.slots);
+    slots_free(x->streams.slots, x->streams.cap);
     for (uint64_t i = 0; i < x->stream_count; i++)
         free(x->stream_v[i].lsns);
     free(x->stream_v);
@@ -486,13 +514,30 @@ static void key_read(const struct idx *x, uint32_t e, struct idx_key *out)
     out->outcome_fingerprint = s->outcome_fingerprint;
 }
 
-int idx_key_get(const struct idx *x, const void *key, size_t key_size, struct idx_key *out)
+uint32_t idx_key_hash(const struct idx *x, const void *key, size_t key_size)
+{
+    return hash32(x, key, key_size);
+}
+
+void idx_prefetch(const struct idx *x, uint32_t hash)
+{
+    if (x->keys.cap)
+        __builtin_prefetch(&x->keys.slots[hash & (x->keys.cap - 1)]);
+}
+
+int idx_key_get_h(const struct idx *x, uint32_t hash, const void *key, size_t key_size, struct idx_key *out)
 {
     uint64_t pos;
-    if (key_size == 0 || key_size > STELE_KEY_SIZE_MAX || !key_find(x, hash32(x, key, key_size), key, key_size, &pos))
+    if (key_size == 0 || key_size > STELE_KEY_SIZE_MAX || !key_find(x, hash, key, key_size, &pos))
         return 0;
     key_read(x, x->keys.slots[pos].entry - 1, out);
     return 1;
+}
+
+int idx_key_get(const struct idx *x, const void *key, size_t key_size, struct idx_key *out)
+{
+    return key_size && key_size <= STELE_KEY_SIZE_MAX &&
+           idx_key_get_h(x, hash32(x, key, key_size), key, key_size, out);
 }
 
 static int is_pending(const struct idx_key *v)
@@ -639,6 +684,11 @@ static int key_put(struct idx *x, uint32_t h32, const void *key, size_t key_size
 int idx_key_put(struct idx *x, const void *key, size_t key_size, const struct idx_key *v)
 {
     return key_put(x, hash32(x, key, key_size), key, key_size, v, 0);
+}
+
+int idx_key_put_h(struct idx *x, uint32_t hash, const void *key, size_t key_size, const struct idx_key *v)
+{
+    return key_put(x, hash, key, key_size, v, 0);
 }
 
 int idx_pending_each(const struct idx *x,

@@ -55,6 +55,16 @@ void idx_set_hash(struct idx *x, uint64_t (*fn)(const void *key, size_t key_size
  * compares last_at_ns with the window), 0 when absent. */
 int idx_key_get(const struct idx *x, const void *key, size_t key_size, struct idx_key *out);
 
+/* The writer hashes each key once: idx_key_hash gives the hash the _h
+ * forms take (equal to what idx_key_get and idx_key_put compute), and
+ * idx_prefetch starts loading the cache line a lookup of that hash probes
+ * first. The writer prefetches some records ahead of deciding them, so that
+ * the cache misses of a large table overlap instead of adding up. */
+uint32_t idx_key_hash(const struct idx *x, const void *key, size_t key_size);
+void idx_prefetch(const struct idx *x, uint32_t hash);
+int idx_key_get_h(const struct idx *x, uint32_t hash, const void *key, size_t key_size, struct idx_key *out);
+int idx_key_put_h(struct idx *x, uint32_t hash, const void *key, size_t key_size, const struct idx_key *v);
+
 /* Inserts or replaces what key holds. Keeps the pending list: an intent with
  * outcome_lsn 0 is pending; inserts come in LSN order from the writer, in any
  * order from idx_load (which restores the order). Returns 0, or -1 when out

@@ -253,9 +253,11 @@ uint64_t log_now(const stele_log *log);
 /* Writer handles at open: loads the checkpoint (or rebuilds) and indexes the
  * records after it. */
 int index_open(stele_log *log);
-/* Adds an appended record to the index; idx_lock held. Returns OK, NOMEM, or
- * CORRUPT when the record contradicts the index (a stream version out of step). */
-int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn);
+/* Adds an appended record to the index; idx_lock held. key_hash is its
+ * key's idx_key_hash when the caller has it, NULL otherwise. Returns OK,
+ * NOMEM, or CORRUPT when the record contradicts the index (a stream version
+ * out of step). */
+int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn, const uint32_t *key_hash);
 /* Writes a checkpoint covering idx_lsn, which must be durable; idx_lock held.
  * A failed checkpoint changes nothing but the temporary file, which it removes. */
 int index_checkpoint(stele_log *log);

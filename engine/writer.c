@@ -259,11 +259,11 @@ static stele_receipt refused(int code)
  * returns 1 when it is to be appended (rec completed: an outcome's ref is
  * its intent), 0 when its receipt is final. idx_lock held. */
 static int decide(stele_log *log, const stele_event *ev, struct fmt_record *rec, struct round *rd,
-                  stele_receipt *rc)
+                  stele_receipt *rc, uint32_t key_hash)
 {
     uint64_t window = log->meta.idem_window_ns, now = rd->recorded_at_ns;
     struct idx_key k;
-    int found = ev->key_size && idx_key_get(log->idx, ev->key, ev->key_size, &k);
+    int found = ev->key_size && idx_key_get_h(log->idx, key_hash, ev->key, ev->key_size, &k);
     /* A key is forgotten once its latest record is older than the window;
      * a pending intent never is. */
     int live = found && (window == 0 || (k.kind == STELE_KIND_INTENT && k.outcome_lsn == 0) ||
@@ -333,24 +333,60 @@ static void fill_record(const stele_event *ev, uint64_t recorded_at_ns, struct f
     r->fingerprint = fmt_fingerprint(r);
 }
 
+#define PREFETCH_AHEAD 16u /* a power of two */
+
+/* The round's events, walked PREFETCH_AHEAD ahead of deciding them: each
+ * key is hashed once, and the index slot it will probe is prefetched. */
+struct ahead {
+    struct request *r;
+    size_t i;
+    uint64_t n;                  /* events hashed so far */
+    uint32_t hash[PREFETCH_AHEAD];
+};
+
+static void ahead_step(stele_log *log, struct ahead *a)
+{
+    while (a->r && a->i == a->r->count) {
+        a->r = a->r->next;
+        a->i = 0;
+    }
+    if (!a->r)
+        return;
+    const stele_event *ev = &a->r->events[a->i++];
+    uint32_t h = 0;
+    if (ev->key_size) {
+        h = idx_key_hash(log->idx, ev->key, ev->key_size);
+        idx_prefetch(log->idx, h);
+    }
+    a->hash[a->n++ % PREFETCH_AHEAD] = h;
+}
+
 /* Encodes the round's new records into log->buf after the header space. The
  * segment seed is needed for the record checksums, so the segment the batch
  * goes to must be known: the caller rolls first if needed. */
 static int encode_round(stele_log *log, struct request *head, struct segment *seg, struct round *rd)
 {
     uint8_t *body = log->buf + STELE_BATCH_HEADER_SIZE;
+    /* With millions of keys every index lookup misses the cache: the keys
+     * are hashed and their slots prefetched PREFETCH_AHEAD events ahead. */
+    struct ahead a = {.r = head};
+    for (unsigned n = 0; n < PREFETCH_AHEAD; n++)
+        ahead_step(log, &a);
+    uint64_t seen = 0;
     for (struct request *r = head; r; r = r->next) {
         for (size_t i = 0; i < r->count; i++) {
+            uint32_t h = a.hash[seen++ % PREFETCH_AHEAD];
+            ahead_step(log, &a);
             const stele_event *ev = &r->events[i];
             struct fmt_record rec;
             fill_record(ev, rd->recorded_at_ns, &rec);
-            if (!decide(log, ev, &rec, rd, &r->receipts[i]))
+            if (!decide(log, ev, &rec, rd, &r->receipts[i], h))
                 continue;
             rec.stream_version = r->receipts[i].stream_version;
             rd->body_size += fmt_record_encode(&rec, rd->next_lsn, seg->seed, body + rd->body_size,
                                                log->buf_cap - STELE_BATCH_HEADER_SIZE - rd->body_size);
             /* Later records of this round already see this one (S27). */
-            int code = index_apply(log, &rec, rd->next_lsn);
+            int code = index_apply(log, &rec, rd->next_lsn, &h);
             if (code)
                 return code;
             rd->next_lsn++;
@@ -387,8 +423,14 @@ static void index_maintain(stele_log *log)
     uint64_t now = log->last_recorded_at_ns, window = log->meta.idem_window_ns;
     if (window && now > log->idx_expired_at && now - log->idx_expired_at >= window / 16)
         index_expire(log, now);
-    uint64_t every = log->opts.checkpoint_records;
-    if (every && log->idx_lsn - log->idx_ckpt_lsn >= every && index_checkpoint(log) != STELE_OK) {
+    /* A checkpoint costs time in proportion to the index, and the scan it
+     * saves at the next open is in proportion to the records since the last
+     * one: checkpointing only once at least half as many records came as the
+     * index holds keys keeps the cost per record bounded however large the
+     * index grows. */
+    uint64_t every = log->opts.checkpoint_records, keys = idx_key_count(log->idx);
+    if (every && log->idx_lsn - log->idx_ckpt_lsn >= (every > keys / 2 ? every : keys / 2) &&
+        index_checkpoint(log) != STELE_OK) {
         pthread_mutex_lock(&log->q_lock);
         log->stats.index_checkpoint_failures++;
         snprintf(log->stats.index_note, sizeof log->stats.index_note, "%s", stele_errmsg());
@@ -656,6 +698,7 @@ static void sync_and_ack_locked(stele_log *log);
 static void *writer_main(void *arg)
 {
     stele_log *log = arg;
+    pthread_setname_np(pthread_self(), "stele-writer"); /* for top, perf and gdb */
     pthread_mutex_lock(&log->q_lock);
     for (;;) {
         int timer = 0;
@@ -757,6 +800,7 @@ static void sync_and_ack_locked(stele_log *log)
 static void *syncer_main(void *arg)
 {
     stele_log *log = arg;
+    pthread_setname_np(pthread_self(), "stele-syncer");
     pthread_mutex_lock(&log->q_lock);
     for (;;) {
         log->syncer_idle = 1;

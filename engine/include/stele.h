@@ -101,9 +101,9 @@ typedef struct stele_options {
     uint32_t queue_records_max;    /* appends waiting for the writer before appenders block.
                                       Default 65536, bounds [1, 1048576]. */
     uint64_t checkpoint_records;   /* the writer checkpoints the index when a segment is sealed
-                                      and at least this many records came since the last
-                                      checkpoint, and always at close. Default 1000000; 0 = only
-                                      at close. */
+                                      and at least this many records (and at least half as
+                                      many as the index holds keys) came since the last one, and
+                                      always at close. Default 1000000; 0 = only at close. */
 
     /* Fixed when the log is created (stored in the log; ignored when opening an existing one). */
     uint64_t segment_size;         /* bytes per segment file. Default 64 MiB, bounds [64 KiB, 4 GiB], a multiple of 4096. */
