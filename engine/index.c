@@ -113,46 +113,68 @@ uint64_t index_stream_version_of(stele_log *log, const void *stream, size_t stre
 
 /* ------------------------------------------------------------ checkpoint */
 
+/* A checkpoint is made in two parts. The index is serialised into memory
+ * (under idx_lock: it must not change meanwhile), a list of CKPT_CHUNK
+ * pieces; then the pieces are written to index.ckpt.tmp, synced, renamed and
+ * the directory synced. At a seal the second part runs on a thread of its
+ * own, so that the writer does not wait for hundreds of megabytes to reach
+ * the disk; at close it runs inline. */
+struct ckpt_chunk {
+    struct ckpt_chunk *next;
+    size_t used;
+    uint8_t data[];
+};
+
+struct ckpt_job {
+    stele_log *log;
+    uint64_t covered_lsn;
+    struct ckpt_chunk *head, *tail;
+    int code;                /* of the serialisation */
+};
+
+static int job_write(void *ctx, const void *buf, size_t size)
+{
+    struct ckpt_job *j = ctx;
+    const uint8_t *p = buf;
+    while (size) {
+        if (!j->tail || j->tail->used == CKPT_CHUNK) {
+            struct ckpt_chunk *c = malloc(sizeof *c + CKPT_CHUNK);
+            if (!c)
+                return err_set(STELE_ERR_NOMEM, "out of memory serialising the index");
+            c->next = NULL;
+            c->used = 0;
+            if (j->tail)
+                j->tail->next = c;
+            else
+                j->head = c;
+            j->tail = c;
+        }
+        size_t n = CKPT_CHUNK - j->tail->used < size ? CKPT_CHUNK - j->tail->used : size;
+        memcpy(j->tail->data + j->tail->used, p, n);
+        j->tail->used += n;
+        p += n;
+        size -= n;
+    }
+    return STELE_OK;
+}
+
+static void job_free(struct ckpt_job *j)
+{
+    if (!j)
+        return;
+    for (struct ckpt_chunk *c = j->head, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(j);
+}
+
 struct ckpt_io {
     stele_log *log;
     int fd;
     const char *path;
     uint64_t off;
-    uint8_t *buf;   /* writes are gathered into CKPT_CHUNK pieces */
-    size_t used;
 };
-
-static int ckpt_flush(struct ckpt_io *c)
-{
-    if (!c->used)
-        return STELE_OK;
-    int r = c->log->io->ops->write(c->log->io, c->fd, c->buf, c->used, c->off, 0);
-    if (r < 0)
-        return err_set(err_code_from_errno(-r), "write %s offset %llu: %s", c->path, (unsigned long long)c->off,
-                       strerror(-r));
-    c->off += c->used;
-    c->used = 0;
-    return STELE_OK;
-}
-
-static int ckpt_write(void *ctx, const void *buf, size_t size)
-{
-    struct ckpt_io *c = ctx;
-    const uint8_t *p = buf;
-    while (size) {
-        size_t n = CKPT_CHUNK - c->used < size ? CKPT_CHUNK - c->used : size;
-        memcpy(c->buf + c->used, p, n);
-        c->used += n;
-        p += n;
-        size -= n;
-        if (c->used == CKPT_CHUNK) {
-            int code = ckpt_flush(c);
-            if (code)
-                return code;
-        }
-    }
-    return STELE_OK;
-}
 
 /* idx_load reads in pieces of about a megabyte itself: straight through. */
 static int ckpt_read(void *ctx, void *buf, size_t size)
@@ -185,52 +207,141 @@ static int record_mark(stele_log *log, uint64_t lsn, uint64_t *fp, uint64_t *at)
     return STELE_OK;
 }
 
-int index_checkpoint(stele_log *log)
+/* Part one, idx_lock held: the index, as the file's bytes, into a job. */
+static struct ckpt_job *ckpt_serialise(stele_log *log)
 {
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/" INDEX_FILE_NAME, log->dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    struct ckpt_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        err_set(STELE_ERR_NOMEM, "out of memory for an index checkpoint");
+        return NULL;
+    }
+    j->log = log;
+    j->covered_lsn = log->idx_lsn;
     struct idx_ckpt_info info = {.covered_lsn = log->idx_lsn, .window_ns = log->meta.idem_window_ns,
                                  .written_at_ns = now_ns()};
     memcpy(info.log_id, log->meta.log_id, sizeof info.log_id);
-    int code = record_mark(log, info.covered_lsn, &info.covered_fingerprint, &info.covered_recorded_at_ns);
-    struct io *io = log->io;
-    struct ckpt_io c = {.log = log, .path = tmp, .fd = -1, .buf = malloc(CKPT_CHUNK)};
-    int r = 0;
-    if (code)
-        ;
-    else if (!c.buf)
-        code = err_set(STELE_ERR_NOMEM, "out of memory writing %s", tmp);
-    else if ((c.fd = io->ops->open(io, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
-        code = err_sys(-c.fd, "create", tmp);
-    if (code == STELE_OK)
-        code = idx_save(log->idx, &info, ckpt_write, &c);
-    if (code == STELE_OK)
-        code = ckpt_flush(&c);
-    if (code == STELE_OK && (r = io->ops->fdatasync(io, c.fd)) < 0)
+    j->code = record_mark(log, info.covered_lsn, &info.covered_fingerprint, &info.covered_recorded_at_ns);
+    if (j->code == STELE_OK)
+        j->code = idx_save(log->idx, &info, job_write, j);
+    return j;
+}
+
+/* Part two, no lock needed: the job's bytes to index.ckpt, durably. The
+ * file I/O goes through log->aux_io when there is one (io_uring logs: plain
+ * calls, so that a large checkpoint never holds the rings the segments'
+ * writes and syncs use). */
+static int ckpt_store(struct ckpt_job *j)
+{
+    stele_log *log = j->log;
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/" INDEX_FILE_NAME, log->dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    struct io *io = log->aux_io ? log->aux_io : log->io;
+    int code = j->code, r = 0, fd = -1;
+    if (code == STELE_OK && (fd = io->ops->open(io, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+        code = err_sys(-fd, "create", tmp);
+    uint64_t off = 0;
+    for (struct ckpt_chunk *c = j->head; code == STELE_OK && c; c = c->next) {
+        if ((r = io->ops->write(io, fd, c->data, c->used, off, 0)) < 0)
+            code = err_set(err_code_from_errno(-r), "write %s offset %llu: %s", tmp, (unsigned long long)off,
+                           strerror(-r));
+        off += c->used;
+    }
+    if (code == STELE_OK && (r = io->ops->fdatasync(io, fd)) < 0)
         code = err_sys(-r, "sync", tmp);
-    if (c.fd >= 0 && (r = io->ops->close(io, c.fd)) < 0 && code == STELE_OK)
+    if (fd >= 0 && (r = io->ops->close(io, fd)) < 0 && code == STELE_OK)
         code = err_sys(-r, "close", tmp);
     if (code == STELE_OK && (r = io->ops->rename(io, tmp, path)) < 0)
         code = err_sys(-r, "rename to " INDEX_FILE_NAME, tmp);
     if (code == STELE_OK && (r = io->ops->sync_dir(io, log->dir)) < 0)
         code = err_sys(-r, "sync directory", log->dir);
-    free(c.buf);
     if (code) {
         /* The previous checkpoint (if the rename did not happen) or this one
          * (if only the directory sync failed) stays: either is consistent. */
         int saved = code;
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", stele_errmsg());
-        io->ops->unlink(io, tmp);
-        return err_set(saved, "index checkpoint not written (the log itself is intact): %s", msg);
+        if (fd >= 0)
+            io->ops->unlink(io, tmp);
+        code = err_set(saved, "index checkpoint not written (the log itself is intact): %s", msg);
     }
-    log->idx_ckpt_lsn = info.covered_lsn;
     pthread_mutex_lock(&log->q_lock);
-    log->stats.index_checkpoints++;
-    log->stats.index_checkpoint_lsn = info.covered_lsn;
+    if (code == STELE_OK) {
+        log->stats.index_checkpoints++;
+        log->stats.index_checkpoint_lsn = j->covered_lsn;
+        log->ckpt_stored_lsn = j->covered_lsn;
+    } else {
+        log->stats.index_checkpoint_failures++;
+        snprintf(log->stats.index_note, sizeof log->stats.index_note, "%s", stele_errmsg());
+    }
     pthread_mutex_unlock(&log->q_lock);
-    return STELE_OK;
+    return code;
+}
+
+int index_checkpoint(stele_log *log)
+{
+    index_checkpoint_wait(log);
+    struct ckpt_job *j = ckpt_serialise(log);
+    if (!j)
+        return STELE_ERR_NOMEM;
+    log->idx_ckpt_lsn = j->covered_lsn;
+    int code = ckpt_store(j);
+    job_free(j);
+    return code;
+}
+
+static void *ckpt_main(void *arg)
+{
+    struct ckpt_job *j = arg;
+    pthread_setname_np(pthread_self(), "stele-ckpt");
+    stele_log *log = j->log;
+    ckpt_store(j); /* counted in stats either way */
+    job_free(j);
+    pthread_mutex_lock(&log->q_lock);
+    log->ckpt_done = 1;
+    pthread_mutex_unlock(&log->q_lock);
+    return NULL;
+}
+
+void index_checkpoint_start(stele_log *log)
+{
+    if (log->ckpt_started) {
+        /* One at a time: the one still being written will do for now. */
+        int done;
+        pthread_mutex_lock(&log->q_lock);
+        done = log->ckpt_done;
+        pthread_mutex_unlock(&log->q_lock);
+        if (!done)
+            return;
+        index_checkpoint_wait(log);
+    }
+    struct ckpt_job *j = ckpt_serialise(log);
+    if (!j || j->code != STELE_OK) {
+        pthread_mutex_lock(&log->q_lock);
+        log->stats.index_checkpoint_failures++;
+        snprintf(log->stats.index_note, sizeof log->stats.index_note, "index checkpoint not written: %s",
+                 stele_errmsg());
+        pthread_mutex_unlock(&log->q_lock);
+        job_free(j);
+        return;
+    }
+    log->idx_ckpt_lsn = j->covered_lsn;
+    log->ckpt_done = 0;
+    int r = pthread_create(&log->ckpt_thread, NULL, ckpt_main, j);
+    if (r != 0) {
+        ckpt_store(j); /* no thread: write it here */
+        job_free(j);
+        return;
+    }
+    log->ckpt_started = 1;
+}
+
+void index_checkpoint_wait(stele_log *log)
+{
+    if (!log->ckpt_started)
+        return;
+    pthread_join(log->ckpt_thread, NULL);
+    log->ckpt_started = 0;
 }
 
 /* Loads the checkpoint if it can be trusted; otherwise says why in note. */
@@ -323,7 +434,7 @@ static int index_build(stele_log *log)
     log->stats.index_checkpoint_lsn = from;
     snprintf(log->stats.index_note, sizeof log->stats.index_note, "%s", note);
     pthread_mutex_unlock(&log->q_lock);
-    log->idx_ckpt_lsn = from;
+    log->idx_ckpt_lsn = log->ckpt_stored_lsn = from;
     return STELE_OK;
 }
 

@@ -170,7 +170,12 @@ struct stele_log {
     pthread_mutex_t idx_lock;
     struct idx *idx;         /* NULL until built (read-only handles: at the first query) */
     uint64_t idx_lsn;        /* every record up to here is in idx, none after */
-    uint64_t idx_ckpt_lsn;   /* what the last checkpoint written or loaded covers */
+    uint64_t idx_ckpt_lsn;   /* what the last checkpoint started or loaded covers */
+    uint64_t ckpt_stored_lsn;/* what the last checkpoint stored or loaded covers (under q_lock) */
+    struct io *aux_io;       /* io_uring logs: plain I/O for the checkpoint file (owned); else NULL */
+    pthread_t ckpt_thread;   /* writes a checkpoint started at a seal */
+    int ckpt_started;        /* ckpt_thread is to be joined */
+    int ckpt_done;           /* ckpt_thread has finished (under q_lock) */
     uint64_t idx_expired_at; /* recorded time of the last expiry pass */
     char fence_msg[512];     /* why the log was fenced, for every later caller */
 
@@ -258,9 +263,16 @@ int index_open(stele_log *log);
  * NOMEM, or CORRUPT when the record contradicts the index (a stream version
  * out of step). */
 int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn, const uint32_t *key_hash);
-/* Writes a checkpoint covering idx_lsn, which must be durable; idx_lock held.
- * A failed checkpoint changes nothing but the temporary file, which it removes. */
+/* Writes a checkpoint covering idx_lsn, which must be durable; idx_lock held
+ * (or no other thread running). A failed checkpoint changes nothing but the
+ * temporary file, which it removes; it is counted in stats. */
 int index_checkpoint(stele_log *log);
+/* The same, with the file written by a thread of its own (the writer at a
+ * seal): returns once the index is serialised. Skipped while the previous
+ * one is still being written. */
+void index_checkpoint_start(stele_log *log);
+/* Waits for a checkpoint being written by index_checkpoint_start. */
+void index_checkpoint_wait(stele_log *log);
 /* Forgets the keys older than the window at recorded time now; idx_lock held. */
 void index_expire(stele_log *log, uint64_t now);
 /* The version the record at lsn has in stream (0 if not in it); idx_lock held. */

@@ -385,6 +385,9 @@ static stele_log *log_alloc(const char *dir, const stele_options *opts, struct i
 
 static void log_free(stele_log *log)
 {
+    index_checkpoint_wait(log);
+    if (log->aux_io)
+        log->aux_io->ops->destroy(log->aux_io);
     for (size_t i = 0; i < log->seg_count; i++)
         segment_free(log, log->segs[i]);
     free(log->segs);
@@ -467,16 +470,26 @@ int stele_open(const char *dir, const stele_options *opts, stele_log **out_log)
     if (!dir || !*dir || !out_log)
         return err_set(STELE_ERR_INVALID, "open: dir and out_log are required");
     struct io *io = NULL;
+    struct io *aux = NULL;
     if (opts->io_backend == STELE_IO_URING && !opts->read_only) {
         io = io_uring_create(URING_ENTRIES);
         if (!io)
             return err_sys(errno, "io_uring_queue_init for", dir);
+        if (!(aux = io_posix_create())) {
+            io->ops->destroy(io);
+            return err_set(STELE_ERR_NOMEM, "out of memory");
+        }
     } else {
         io = io_posix_create();
         if (!io)
             return err_set(STELE_ERR_NOMEM, "out of memory");
     }
-    return stele_open_io(dir, opts, io, out_log);
+    int code = stele_open_io(dir, opts, io, out_log);
+    if (code == STELE_OK)
+        (*out_log)->aux_io = aux;
+    else if (aux)
+        aux->ops->destroy(aux);
+    return code;
 }
 
 int stele_close(stele_log *log)
@@ -490,7 +503,8 @@ int stele_close(stele_log *log)
         writer_stop(log);
         /* Everything written is durable now: checkpoint the index so that
          * the next open does not rescan the log (unless nothing changed). */
-        if (code == STELE_OK && !log->fenced && log->idx && log->idx_lsn > log->idx_ckpt_lsn) {
+        index_checkpoint_wait(log);
+        if (code == STELE_OK && !log->fenced && log->idx && log->idx_lsn > log->ckpt_stored_lsn) {
             if (log->meta.idem_window_ns)
                 index_expire(log, log->last_recorded_at_ns);
             code = index_checkpoint(log);

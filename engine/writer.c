@@ -429,12 +429,8 @@ static void index_maintain(stele_log *log)
      * index holds keys keeps the cost per record bounded however large the
      * index grows. */
     uint64_t every = log->opts.checkpoint_records, keys = idx_key_count(log->idx);
-    if (every && log->idx_lsn - log->idx_ckpt_lsn >= (every > keys / 2 ? every : keys / 2) &&
-        index_checkpoint(log) != STELE_OK) {
-        pthread_mutex_lock(&log->q_lock);
-        log->stats.index_checkpoint_failures++;
-        snprintf(log->stats.index_note, sizeof log->stats.index_note, "%s", stele_errmsg());
-        pthread_mutex_unlock(&log->q_lock);
+    if (every && log->idx_lsn - log->idx_ckpt_lsn >= (every > keys / 2 ? every : keys / 2)) {
+        index_checkpoint_start(log);
         err_clear();
     }
     pthread_mutex_unlock(&log->idx_lock);
