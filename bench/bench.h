@@ -44,6 +44,7 @@ struct config {
     int peer_count;
     stele_io_backend backend;
     uint64_t index_keys;             /* --index N: the index benchmark (index_bench.c) instead of a sweep */
+    long long checkpoint_records;    /* --checkpoint-records N for stele; -1 = the engine's default */
 };
 
 /* One record to append; key_size is 0 when the record has no key. */

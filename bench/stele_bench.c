@@ -53,6 +53,7 @@ static void usage(FILE *f)
             "usage: stele-bench [--record-size BYTES] [--threads N[,N...]] [--inflight N] [--batch N]\n"
             "                   [--durability sync|interval|none] [--keys] [--duration SECONDS] [--runs N]\n"
             "                   [--dir PATH] [--peer NAME]... [--json] [--plot FILE.svg] [--posix]\n"
+            "                   [--checkpoint-records N]   (stele's option; 0 = index checkpoint only at close)\n"
             "       stele-bench --index KEYS [--record-size BYTES] [--runs N] [--dir PATH] [--json]\n"
             "                   the index at KEYS keys: memory per key, reopen with its checkpoint vs rebuilt\n"
             "defaults: --record-size 100 --threads 1 --inflight 1 --batch 1 --durability sync --duration 5 --runs 1\n"
@@ -149,6 +150,11 @@ static int apply_option(int c, const char *arg, struct config *cfg)
         cfg->peer_names[cfg->peer_count++] = arg;
         return 0;
     case 'k': cfg->keys = 1; return 0;
+    case 'c':
+        if (parse_long(arg, 0, 1000000000000L, &n) != 0)
+            return -1;
+        cfg->checkpoint_records = n;
+        return 0;
     case 'x':
         if (parse_long(arg, 1, 1000000000L, &n) != 0)
             return -1;
@@ -172,7 +178,8 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         {"dir", required_argument, 0, 'p'},         {"peer", required_argument, 0, 'e'},
         {"json", no_argument, 0, 'j'},              {"plot", required_argument, 0, 'g'},
         {"posix", no_argument, 0, 'P'},             {"help", no_argument, 0, 'h'},
-        {"index", required_argument, 0, 'x'},       {0, 0, 0, 0}};
+        {"index", required_argument, 0, 'x'},       {"checkpoint-records", required_argument, 0, 'c'},
+        {0, 0, 0, 0}};
     int c, idx = -1;
     while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {
         if (c == 'h') {
@@ -296,7 +303,7 @@ int main(int argc, char **argv)
 {
     struct config cfg = {.record_size = 100, .thread_list = {1}, .thread_list_count = 1, .inflight = 1, .batch = 1,
                          .durability = STELE_DURABILITY_SYNC, .duration_s = 5, .runs = 1,
-                         .backend = STELE_IO_URING};
+                         .backend = STELE_IO_URING, .checkpoint_records = -1};
     const struct target *targets[BENCH_PEERS_MAX + 1];
     int target_count = 0;
     if (parse_args(argc, argv, &cfg) != 0) {

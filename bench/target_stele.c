@@ -44,6 +44,8 @@ static int stele_db_open(const struct config *cfg, const char *dir, void **out_d
     o.create = 1;
     o.durability = cfg->durability;
     o.io_backend = cfg->backend;
+    if (cfg->checkpoint_records >= 0)
+        o.checkpoint_records = (uint64_t)cfg->checkpoint_records;
     /* Large records must fit: payload_size_max is fixed at creation. */
     if (cfg->record_size > o.payload_size_max)
         o.payload_size_max = (uint32_t)cfg->record_size;
