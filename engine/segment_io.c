@@ -309,7 +309,8 @@ static int build_index(stele_log *log, struct segment *seg, int fd, struct batch
     while (off < seg->data_end) {
         int r = io_read_full(log->io, fd, hb, sizeof hb, off);
         if (r < 0)
-            return io_fail(r, "read batch header in", seg->path);
+            return err_set(err_code_from_errno(-r), "read batch header at %s offset %llu: %s", seg->path,
+                           (unsigned long long)off, r == -ENODATA ? "file ends early" : strerror(-r));
         struct fmt_batch_header h;
         uint64_t next_chain;
         enum fmt_status st = fmt_batch_header_decode(hb, sizeof hb, seg->seed, &h, &next_chain);

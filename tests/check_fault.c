@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -911,6 +912,115 @@ START_TEST(test_open_under_faults)
 }
 END_TEST
 
+/* ------------------------------------------------------- S12 and S33 */
+
+/* A read error in a sealed segment (RELIABILITY S12): the reader gets
+ * STELE_ERR_IO naming the segment and the offset, nothing is cut or fenced,
+ * and once the disk reads again everything is there. */
+START_TEST(test_sealed_read_eio)
+{
+    char *dir = tu_tmpdir("fault-s12");
+    static char keys[200][16];
+    stele_receipt rc;
+    stele_options co = opts_small();
+    co.create = 1;
+    stele_log *log = NULL;
+    OK(stele_open(dir, &co, &log));
+    for (int i = 0; i < 200; i++) {
+        snprintf(keys[i], sizeof keys[i], "s12-%d", i);
+        OK(append_keys(log, &keys[i], 1, &rc));
+    }
+    stele_stats before = stats_of(log);
+    ck_assert_uint_ge(before.sealed_segment_count, 2);
+    OK(stele_close(log));
+
+    struct io *io = io_fault_create(io_posix_create());
+    stele_options o = opts_small();
+    log = NULL;
+    OK(stele_open_io(dir, &o, io, &log));
+    io_fault_arm(io, IO_FAULT_READ, 1, EIO, 1);
+    stele_record *r = NULL;
+    EXPECT(stele_get(log, 1, &r), STELE_ERR_IO);
+    REQUIRE(strstr(stele_errmsg(), "00000000000000000001.seg") && strstr(stele_errmsg(), "offset"),
+            "the message names neither the segment nor the offset: %s", stele_errmsg());
+    stele_iter *it;
+    OK(stele_iter_open(log, 1, &it));
+    const stele_record *ir;
+    EXPECT(stele_iter_next(it, 0, &ir), STELE_ERR_IO);
+    stele_iter_close(it);
+    stele_stats during = stats_of(log);
+    ck_assert_int_eq(during.fenced, 0);
+    ck_assert_uint_eq(during.last_lsn, before.last_lsn);
+    /* Appends need no reads: they go on. */
+    char fresh[1][16] = {"s12-fresh"};
+    OK(append_keys(log, fresh, 1, &rc));
+    io_fault_arm(io, IO_FAULT_READ, UINT64_MAX, EIO, 0); /* the disk reads again */
+    OK(stele_get(log, 1, &r));
+    ck_assert_uint_eq(r->lsn, 1);
+    stele_record_free(r);
+    OK(stele_close(log));
+
+    stele_verify_report rep;
+    OK(stele_verify(dir, NULL, NULL, &rep));
+    ck_assert_uint_eq(rep.records, before.last_lsn + 1);
+    log = open_plain(dir);
+    ck_assert_uint_eq(stats_of(log).last_lsn, before.last_lsn + 1);
+    for (int i = 0; i < 200; i += 37) {
+        OK(append_keys(log, &keys[i], 1, &rc));
+        ck_assert_int_eq(rc.decision, STELE_DECISION_DUPLICATE);
+    }
+    OK(stele_close(log));
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+/* A host program that closed fds 0-2 (RELIABILITY S33): the engine's files
+ * get descriptors above 2, so a stray write(2, ...) by the host cannot land
+ * in a segment. Runs in a child, whose standard descriptors it closes. */
+START_TEST(test_low_fds_closed)
+{
+    char *dir = tu_tmpdir("fault-s33");
+    char *logdir = tu_path(dir, "log");
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(0);
+        close(1);
+        close(2);
+        stele_options o = opts_small();
+        o.create = 1;
+        stele_log *log = NULL;
+        if (stele_open(logdir, &o, &log) != STELE_OK)
+            _exit(10);
+        static char keys[60][16];
+        stele_receipt rc;
+        for (int i = 0; i < 60; i++) {
+            snprintf(keys[i], sizeof keys[i], "s33-%d", i);
+            if (append_keys(log, &keys[i], 1, &rc) != STELE_OK)
+                _exit(11);
+            /* The host's stray writes to its standard descriptors. */
+            static const char junk[] = "stray write by the host program\n";
+            for (int fd = 0; fd <= 2; fd++)
+                if (write(fd, junk, sizeof junk - 1) >= 0)
+                    _exit(12); /* a descriptor 0-2 is open: it can only be the engine's */
+        }
+        _exit(stele_close(log) == STELE_OK ? 0 : 13);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: status %d (10 open, 11 append, 12 an engine "
+            "file at fd 0-2, 13 close)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    stele_verify_report rep;
+    OK(stele_verify(logdir, NULL, NULL, &rep));
+    ck_assert_uint_eq(rep.records, 60);
+    ck_assert_uint_eq(rep.problems, 0);
+    tu_rmrf(dir);
+    free(logdir);
+    free(dir);
+}
+END_TEST
+
 static Suite *fault_suite(void)
 {
     Suite *s = suite_create("fault");
@@ -928,6 +1038,12 @@ static Suite *fault_suite(void)
     tc = tcase_create("sync");
     tcase_add_test(tc, test_sync_eio_once_group_commit);
     tcase_add_test(tc, test_sync_eio_once_lazy_modes);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("reads_and_fds");
+    tcase_add_test(tc, test_sealed_read_eio);
+    tcase_add_test(tc, test_low_fds_closed);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 
