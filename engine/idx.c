@@ -1302,20 +1302,31 @@ static int insert_loaded(struct load *l, const struct loaded_key *k)
  * each will probe first is prefetched when it is read: a table of millions
  * of keys misses the cache on every probe, and this overlaps the misses. */
 #define LOAD_AHEAD 16u
+#define LOAD_PRESIZE (UINT64_C(1) << 20)
 
 static int load_keys(struct load *l)
 {
     uint64_t intents = 0, pending = 0, n = l->h.key_count;
-    /* The header's count is bounded by the file's size: size the table once. */
-    if (table_reserve_n(&l->x->keys, n) != 0)
-        return err_set(STELE_ERR_NOMEM, "loading the index: out of memory for %llu keys", (unsigned long long)n);
+    /* The table is sized ahead (so that it is not rehashed again and again),
+     * but never on the header's word alone: at most LOAD_PRESIZE keys at
+     * first, then 4 times the keys actually read, so that memory stays in
+     * proportion to the bytes the file really holds. */
+    uint64_t sized = n < LOAD_PRESIZE ? n : LOAD_PRESIZE;
+    if (table_reserve_n(&l->x->keys, sized) != 0)
+        return err_set(STELE_ERR_NOMEM, "loading the index: out of memory for %llu keys", (unsigned long long)sized);
     struct loaded_key *ring = malloc(LOAD_AHEAD * sizeof *ring);
     if (!ring)
         return err_set(STELE_ERR_NOMEM, "loading the index: out of memory");
     const struct table *t = &l->x->keys;
     int rc = 0;
     for (uint64_t i = 0; i < n + LOAD_AHEAD && rc == 0; i++) {
-        if (i >= LOAD_AHEAD)
+        if (i == sized && sized < n) {
+            sized = n / 4 < sized ? n : sized * 4;
+            if (table_reserve_n(&l->x->keys, sized - t->used) != 0)
+                rc = err_set(STELE_ERR_NOMEM, "loading the index: out of memory for %llu keys",
+                             (unsigned long long)sized);
+        }
+        if (rc == 0 && i >= LOAD_AHEAD)
             rc = insert_loaded(l, &ring[(i - LOAD_AHEAD) % LOAD_AHEAD]);
         if (rc == 0 && i < n && (rc = load_key(l, &intents, &pending, &ring[i % LOAD_AHEAD])) == 0 && t->cap)
             __builtin_prefetch(&t->slots[ring[i % LOAD_AHEAD].h32 & (t->cap - 1)]);
