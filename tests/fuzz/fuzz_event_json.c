@@ -44,8 +44,12 @@ static void check_valid(const stele_event *ev)
     FUZZ_CHECK((ev->kind == STELE_KIND_OUTCOME) == (ev->outcome != STELE_OUTCOME_NONE) &&
                    ev->outcome <= STELE_OUTCOME_FAILED,
                "outcome %d with kind %d", (int)ev->outcome, (int)ev->kind);
-    FUZZ_CHECK(!(ev->kind == STELE_KIND_OUTCOME || ev->kind == STELE_KIND_COMPENSATION) || ev->ref != 0,
-               "outcome or compensation without ref");
+    /* SPEC.md §15.3: an intent needs a key, an outcome its intent's key (ref
+     * optional), a compensation a ref and no key. */
+    FUZZ_CHECK(!(ev->kind == STELE_KIND_INTENT || ev->kind == STELE_KIND_OUTCOME) || ev->key_size > 0,
+               "intent or outcome without key");
+    FUZZ_CHECK(ev->kind != STELE_KIND_COMPENSATION || (ev->ref != 0 && ev->key_size == 0),
+               "compensation without ref or with a key");
     FUZZ_CHECK(!ev->has_expect_version || ev->stream_size > 0, "expect_version without stream");
     FUZZ_CHECK(ev->type_size <= 255 && ev->stream_size <= 255 && ev->key_size <= 255 && ev->actor_size <= 255,
                "a field longer than 255 bytes");
