@@ -419,7 +419,8 @@ int recover_segments(stele_log *log)
         return code;
     struct segment *act = log_active(log);
     uint64_t last = act ? act->last_lsn : 0;
-    log->visible_lsn = log->durable_lsn = log->written_lsn = last;
+    log->durable_lsn = log->written_lsn = last;
+    __atomic_store_n(&log->visible_lsn, last, __ATOMIC_RELEASE); /* index.c reads it without q_lock */
     return STELE_OK;
 }
 
@@ -462,8 +463,10 @@ int log_refresh(stele_log *log)
     }
     struct segment *act = log_active(log);
     pthread_mutex_lock(&log->q_lock);
-    if (act && act->last_lsn > log->visible_lsn)
-        log->visible_lsn = log->durable_lsn = log->written_lsn = act->last_lsn;
+    if (act && act->last_lsn > log->visible_lsn) {
+        log->durable_lsn = log->written_lsn = act->last_lsn;
+        __atomic_store_n(&log->visible_lsn, act->last_lsn, __ATOMIC_RELEASE);
+    }
     pthread_mutex_unlock(&log->q_lock);
     pthread_mutex_unlock(&log->refresh_lock);
     return code;

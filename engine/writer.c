@@ -664,7 +664,7 @@ static void finish_round_locked(stele_log *log, struct request *head, struct rou
     }
     if (rd->syncs)
         log->durable_lsn = log->written_lsn;
-    log->visible_lsn = log->written_lsn;
+    __atomic_store_n(&log->visible_lsn, log->written_lsn, __ATOMIC_RELEASE); /* read without q_lock too */
     for (struct request *r = head, *next; r; r = next) {
         next = r->next;
         complete_locked(log, r, STELE_OK);
@@ -786,8 +786,10 @@ static void sync_and_ack_locked(stele_log *log)
         log->stats.syncs++;
         if (code != STELE_OK)
             fence_locked(log, NULL, STELE_ERR_OUTCOME_UNKNOWN);
-        else if (!log->fenced && target > log->durable_lsn)
-            log->durable_lsn = log->visible_lsn = target;
+        else if (!log->fenced && target > log->durable_lsn) {
+            log->durable_lsn = target;
+            __atomic_store_n(&log->visible_lsn, target, __ATOMIC_RELEASE); /* read without q_lock too */
+        }
     }
     if (!log->fenced)
         ack_durable_locked(log);
