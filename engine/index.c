@@ -29,7 +29,7 @@ void log_set_clock(stele_log *log, uint64_t (*fn)(void *ctx), void *ctx)
     log->clock_ctx = ctx;
 }
 
-static int key_live(const stele_log *log, const struct idx_key *k, uint64_t now)
+int index_key_live(const stele_log *log, const struct idx_key *k, uint64_t now)
 {
     uint64_t window = log->meta.idem_window_ns;
     if (window == 0 || (k->kind == STELE_KIND_INTENT && k->outcome_lsn == 0))
@@ -226,6 +226,22 @@ static struct ckpt_job *ckpt_serialise(stele_log *log)
     return j;
 }
 
+/* Counts the end of a checkpoint in stats: stored, covering covered, or
+ * failed (stele_errmsg() says why). */
+static void ckpt_account(stele_log *log, int code, uint64_t covered)
+{
+    pthread_mutex_lock(&log->q_lock);
+    if (code == STELE_OK) {
+        log->stats.index_checkpoints++;
+        log->stats.index_checkpoint_lsn = covered;
+        log->ckpt_stored_lsn = covered;
+    } else {
+        log->stats.index_checkpoint_failures++;
+        snprintf(log->stats.index_note, sizeof log->stats.index_note, "%s", stele_errmsg());
+    }
+    pthread_mutex_unlock(&log->q_lock);
+}
+
 /* Part two, no lock needed: the job's bytes to index.ckpt, durably. The
  * file I/O goes through log->aux_io when there is one (io_uring logs: plain
  * calls, so that a large checkpoint never holds the rings the segments'
@@ -265,26 +281,19 @@ static int ckpt_store(struct ckpt_job *j)
             io->ops->unlink(io, tmp);
         code = err_set(saved, "index checkpoint not written (the log itself is intact): %s", msg);
     }
-    pthread_mutex_lock(&log->q_lock);
-    if (code == STELE_OK) {
-        log->stats.index_checkpoints++;
-        log->stats.index_checkpoint_lsn = j->covered_lsn;
-        log->ckpt_stored_lsn = j->covered_lsn;
-    } else {
-        log->stats.index_checkpoint_failures++;
-        snprintf(log->stats.index_note, sizeof log->stats.index_note, "%s", stele_errmsg());
-    }
-    pthread_mutex_unlock(&log->q_lock);
+    ckpt_account(log, code, j->covered_lsn);
     return code;
 }
 
 int index_checkpoint(stele_log *log)
 {
     index_checkpoint_wait(log);
+    log->idx_ckpt_lsn = log->idx_lsn;
     struct ckpt_job *j = ckpt_serialise(log);
-    if (!j)
+    if (!j) {
+        ckpt_account(log, STELE_ERR_NOMEM, 0);
         return STELE_ERR_NOMEM;
-    log->idx_ckpt_lsn = j->covered_lsn;
+    }
     int code = ckpt_store(j);
     job_free(j);
     return code;
@@ -315,21 +324,15 @@ void index_checkpoint_start(stele_log *log)
             return;
         index_checkpoint_wait(log);
     }
+    log->idx_ckpt_lsn = log->idx_lsn;
     struct ckpt_job *j = ckpt_serialise(log);
-    if (!j || j->code != STELE_OK) {
-        pthread_mutex_lock(&log->q_lock);
-        log->stats.index_checkpoint_failures++;
-        snprintf(log->stats.index_note, sizeof log->stats.index_note, "index checkpoint not written: %s",
-                 stele_errmsg());
-        pthread_mutex_unlock(&log->q_lock);
-        job_free(j);
+    if (!j) {
+        ckpt_account(log, STELE_ERR_NOMEM, 0);
         return;
     }
-    log->idx_ckpt_lsn = j->covered_lsn;
     log->ckpt_done = 0;
-    int r = pthread_create(&log->ckpt_thread, NULL, ckpt_main, j);
-    if (r != 0) {
-        ckpt_store(j); /* no thread: write it here */
+    if (j->code != STELE_OK || pthread_create(&log->ckpt_thread, NULL, ckpt_main, j) != 0) {
+        ckpt_store(j); /* records a failed serialisation; without a thread, writes the file here */
         job_free(j);
         return;
     }
@@ -495,7 +498,7 @@ static int status_locked(stele_log *log, const void *key, size_t key_size, stele
 {
     struct idx_key k;
     uint64_t vis = visible_now(log);
-    if (!idx_key_get(log->idx, key, key_size, &k) || k.lsn > vis || !key_live(log, &k, log_now(log)))
+    if (!idx_key_get(log->idx, key, key_size, &k) || k.lsn > vis || !index_key_live(log, &k, log_now(log)))
         return err_set(STELE_ERR_NOT_FOUND, "key \"%.*s\" is not in %s (never appended, or older than the window)",
                        (int)key_size, (const char *)key, log->dir);
     *out = (stele_status){.lsn = k.lsn, .recorded_at_ns = k.recorded_at_ns, .stream_version = k.stream_version};

@@ -273,6 +273,9 @@ int index_checkpoint(stele_log *log);
 void index_checkpoint_start(stele_log *log);
 /* Waits for a checkpoint being written by index_checkpoint_start. */
 void index_checkpoint_wait(stele_log *log);
+/* Whether what k holds is still remembered at recorded time now (SPEC.md
+ * §15.2): within the window, or a pending intent. */
+int index_key_live(const stele_log *log, const struct idx_key *k, uint64_t now);
 /* Forgets the keys older than the window at recorded time now; idx_lock held. */
 void index_expire(stele_log *log, uint64_t now);
 /* The version the record at lsn has in stream (0 if not in it); idx_lock held. */

@@ -8,6 +8,7 @@
  * record's own checksum) before a byte of it is returned.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -349,7 +350,10 @@ int stele_stats_get(stele_log *log, stele_stats *out)
         }
         index_unlock(log);
     } else {
-        err_clear(); /* the index is optional for stats; the rest still reports */
+        /* The rest of the stats still reports; the index counts say they
+         * are missing, and why, instead of passing for zeros. */
+        snprintf(ix.index_note, sizeof ix.index_note, "index not available: %s", stele_errmsg());
+        err_clear();
     }
     pthread_mutex_lock(&log->q_lock);
     *out = log->stats;
@@ -357,6 +361,8 @@ int stele_stats_get(stele_log *log, stele_stats *out)
     out->index_pending = ix.index_pending;
     out->index_streams = ix.index_streams;
     out->index_memory = ix.index_memory;
+    if (ix.index_note[0])
+        memcpy(out->index_note, ix.index_note, sizeof out->index_note);
     out->last_lsn = log->visible_lsn;
     out->durable_lsn = log->durable_lsn;
     out->first_lsn = log->visible_lsn ? 1 : 0;

@@ -261,13 +261,9 @@ static stele_receipt refused(int code)
 static int decide(stele_log *log, const stele_event *ev, struct fmt_record *rec, struct round *rd,
                   stele_receipt *rc, uint32_t key_hash)
 {
-    uint64_t window = log->meta.idem_window_ns, now = rd->recorded_at_ns;
     struct idx_key k;
-    int found = ev->key_size && idx_key_get_h(log->idx, key_hash, ev->key, ev->key_size, &k);
-    /* A key is forgotten once its latest record is older than the window;
-     * a pending intent never is. */
-    int live = found && (window == 0 || (k.kind == STELE_KIND_INTENT && k.outcome_lsn == 0) ||
-                         !(now > k.last_at_ns && now - k.last_at_ns > window)); /* no overflow */
+    int live = ev->key_size && idx_key_get_h(log->idx, key_hash, ev->key, ev->key_size, &k) &&
+               index_key_live(log, &k, rd->recorded_at_ns);
     if (rec->kind == STELE_KIND_OUTCOME) {
         if (!live) {
             *rc = refused(STELE_ERR_NOT_FOUND);

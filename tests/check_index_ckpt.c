@@ -40,7 +40,6 @@
  * modes come from tu_seed (STELE_TEST_SEED replays).
  */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -115,26 +114,9 @@ static stele_stats stats_of(stele_log *log)
     return s;
 }
 
-/* The file of dir whose name starts with "index" (not a .tmp), malloc'd; NULL if none. */
-static char *index_file(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return NULL;
-    char *found = NULL;
-    struct dirent *e;
-    while (!found && (e = readdir(d)) != NULL) {
-        size_t n = strlen(e->d_name);
-        if (strncmp(e->d_name, "index", 5) == 0 && !(n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0))
-            found = tu_path(dir, e->d_name);
-    }
-    closedir(d);
-    return found;
-}
-
 static char *index_file_required(const char *dir)
 {
-    char *p = index_file(dir);
+    char *p = tu_index_file(dir);
     REQUIRE(p != NULL, "%s: no index file (a name starting with \"index\") in %s", g_where, dir);
     return p;
 }

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h" /* INDEX_FILE_NAME */
+
 char *tu_path(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -154,4 +156,15 @@ uint64_t tu_rand(uint64_t *state)
     x ^= x >> 27;
     *state = x;
     return x * UINT64_C(2685821657736338717);
+}
+
+char *tu_index_file(const char *dir)
+{
+    char *p = tu_path(dir, INDEX_FILE_NAME);
+    struct stat st;
+    if (p && stat(p, &st) != 0) {
+        free(p);
+        p = NULL;
+    }
+    return p;
 }

@@ -20,6 +20,9 @@ int tu_write_file(const char *path, const void *buf, size_t size);
 int tu_copy_dir(const char *src, const char *dst);
 /* Path of a file inside dir; the caller frees it. */
 char *tu_path(const char *dir, const char *name);
+
+/* The log dir's index checkpoint (SPEC.md §2, index.ckpt), malloc'd; NULL when there is none. */
+char *tu_index_file(const char *dir);
 /* Seed from $STELE_TEST_SEED or the clock, printed to stderr so a failure can be replayed. */
 uint64_t tu_seed(const char *what);
 /* xorshift64* step. */
