@@ -35,6 +35,7 @@ struct config {
     int batch;
     stele_durability durability;
     int keys;                        /* stele appends carry an idempotency key */
+    int key_cost;                    /* --key-cost: stele without and with keys, interleaved */
     double duration_s;
     const char *dir;                 /* where runs create their stores; a temporary dir when NULL */
     int json;

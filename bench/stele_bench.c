@@ -54,6 +54,8 @@ static void usage(FILE *f)
             "                   [--durability sync|interval|none] [--keys] [--duration SECONDS] [--runs N]\n"
             "                   [--dir PATH] [--peer NAME]... [--json] [--plot FILE.svg] [--posix]\n"
             "                   [--checkpoint-records N]   (stele's option; 0 = index checkpoint only at close)\n"
+            "                   [--key-cost]   stele alone, without and with a key on every append, runs\n"
+            "                                  interleaved; prints the keyed/unkeyed ratio\n"
             "       stele-bench --index KEYS [--record-size BYTES] [--runs N] [--dir PATH] [--json]\n"
             "                   the index at KEYS keys: memory per key, reopen with its checkpoint vs rebuilt\n"
             "defaults: --record-size 100 --threads 1 --inflight 1 --batch 1 --durability sync --duration 5 --runs 1\n"
@@ -150,6 +152,7 @@ static int apply_option(int c, const char *arg, struct config *cfg)
         cfg->peer_names[cfg->peer_count++] = arg;
         return 0;
     case 'k': cfg->keys = 1; return 0;
+    case 'K': cfg->key_cost = 1; return 0;
     case 'c':
         if (parse_long(arg, 0, 1000000000000L, &n) != 0)
             return -1;
@@ -174,6 +177,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         {"record-size", required_argument, 0, 's'}, {"threads", required_argument, 0, 't'},
         {"inflight", required_argument, 0, 'i'},    {"batch", required_argument, 0, 'b'},
         {"durability", required_argument, 0, 'd'},  {"keys", no_argument, 0, 'k'},
+        {"key-cost", no_argument, 0, 'K'},
         {"duration", required_argument, 0, 'D'},    {"runs", required_argument, 0, 'r'},
         {"dir", required_argument, 0, 'p'},         {"peer", required_argument, 0, 'e'},
         {"json", no_argument, 0, 'j'},              {"plot", required_argument, 0, 'g'},
@@ -248,6 +252,18 @@ static int by_records_per_s(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* out gets the median of runs (sorted here) and the spread. With an even
+ * number of runs the lower middle one is reported: a run that happened,
+ * latencies and all. */
+static void summarise(const struct config *cfg, const struct target *t, int threads, struct run_result *runs,
+                      struct result *out)
+{
+    qsort(runs, (size_t)cfg->runs, sizeof runs[0], by_records_per_s);
+    *out = (struct result){.engine = t->name, .keyed = cfg->keys || t->always_keyed, .threads = threads,
+                           .median = runs[(cfg->runs - 1) / 2], .records_per_s_min = runs[0].records_per_s,
+                           .records_per_s_max = runs[cfg->runs - 1].records_per_s};
+}
+
 /* Runs one store cfg->runs times at one thread count; out gets the median run and the spread. */
 static int measure(const struct config *cfg, const struct target *t, int threads, const char *dir,
                    struct progress *pg, struct result *out)
@@ -265,11 +281,60 @@ static int measure(const struct config *cfg, const struct target *t, int threads
             return -1;
         }
     }
-    /* With an even number of runs the lower middle one is reported: a run that happened, latencies and all. */
-    qsort(runs, (size_t)cfg->runs, sizeof runs[0], by_records_per_s);
-    *out = (struct result){.engine = t->name, .keyed = cfg->keys || t->always_keyed, .threads = threads,
-                           .median = runs[(cfg->runs - 1) / 2], .records_per_s_min = runs[0].records_per_s,
-                           .records_per_s_max = runs[cfg->runs - 1].records_per_s};
+    summarise(cfg, t, threads, runs, out);
+    return 0;
+}
+
+static int by_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* --key-cost: stele without keys and with a unique key on every append, at
+ * each thread count, the runs interleaved (unkeyed, keyed, unkeyed, ...) so
+ * that both see the same machine. The cost is the median of the rounds'
+ * keyed/unkeyed ratios: each round's two runs ran back to back. */
+static int key_cost(const struct config *cfg, const char *dir)
+{
+    struct config plain = *cfg, keyed = *cfg;
+    plain.keys = 0;
+    keyed.keys = 1;
+    struct progress pg = {.enabled = isatty(STDERR_FILENO), .step_count = cfg->thread_list_count * 2 * cfg->runs,
+                          .engine = "stele", .runs = cfg->runs};
+    report_header(cfg);
+    for (int i = 0; i < cfg->thread_list_count; i++) {
+        int threads = cfg->thread_list[i];
+        struct run_result a[BENCH_RUNS_MAX], b[BENCH_RUNS_MAX];
+        double ratio[BENCH_RUNS_MAX];
+        pg.threads = threads;
+        for (int r = 0; r < cfg->runs; r++) {
+            pg.run = r + 1;
+            pg.step++;
+            if (run_once(&plain, &target_stele, threads, dir, &pg, &a[r]) != 0)
+                return -1;
+            pg.step++;
+            if (run_once(&keyed, &target_stele, threads, dir, &pg, &b[r]) != 0)
+                return -1;
+            ratio[r] = a[r].records_per_s > 0 ? b[r].records_per_s / a[r].records_per_s : 0;
+        }
+        struct result ra, rb;
+        summarise(&plain, &target_stele, threads, a, &ra);
+        summarise(&keyed, &target_stele, threads, b, &rb);
+        report_result(&plain, &ra);
+        report_result(&keyed, &rb);
+        qsort(ratio, (size_t)cfg->runs, sizeof ratio[0], by_double);
+        double med = ratio[(cfg->runs - 1) / 2];
+        if (cfg->json)
+            printf("{\"key_cost\":{\"threads\":%d,\"inflight\":%d,\"runs\":%d,\"keyed_over_unkeyed\":%.4f,"
+                   "\"min\":%.4f,\"max\":%.4f,\"fewer_appends_pct\":%.2f}}\n",
+                   threads, cfg->inflight, cfg->runs, med, ratio[0], ratio[cfg->runs - 1], (1 - med) * 100);
+        else
+            printf("key cost at %d thread%s: keyed/unkeyed appends/s = %.3f (median of %d paired rounds, "
+                   "range %.3f-%.3f): %.1f%% fewer appends per second with a key on every append\n",
+                   threads, threads == 1 ? "" : "s", med, cfg->runs, ratio[0], ratio[cfg->runs - 1], (1 - med) * 100);
+        fflush(stdout);
+    }
     return 0;
 }
 
@@ -310,6 +375,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (cfg.key_cost && (cfg.peer_count || cfg.index_keys || cfg.plot_path)) {
+        fprintf(stderr, "stele-bench: --key-cost measures stele alone: no --peer, --index or --plot with it\n");
+        return 2;
+    }
     int rc = resolve_targets(&cfg, targets, &target_count);
     if (rc != 0)
         return rc;
@@ -344,7 +413,10 @@ int main(int argc, char **argv)
     }
     static struct result results[RESULTS_MAX];
     int result_count = 0;
-    rc = check_dir(dir) == 0 && sweep(&cfg, targets, target_count, dir, results, &result_count) == 0 ? 0 : 1;
+    if (cfg.key_cost)
+        rc = check_dir(dir) == 0 && key_cost(&cfg, dir) == 0 ? 0 : 1;
+    else
+        rc = check_dir(dir) == 0 && sweep(&cfg, targets, target_count, dir, results, &result_count) == 0 ? 0 : 1;
     if (rc == 0 && cfg.plot_path && plot_write(&cfg, results, result_count) != 0)
         rc = 1;
     if (!cfg.dir && rmdir(dir) != 0)

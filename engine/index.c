@@ -16,8 +16,6 @@
 
 #include "internal.h"
 
-#define CKPT_CHUNK (1u << 20)
-
 uint64_t log_now(const stele_log *log)
 {
     return log->clock_fn ? log->clock_fn(log->clock_ctx) : now_ns();
@@ -113,59 +111,36 @@ uint64_t index_stream_version_of(stele_log *log, const void *stream, size_t stre
 
 /* ------------------------------------------------------------ checkpoint */
 
-/* A checkpoint is made in two parts. The index is serialised into memory
- * (under idx_lock: it must not change meanwhile), a list of CKPT_CHUNK
- * pieces; then the pieces are written to index.ckpt.tmp, synced, renamed and
- * the directory synced. At a seal the second part runs on a thread of its
- * own, so that the writer does not wait for hundreds of megabytes to reach
- * the disk; at close it runs inline. */
-struct ckpt_chunk {
-    struct ckpt_chunk *next;
-    size_t used;
-    uint8_t data[];
-};
-
+/* A checkpoint is made in two parts. The index is serialised (under
+ * idx_lock: it must not change meanwhile) straight into index.ckpt.tmp,
+ * through the page cache; then the file is synced, renamed over index.ckpt
+ * and the directory synced. At a seal the second part, the one that waits
+ * for the disk, runs on a thread of its own; at close it runs inline.
+ * Writing the file while serialising costs one copy of the bytes (into the
+ * page cache) instead of two, and no memory in proportion to the index. */
 struct ckpt_job {
     stele_log *log;
+    struct io *io;
     uint64_t covered_lsn;
-    struct ckpt_chunk *head, *tail;
+    int fd;
+    uint64_t off;
+    char path[4096], tmp[4200];
     int code;                /* of the serialisation */
 };
 
 static int job_write(void *ctx, const void *buf, size_t size)
 {
     struct ckpt_job *j = ctx;
-    const uint8_t *p = buf;
-    while (size) {
-        if (!j->tail || j->tail->used == CKPT_CHUNK) {
-            struct ckpt_chunk *c = malloc(sizeof *c + CKPT_CHUNK);
-            if (!c)
-                return err_set(STELE_ERR_NOMEM, "out of memory serialising the index");
-            c->next = NULL;
-            c->used = 0;
-            if (j->tail)
-                j->tail->next = c;
-            else
-                j->head = c;
-            j->tail = c;
-        }
-        size_t n = CKPT_CHUNK - j->tail->used < size ? CKPT_CHUNK - j->tail->used : size;
-        memcpy(j->tail->data + j->tail->used, p, n);
-        j->tail->used += n;
-        p += n;
-        size -= n;
-    }
+    int r = j->io->ops->write(j->io, j->fd, buf, size, j->off, 0);
+    if (r < 0)
+        return err_set(err_code_from_errno(-r), "write %s offset %llu: %s", j->tmp, (unsigned long long)j->off,
+                       strerror(-r));
+    j->off += size;
     return STELE_OK;
 }
 
 static void job_free(struct ckpt_job *j)
 {
-    if (!j)
-        return;
-    for (struct ckpt_chunk *c = j->head, *next; c; c = next) {
-        next = c->next;
-        free(c);
-    }
     free(j);
 }
 
@@ -207,7 +182,8 @@ static int record_mark(stele_log *log, uint64_t lsn, uint64_t *fp, uint64_t *at)
     return STELE_OK;
 }
 
-/* Part one, idx_lock held: the index, as the file's bytes, into a job. */
+/* Part one, idx_lock held: the index, as the file's bytes, into the
+ * temporary file. */
 static struct ckpt_job *ckpt_serialise(stele_log *log)
 {
     struct ckpt_job *j = calloc(1, sizeof *j);
@@ -216,11 +192,18 @@ static struct ckpt_job *ckpt_serialise(stele_log *log)
         return NULL;
     }
     j->log = log;
+    j->io = log->aux_io ? log->aux_io : log->io;
     j->covered_lsn = log->idx_lsn;
+    j->fd = -1;
+    snprintf(j->path, sizeof j->path, "%s/" INDEX_FILE_NAME, log->dir);
+    snprintf(j->tmp, sizeof j->tmp, "%s.tmp", j->path);
     struct idx_ckpt_info info = {.covered_lsn = log->idx_lsn, .window_ns = log->meta.idem_window_ns,
                                  .written_at_ns = now_ns()};
     memcpy(info.log_id, log->meta.log_id, sizeof info.log_id);
     j->code = record_mark(log, info.covered_lsn, &info.covered_fingerprint, &info.covered_recorded_at_ns);
+    if (j->code == STELE_OK &&
+        (j->fd = j->io->ops->open(j->io, j->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+        j->code = err_sys(-j->fd, "create", j->tmp);
     if (j->code == STELE_OK)
         j->code = idx_save(log->idx, &info, job_write, j);
     return j;
@@ -242,33 +225,21 @@ static void ckpt_account(stele_log *log, int code, uint64_t covered)
     pthread_mutex_unlock(&log->q_lock);
 }
 
-/* Part two, no lock needed: the job's bytes to index.ckpt, durably. The
- * file I/O goes through log->aux_io when there is one (io_uring logs: plain
+/* Part two, no lock needed: the temporary file durably in place. The file
+ * I/O goes through log->aux_io when there is one (io_uring logs: plain
  * calls, so that a large checkpoint never holds the rings the segments'
  * writes and syncs use). */
 static int ckpt_store(struct ckpt_job *j)
 {
     stele_log *log = j->log;
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/" INDEX_FILE_NAME, log->dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    struct io *io = log->aux_io ? log->aux_io : log->io;
-    int code = j->code, r = 0, fd = -1;
-    if (code == STELE_OK && (fd = io->ops->open(io, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
-        code = err_sys(-fd, "create", tmp);
-    uint64_t off = 0;
-    for (struct ckpt_chunk *c = j->head; code == STELE_OK && c; c = c->next) {
-        if ((r = io->ops->write(io, fd, c->data, c->used, off, 0)) < 0)
-            code = err_set(err_code_from_errno(-r), "write %s offset %llu: %s", tmp, (unsigned long long)off,
-                           strerror(-r));
-        off += c->used;
-    }
-    if (code == STELE_OK && (r = io->ops->fdatasync(io, fd)) < 0)
-        code = err_sys(-r, "sync", tmp);
-    if (fd >= 0 && (r = io->ops->close(io, fd)) < 0 && code == STELE_OK)
-        code = err_sys(-r, "close", tmp);
-    if (code == STELE_OK && (r = io->ops->rename(io, tmp, path)) < 0)
-        code = err_sys(-r, "rename to " INDEX_FILE_NAME, tmp);
+    struct io *io = j->io;
+    int code = j->code, r = 0;
+    if (code == STELE_OK && (r = io->ops->fdatasync(io, j->fd)) < 0)
+        code = err_sys(-r, "sync", j->tmp);
+    if (j->fd >= 0 && (r = io->ops->close(io, j->fd)) < 0 && code == STELE_OK)
+        code = err_sys(-r, "close", j->tmp);
+    if (code == STELE_OK && (r = io->ops->rename(io, j->tmp, j->path)) < 0)
+        code = err_sys(-r, "rename to " INDEX_FILE_NAME, j->tmp);
     if (code == STELE_OK && (r = io->ops->sync_dir(io, log->dir)) < 0)
         code = err_sys(-r, "sync directory", log->dir);
     if (code) {
@@ -277,10 +248,11 @@ static int ckpt_store(struct ckpt_job *j)
         int saved = code;
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", stele_errmsg());
-        if (fd >= 0)
-            io->ops->unlink(io, tmp);
+        if (j->fd >= 0)
+            io->ops->unlink(io, j->tmp);
         code = err_set(saved, "index checkpoint not written (the log itself is intact): %s", msg);
     }
+    j->fd = -1;
     ckpt_account(log, code, j->covered_lsn);
     return code;
 }
