@@ -60,6 +60,9 @@ struct bench_record {
 struct target_stats {
     uint64_t syncs;
     int syncs_known;                 /* 0: the store does not say how often it synced */
+    /* stele: CPU time of its writer thread, the one every append goes
+     * through, per record appended; < 0 when unknown */
+    double writer_ns_per_record;
 };
 
 /* A store under measurement. Every function returns 0 or -1 after printing
@@ -87,6 +90,7 @@ struct run_result {
     double p50_us, p99_us, p999_us;
     double syncs_per_s;              /* < 0 when unknown */
     double records_per_sync;         /* < 0 when unknown */
+    double writer_ns_per_record;     /* < 0 when unknown (target_stats) */
 };
 
 /* One configuration's runs, summarised: the median run by records_per_s, and

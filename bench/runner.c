@@ -241,6 +241,7 @@ static void summarise(const struct histogram *all, uint64_t records, double seco
     out->p999_us = (double)hist_quantile(all, 0.999) / 1e3;
     out->syncs_per_s = ts->syncs_known && seconds > 0 ? (double)ts->syncs / seconds : -1;
     out->records_per_sync = ts->syncs_known && ts->syncs ? (double)records / (double)ts->syncs : -1;
+    out->writer_ns_per_record = ts->writer_ns_per_record;
 }
 
 int run_once(const struct config *cfg, const struct target *t, int threads, const char *parent_dir,
@@ -253,7 +254,7 @@ int run_once(const struct config *cfg, const struct target *t, int threads, cons
     }
     struct histogram *all = calloc(1, sizeof *all);
     struct run r = {.cfg = cfg, .target = t, .gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}};
-    struct target_stats ts = {0};
+    struct target_stats ts = {.writer_ns_per_record = -1};
     uint64_t records = 0;
     double seconds = 0;
     int rc = -1;

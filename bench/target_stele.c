@@ -3,6 +3,7 @@
  * the public header only: one log per run, every thread appending to the
  * same handle (the engine's writer batches them into shared syncs).
  */
+#include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -194,14 +195,49 @@ static void stele_thread_close(void *thread)
     free(thread);
 }
 
+/* CPU time so far of this process's thread named name (SPEC.md §9 names
+ * the engine's threads), from /proc; -1 when there is none. */
+static double thread_cpu_ns(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    double ns = -1;
+    for (struct dirent *e; ns < 0 && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[64] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        int named = fgets(comm, sizeof comm, f) && strcspn(comm, "\n") == strlen(name) &&
+                    strncmp(comm, name, strlen(name)) == 0;
+        fclose(f);
+        snprintf(path, sizeof path, "/proc/self/task/%s/schedstat", e->d_name);
+        unsigned long long run = 0;
+        if (named && (f = fopen(path, "r"))) {
+            if (fscanf(f, "%llu", &run) == 1) /* first field: time on a CPU, ns */
+                ns = (double)run;
+            fclose(f);
+        }
+    }
+    closedir(d);
+    return ns;
+}
+
 static int stele_db_close(void *dbp, struct target_stats *out_stats)
 {
     struct stele_db *db = dbp;
     stele_stats st;
     int rc = 0;
+    out_stats->writer_ns_per_record = -1;
     if (stele_stats_get(db->log, &st) == STELE_OK) {
         out_stats->syncs = st.syncs;
         out_stats->syncs_known = 1;
+        double ns = thread_cpu_ns("stele-writer");
+        if (ns >= 0 && st.appends_new > 0)
+            out_stats->writer_ns_per_record = ns / (double)st.appends_new;
     }
     int code = stele_close(db->log);
     if (code != STELE_OK)

@@ -76,8 +76,18 @@ struct segment {
 
 /* An append (or sync) request: on the caller's stack for the blocking calls,
  * from the log's pool for stele_append_async. */
+/* What the appender's thread works out for each event before queuing it, so
+ * that the writer, the one thread every append goes through, does not: the
+ * record's fingerprint (it does not depend on the LSN or the time) and the
+ * key's index hash. */
+struct event_prep {
+    uint64_t fingerprint;
+    uint32_t key_hash;       /* 0 without a key */
+};
+
 struct request {
     const stele_event *events;
+    const struct event_prep *prep; /* one per event */
     stele_receipt *receipts;
     size_t count;
     size_t body_size;        /* encoded size of its records */
@@ -88,6 +98,7 @@ struct request {
     stele_append_fn fn;      /* async: called once, outside every lock */
     void *fn_ctx;
     stele_receipt inline_receipt; /* async, count == 1: no allocation */
+    struct event_prep inline_prep;
     struct request *next;
 };
 

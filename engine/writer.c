@@ -305,7 +305,7 @@ static int decide(stele_log *log, const stele_event *ev, struct fmt_record *rec,
     return 1;
 }
 
-static void fill_record(const stele_event *ev, uint64_t recorded_at_ns, struct fmt_record *r)
+static void fill_record(const stele_event *ev, uint64_t fingerprint, uint64_t recorded_at_ns, struct fmt_record *r)
 {
     *r = (struct fmt_record){
         .recorded_at_ns = recorded_at_ns,
@@ -325,19 +325,26 @@ static void fill_record(const stele_event *ev, uint64_t recorded_at_ns, struct f
         .key_size = (uint8_t)ev->key_size,
         .actor_size = (uint8_t)ev->actor_size,
         .payload_size = (uint32_t)ev->payload_size,
+        .fingerprint = fingerprint,
     };
-    r->fingerprint = fmt_fingerprint(r);
+}
+
+/* The fingerprint of the record ev makes (before an outcome's ref is known). */
+static uint64_t event_fingerprint(const stele_event *ev)
+{
+    struct fmt_record r;
+    fill_record(ev, 0, 0, &r);
+    return fmt_fingerprint(&r);
 }
 
 #define PREFETCH_AHEAD 16u /* a power of two */
 
-/* The round's events, walked PREFETCH_AHEAD ahead of deciding them: each
- * key is hashed once, and the index slot it will probe is prefetched. */
+/* The round's events, walked PREFETCH_AHEAD ahead of deciding them: the
+ * index slot each key will probe is prefetched (with millions of keys every
+ * probe would otherwise miss the cache). */
 struct ahead {
     struct request *r;
     size_t i;
-    uint64_t n;                  /* events hashed so far */
-    uint32_t hash[PREFETCH_AHEAD];
 };
 
 static void ahead_step(stele_log *log, struct ahead *a)
@@ -348,13 +355,11 @@ static void ahead_step(stele_log *log, struct ahead *a)
     }
     if (!a->r)
         return;
-    const stele_event *ev = &a->r->events[a->i++];
-    uint32_t h = 0;
-    if (ev->key_size) {
-        h = idx_key_hash(log->idx, ev->key, ev->key_size);
-        idx_prefetch(log->idx, h);
-    }
-    a->hash[a->n++ % PREFETCH_AHEAD] = h;
+    /* A hash of 0 means no key (or, once in 2^32 keys, skips a prefetch):
+     * the event itself is not touched here. */
+    if (a->r->prep[a->i].key_hash)
+        idx_prefetch(log->idx, a->r->prep[a->i].key_hash);
+    a->i++;
 }
 
 /* Encodes the round's new records into log->buf after the header space. The
@@ -363,19 +368,16 @@ static void ahead_step(stele_log *log, struct ahead *a)
 static int encode_round(stele_log *log, struct request *head, struct segment *seg, struct round *rd)
 {
     uint8_t *body = log->buf + STELE_BATCH_HEADER_SIZE;
-    /* With millions of keys every index lookup misses the cache: the keys
-     * are hashed and their slots prefetched PREFETCH_AHEAD events ahead. */
     struct ahead a = {.r = head};
     for (unsigned n = 0; n < PREFETCH_AHEAD; n++)
         ahead_step(log, &a);
-    uint64_t seen = 0;
     for (struct request *r = head; r; r = r->next) {
         for (size_t i = 0; i < r->count; i++) {
-            uint32_t h = a.hash[seen++ % PREFETCH_AHEAD];
+            uint32_t h = r->prep[i].key_hash;
             ahead_step(log, &a);
             const stele_event *ev = &r->events[i];
             struct fmt_record rec;
-            fill_record(ev, rd->recorded_at_ns, &rec);
+            fill_record(ev, r->prep[i].fingerprint, rd->recorded_at_ns, &rec);
             if (!decide(log, ev, &rec, rd, &r->receipts[i], h))
                 continue;
             rec.stream_version = r->receipts[i].stream_version;
@@ -421,11 +423,12 @@ static void index_maintain(stele_log *log)
         index_expire(log, now);
     /* A checkpoint costs time in proportion to the index, and the scan it
      * saves at the next open is in proportion to the records since the last
-     * one: checkpointing only once at least half as many records came as the
-     * index holds keys keeps the cost per record bounded however large the
-     * index grows. */
+     * one: checkpointing only once at least as many records came as the
+     * index holds keys keeps the cost per record bounded (about two keys
+     * written per record appended, for an index that only grows) however
+     * large the index grows, and the scan at most as long as the load. */
     uint64_t every = log->opts.checkpoint_records, keys = idx_key_count(log->idx);
-    if (every && log->idx_lsn - log->idx_ckpt_lsn >= (every > keys / 2 ? every : keys / 2)) {
+    if (every && log->idx_lsn - log->idx_ckpt_lsn >= (every > keys ? every : keys)) {
         index_checkpoint_start(log);
         err_clear();
     }
@@ -940,8 +943,10 @@ static int check_compensated(stele_log *log, const stele_event *ev, size_t i)
     return STELE_OK;
 }
 
-/* Checks a call's events; on success *out_body is their encoded size. */
-static int check_call(stele_log *log, const stele_event *events, size_t count, uint64_t *out_body)
+/* Checks a call's events; on success *out_body is their encoded size and
+ * prep[i] what the writer needs of event i. */
+static int check_call(stele_log *log, const stele_event *events, size_t count, uint64_t *out_body,
+                      struct event_prep *prep)
 {
     if (log->opts.read_only)
         return err_set(STELE_ERR_READ_ONLY, "append: %s is open read-only", log->dir);
@@ -953,6 +958,8 @@ static int check_call(stele_log *log, const stele_event *events, size_t count, u
         if (code)
             return code;
         body += event_record_size(&events[i]);
+        prep[i].fingerprint = event_fingerprint(&events[i]);
+        prep[i].key_hash = events[i].key_size ? idx_key_hash(log->idx, events[i].key, events[i].key_size) : 0;
     }
     if (body > body_size_limit(log))
         return err_set(STELE_ERR_TOO_LARGE, "append: %zu records of %llu bytes do not fit one batch (limit %llu)",
@@ -968,12 +975,19 @@ int stele_append_batch(stele_log *log, const stele_event *events, size_t count, 
         return err_set(STELE_ERR_INVALID, "append: need a log, 1 to %u events and receipts", STELE_BATCH_RECORD_COUNT_MAX);
     for (size_t i = 0; i < count; i++)
         out_receipts[i] = (stele_receipt){0, 0, STELE_DECISION_NONE, STELE_OK};
+    /* The preparations of small calls live on the stack. */
+    struct event_prep stack_prep[16];
+    struct event_prep *prep = count <= 16 ? stack_prep : malloc(count * sizeof *prep);
     uint64_t body = 0;
-    int code = check_call(log, events, count, &body);
+    int code = prep ? check_call(log, events, count, &body, prep)
+                    : err_set(STELE_ERR_NOMEM, "append: out of memory for %zu events", count);
     if (code == STELE_OK) {
-        struct request r = {.events = events, .receipts = out_receipts, .count = count, .body_size = body};
+        struct request r = {.events = events, .prep = prep, .receipts = out_receipts, .count = count,
+                            .body_size = body};
         code = submit(log, &r);
     }
+    if (prep != stack_prep)
+        free(prep); /* free(NULL) after a failed malloc */
     if (code == STELE_ERR_CONFLICT || code == STELE_ERR_STREAM_VERSION || code == STELE_ERR_INVALID ||
         code == STELE_ERR_NOT_FOUND) {
         for (size_t i = 0; i < count; i++)
@@ -1017,40 +1031,47 @@ static struct request *request_get(stele_log *log)
     return &block[1];
 }
 
+/* A request that was never queued, back to the pool. */
+static void request_put(stele_log *log, struct request *r)
+{
+    pthread_mutex_lock(&log->q_lock);
+    r->next = log->pool;
+    log->pool = r;
+    pthread_mutex_unlock(&log->q_lock);
+}
+
 int stele_append_async(stele_log *log, const stele_event *events, size_t count, stele_append_fn fn, void *ctx)
 {
     err_clear();
     if (!log || !events || !fn || count == 0 || count > STELE_BATCH_RECORD_COUNT_MAX)
         return err_set(STELE_ERR_INVALID, "append_async: need a log, 1 to %u events and a function",
                        STELE_BATCH_RECORD_COUNT_MAX);
-    uint64_t body = 0;
-    int code = check_call(log, events, count, &body);
-    if (code)
-        return code;
     struct request *r = request_get(log);
-    stele_receipt *receipts = count == 1 ? NULL : malloc(count * sizeof *receipts);
+    /* Several events: their receipts and preparations in one allocation,
+     * freed with the request's completion. */
+    stele_receipt *receipts = count == 1 ? NULL : malloc(count * (sizeof *receipts + sizeof(struct event_prep)));
     if (!r || (count > 1 && !receipts)) {
         free(receipts);
-        /* r (if any) goes back to the pool through a no-op completion. */
-        if (r) {
-            pthread_mutex_lock(&log->q_lock);
-            r->next = log->pool;
-            log->pool = r;
-            pthread_mutex_unlock(&log->q_lock);
-        }
+        if (r)
+            request_put(log, r);
         return err_set(STELE_ERR_NOMEM, "append_async: out of memory");
     }
-    *r = (struct request){.events = events, .count = count, .body_size = body, .fn = fn, .fn_ctx = ctx};
+    *r = (struct request){.events = events, .count = count, .fn = fn, .fn_ctx = ctx};
     r->receipts = count == 1 ? &r->inline_receipt : receipts;
+    struct event_prep *prep = count == 1 ? &r->inline_prep : (struct event_prep *)(receipts + count);
+    r->prep = prep;
+    int code = check_call(log, events, count, &r->body_size, prep);
+    if (code) {
+        free(receipts);
+        request_put(log, r);
+        return code;
+    }
     for (size_t i = 0; i < count; i++)
         r->receipts[i] = (stele_receipt){0, 0, STELE_DECISION_NONE, STELE_OK};
     code = submit(log, r);
     if (code != STELE_OK) {
         free(receipts);
-        pthread_mutex_lock(&log->q_lock);
-        r->next = log->pool;
-        log->pool = r;
-        pthread_mutex_unlock(&log->q_lock);
+        request_put(log, r);
     }
     return code;
 }
