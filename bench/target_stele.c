@@ -195,8 +195,8 @@ static void stele_thread_close(void *thread)
     free(thread);
 }
 
-/* CPU time so far of this process's thread named name (SPEC.md §9 names
- * the engine's threads), from /proc; -1 when there is none. */
+/* CPU time so far of this process's thread named name (the engine names its
+ * threads: stele-writer, stele-syncer, ...), from /proc; -1 when there is none. */
 static double thread_cpu_ns(const char *name)
 {
     DIR *d = opendir("/proc/self/task");

@@ -25,6 +25,7 @@
 #include "idx.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,10 +231,13 @@ struct slot {
     uint32_t h32;         /* the key's hash; h32 & mask is its home slot */
 };
 
+struct spare;
+
 struct table {
     struct slot *slots;
     uint64_t cap;         /* 0 or a power of two, at most 2^32 */
     uint64_t used;
+    struct spare *spare;  /* the next, larger table, being prepared; or NULL */
 };
 
 #define TABLE_CAP_MIN 64u
@@ -269,18 +273,95 @@ static void slots_free(struct slot *s, uint64_t cap)
         munmap(s, bytes);
 }
 
+/* Memory never touched before is slow to get: the kernel zeroes it, page by
+ * page, at the first write (and under a hypervisor the host may have to
+ * find it too). A large table's successor is therefore mapped and touched
+ * on a thread of its own shortly before it is needed (from load 7/10; the
+ * table grows at 3/4), so that the thread that inserts, the log's writer,
+ * only rehashes into it. Until then the successor is not allocated at all:
+ * the memory per key stays what idx_memory says. */
+struct spare {
+    pthread_t thread;
+    uint64_t cap;
+    struct slot *slots;   /* NULL when it could not be allocated */
+};
+
+static void *spare_main(void *arg)
+{
+    struct spare *sp = arg;
+    pthread_setname_np(pthread_self(), "stele-idx-grow");
+    sp->slots = slots_alloc(sp->cap);
+    if (sp->slots) {
+        /* One write per 4 KiB page (huge pages or not) makes it present. */
+        volatile uint8_t *p = (volatile uint8_t *)sp->slots;
+        for (size_t off = 0, n = (size_t)sp->cap * sizeof(struct slot); off < n; off += 4096)
+            p[off] = 0;
+    }
+    return NULL;
+}
+
+/* The spare's table (NULL if it failed), the thread joined. */
+static struct slot *spare_take(struct table *t, uint64_t *out_cap)
+{
+    struct spare *sp = t->spare;
+    pthread_join(sp->thread, NULL);
+    struct slot *s = sp->slots;
+    *out_cap = sp->cap;
+    free(sp);
+    t->spare = NULL;
+    return s;
+}
+
+static void spare_discard(struct table *t)
+{
+    if (t->spare) {
+        uint64_t cap = 0;
+        struct slot *s = spare_take(t, &cap);
+        slots_free(s, cap);
+    }
+}
+
+/* Starts preparing the successor of a large table nearing load 3/4. */
+static void spare_maybe_start(struct table *t)
+{
+    if (t->spare || t->used * 10 < t->cap * 7 || t->cap * 2 > TABLE_CAP_MAX ||
+        t->cap * 2 * sizeof(struct slot) < TABLE_HUGE_BYTES)
+        return;
+    struct spare *sp = malloc(sizeof *sp);
+    if (!sp)
+        return; /* the table grows without it */
+    *sp = (struct spare){.cap = t->cap * 2};
+    if (pthread_create(&sp->thread, NULL, spare_main, sp) != 0) {
+        free(sp);
+        return;
+    }
+    t->spare = sp;
+}
+
 /* Makes room for count more keys: grows (rehashing by the stored hashes)
  * when the inserts would pass load 3/4. */
 static int table_reserve_n(struct table *t, uint64_t count)
 {
-    if ((t->used + count) * 4 <= t->cap * 3)
+    if ((t->used + count) * 4 <= t->cap * 3) {
+        spare_maybe_start(t);
         return 0;
+    }
     uint64_t cap = t->cap ? t->cap * 2 : TABLE_CAP_MIN;
     while (cap <= TABLE_CAP_MAX && (t->used + count) * 4 > cap * 3)
         cap *= 2;
     if (cap > TABLE_CAP_MAX)
         return -1;
-    struct slot *s = slots_alloc(cap);
+    struct slot *s = NULL;
+    if (t->spare) {
+        uint64_t spare_cap = 0;
+        s = spare_take(t, &spare_cap);
+        if (s && spare_cap != cap) {
+            slots_free(s, spare_cap);
+            s = NULL;
+        }
+    }
+    if (!s)
+        s = slots_alloc(cap);
     if (!s)
         return -1;
     for (uint64_t i = 0; i < t->cap; i++) {
@@ -462,6 +543,8 @@ void idx_free(struct idx *x)
 {
     if (!x)
         return;
+    spare_discard(&x->keys);
+    spare_discard(&x->streams);
     slots_free(x->keys.slots, x->keys.cap);
     pool_free(&x->entries);
     pool_free(&x->sides);
@@ -990,7 +1073,8 @@ uint64_t idx_comp_count(const struct idx *x)
 
 uint64_t idx_memory(const struct idx *x)
 {
-    return sizeof *x + x->keys.cap * sizeof(struct slot) + x->entries.bytes + x->sides.bytes + x->key_arena.bytes +
+    uint64_t spares = (x->keys.spare ? x->keys.spare->cap : 0) + (x->streams.spare ? x->streams.spare->cap : 0);
+    return sizeof *x + (x->keys.cap + spares) * sizeof(struct slot) + x->entries.bytes + x->sides.bytes + x->key_arena.bytes +
            x->streams.cap * sizeof(struct slot) + x->stream_cap * sizeof(struct stream) + x->stream_arena.bytes +
            x->stream_lsn_bytes + x->comp_cap * sizeof(struct comp);
 }
