@@ -60,6 +60,7 @@ static const struct command {
      "                [--limit N] [--follow]"},
     {"verify", cmd_verify, "stele verify DIR"},
     {"stats", cmd_stats, "stele stats DIR"},
+    {"dump", cmd_dump, "stele dump DIR [--segment N]   (segments, batches, records with offsets)"},
 
 };
 
@@ -72,6 +73,7 @@ static const char *help_of(const char *name)
     } pages[] = {
         {"backfill", cli_help_backfill},
         {"compensate", cli_help_compensate},
+        {"dump", cli_help_dump},
     };
     for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
         if (strcmp(pages[i].name, name) == 0)
