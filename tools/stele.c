@@ -59,7 +59,7 @@ static const struct command {
      "stele read DIR [--from LSN] [--to LSN] [--since TIME] [--until TIME] [--type T] [--stream S]\n"
      "                [--limit N] [--follow]"},
     {"verify", cmd_verify, "stele verify DIR"},
-    {"stats", cmd_stats, "stele stats DIR"},
+    {"stats", cmd_stats, "stele stats DIR [--prometheus]"},
     {"dump", cmd_dump, "stele dump DIR [--segment N]   (segments, batches, records with offsets)"},
 
 };
@@ -74,6 +74,7 @@ static const char *help_of(const char *name)
         {"backfill", cli_help_backfill},
         {"compensate", cli_help_compensate},
         {"dump", cli_help_dump},
+        {"stats", cli_help_stats},
     };
     for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
         if (strcmp(pages[i].name, name) == 0)
