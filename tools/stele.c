@@ -61,6 +61,7 @@ static const struct command {
     {"verify", cmd_verify, "stele verify DIR"},
     {"stats", cmd_stats, "stele stats DIR [--prometheus]"},
     {"dump", cmd_dump, "stele dump DIR [--segment N]   (segments, batches, records with offsets)"},
+    {"backup", cmd_backup, "stele backup DIR DEST   (an online, consistent, verified copy)"},
 
 };
 
@@ -74,6 +75,7 @@ static const char *help_of(const char *name)
         {"backfill", cli_help_backfill},
         {"compensate", cli_help_compensate},
         {"dump", cli_help_dump},
+        {"backup", cli_help_backup},
         {"stats", cli_help_stats},
     };
     for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
