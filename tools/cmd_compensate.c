@@ -526,7 +526,8 @@ static int collect_compensations(struct selection *s)
     stele_iter_close(it);
     if (code != STELE_OK)
         return cli_fail(s->ctx, code, "reading the compensations after LSN %" PRIu64, s->a->from);
-    qsort(s->comps, s->comp_count, sizeof *s->comps, cmp_comp_ref);
+    if (s->comp_count > 1)
+        qsort(s->comps, s->comp_count, sizeof *s->comps, cmp_comp_ref);
     return 0;
 }
 
@@ -556,7 +557,8 @@ static void print_target(struct selection *s, uint64_t ref, uint64_t lsn, const 
 static int dry_decide(struct selection *s, const stele_event *ev)
 {
     struct comp_ref key = {.ref = ev->ref};
-    const struct comp_ref *c = bsearch(&key, s->comps, s->comp_count, sizeof key, cmp_comp_ref);
+    const struct comp_ref *c =
+        s->comp_count ? bsearch(&key, s->comps, s->comp_count, sizeof key, cmp_comp_ref) : NULL;
     if (!c) {
         s->compensated++;
         print_target(s, ev->ref, 0, "would_append", NULL);
