@@ -224,8 +224,8 @@ int cmd_dump(struct cli_ctx *ctx, int argc, char **argv)
     }
     if ((rc = cli_take_dir(ctx, &dir)) != 0)
         return rc;
-    char **names;
-    size_t n;
+    char **names = NULL;
+    size_t n = 0;
     if ((rc = list_segments(ctx, dir, &names, &n)) != 0)
         return rc;
     show_log(dir);
