@@ -114,6 +114,7 @@ struct backfill {
     struct seen seen;
     /* progress */
     int progress;
+    const char *phase;       /* what the progress line says we are doing */
     uint64_t progress_at_ns;
 };
 
@@ -231,10 +232,10 @@ static void progress(struct backfill *b, int last)
     if (!last && now - b->progress_at_ns < PROGRESS_INTERVAL_NS)
         return;
     b->progress_at_ns = now;
-    fprintf(stderr, "\rbackfill: line %" PRIu64 ": %s%" PRIu64 " new, %" PRIu64 " duplicate, %" PRIu64
+    fprintf(stderr, "\rbackfill: %s line %" PRIu64 ": %s%" PRIu64 " new, %" PRIu64 " duplicate, %" PRIu64
                     " conflict, %" PRIu64 " invalid%s",
-            b->line_count, b->dry_run ? "would be " : "", b->new_count, b->duplicate, b->conflict, b->invalid,
-            last ? "\n" : "");
+            last ? "done," : b->phase, b->line_count, b->dry_run ? "would be " : "", b->new_count, b->duplicate,
+            b->conflict, b->invalid, last ? "\n" : "");
 }
 
 static int validate_line(struct backfill *b, long line, const char *text, size_t size);
@@ -252,6 +253,7 @@ static int each_line(struct backfill *b, int (*fn)(struct backfill *b, long line
     long line = 0;
     int rc = 0;
     b->line_count = 0;
+    b->phase = fn == validate_line ? "validating" : b->dry_run ? "classifying" : "appending";
     for (;;) {
         char *text;
         size_t size;
