@@ -126,6 +126,8 @@ static char *make_log(uint64_t *out_n)
     stele_log *log;
     OK(stele_open(dir, &o, &log));
     static char keys[1000][32];
+    static const char payload[64] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde";
+    _Static_assert(20 + 37 <= sizeof payload, "payload sizes fit");
     stele_event ev[40];
     stele_receipt rc[40];
     while (lsn < 700) {
@@ -134,7 +136,7 @@ static char *make_log(uint64_t *out_n)
             snprintf(keys[lsn + i], sizeof keys[0], "k-%llu", (unsigned long long)(lsn + i + 1));
             ev[i] = (stele_event){.type = "t", .type_size = 1, .stream = "s", .stream_size = 1,
                                   .key = keys[lsn + i], .key_size = strlen(keys[lsn + i]),
-                                  .payload = "0123456789abcdef0123456789abcdef0123456789", .payload_size = 20 + i};
+                                  .payload = payload, .payload_size = 20 + i};
         }
         OK(stele_append_batch(log, ev, count, rc));
         lsn += count;
