@@ -37,6 +37,7 @@ enum cli_exit {
 struct cli_ctx {
     const char *cmd;   /* subcommand name, used in messages */
     const char *usage; /* its synopsis, printed by --help */
+    const char *help;  /* the rest of its manual page for --help, or NULL */
     int human;         /* --human: a rendering for people instead of JSON */
     const char *args[CLI_ARGS_MAX]; /* positional arguments, in order */
     int arg_count;
@@ -55,6 +56,13 @@ int cmd_resolve(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_status(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_pending(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_compensate(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_backfill(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_dump(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_backup(struct cli_ctx *ctx, int argc, char **argv);
+
+/* The manual pages --help prints after the synopsis (tools/help.c). */
+extern const char cli_help_backfill[], cli_help_compensate[], cli_help_dump[], cli_help_backup[],
+    cli_help_stats[];
 
 /* Option values cli_next_opt returns besides a command's own (which are
  * printable characters or small integers below CLI_OPT_BASE). */

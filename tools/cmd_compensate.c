@@ -25,7 +25,36 @@
  * appended (engine-assigned fields null, stream_version the stream's next
  * version), which `stele append --jsonl` accepts as it is.
  *
- * The range form (--from/--to) and --rules are not implemented yet: exit 2.
+ * --rules FILE (rules_load) maps a target's type to its compensation: the
+ * compensation's type, and its payload after "reason": fields copied from
+ * the target's JSON object payload ("copy"), numeric fields copied negated
+ * ("negate"), and constants ("set"), in that order. A target the rule cannot
+ * be applied to (payload not a JSON object, a field missing, a field to
+ * negate not a number) is refused, naming the field.
+ *
+ * The selection form, --from L [--to L] [--type T] [--stream S], walks the
+ * records in [L, to] (to defaults to the last LSN when the run starts) with
+ * the given type and stream, and compensates each event and confirmed
+ * outcome (with --rules: each one whose type has a rule; the others are
+ * skipped and counted). Here --type selects; the compensation's type comes
+ * from the rule (or is "compensation"). Each target is appended on its own
+ * (stele_append): the engine decides new, duplicate (compensated by this
+ * very compensation already: a re-run, counted as already compensated) or
+ * conflict (compensated by another one: refused). One line per selected
+ * target, {"ref","lsn","decision"[,"reason"]}, then the summary
+ *
+ *   {"selected","compensated","already_compensated","refused","skipped",
+ *    "refusals":{"compensated_differently","rule_does_not_apply",
+ *    "engine_refused"},"from","to","dry_run"}
+ *
+ * With --dry-run the log is opened read-only; whether a target is
+ * compensated already is found by reading the compensations after it (the
+ * index answers that only for keys), and an existing compensation is
+ * compared with the one we would append (kind, type, stream, ref, payload:
+ * what the fingerprint covers), as the engine would. Exit status of the
+ * selection form, most severe first: 1 the log failed, 2 a rule did not
+ * apply or the engine refused a target as invalid, 3 a target compensated
+ * differently, else 0.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -38,7 +67,8 @@
 
 #define DEFAULT_TYPE "compensation"
 
-enum { OPT_LSN = 256, OPT_KEY, OPT_REASON, OPT_TYPE, OPT_ACTOR, OPT_DATA, OPT_DRY_RUN, OPT_FROM, OPT_TO, OPT_RULES };
+enum { OPT_LSN = 256, OPT_KEY, OPT_REASON, OPT_TYPE, OPT_ACTOR, OPT_DATA, OPT_DRY_RUN, OPT_FROM, OPT_TO, OPT_RULES,
+       OPT_STREAM };
 
 static const struct option compensate_options[] = {
     {"lsn", required_argument, NULL, OPT_LSN},
@@ -51,16 +81,21 @@ static const struct option compensate_options[] = {
     {"from", required_argument, NULL, OPT_FROM},
     {"to", required_argument, NULL, OPT_TO},
     {"rules", required_argument, NULL, OPT_RULES},
+    {"stream", required_argument, NULL, OPT_STREAM},
     CLI_COMMON_OPTIONS,
 };
 
 struct compensate_args {
     uint64_t lsn;          /* --lsn, 0 = not given */
     const char *key;       /* --key */
+    uint64_t from, to;     /* --from, --to; 0 = not given */
+    const char *stream;    /* --stream (selection) */
     const char *reason;
-    const char *type;
+    const char *type;      /* single form: the compensation's type; selection: the targets' type */
     const char *actor;
     const char *data;      /* --data, NULL = none */
+    const char *rules_path;
+    json_t *rules;         /* the loaded --rules object */
     int dry_run;
 };
 
@@ -71,9 +106,20 @@ static int compensate_option(struct cli_ctx *ctx, int c, struct compensate_args 
         if (cli_opt_u64(ctx, "lsn", optarg, &a->lsn) != 0)
             return CLI_EXIT_USAGE;
         return a->lsn == 0 ? cli_usage_error(ctx, "--lsn: LSNs start at 1") : 0;
+    case OPT_FROM:
+        if (cli_opt_u64(ctx, "from", optarg, &a->from) != 0)
+            return CLI_EXIT_USAGE;
+        return a->from == 0 ? cli_usage_error(ctx, "--from: LSNs start at 1") : 0;
+    case OPT_TO:
+        if (cli_opt_u64(ctx, "to", optarg, &a->to) != 0)
+            return CLI_EXIT_USAGE;
+        return a->to == 0 ? cli_usage_error(ctx, "--to: LSNs start at 1") : 0;
     case OPT_KEY:
         a->key = optarg;
         return cli_opt_key(ctx, "key", optarg);
+    case OPT_STREAM:
+        a->stream = optarg;
+        return cli_opt_key(ctx, "stream", optarg);
     case OPT_REASON:
         a->reason = optarg;
         if (optarg[0] == '\0')
@@ -91,16 +137,151 @@ static int compensate_option(struct cli_ctx *ctx, int c, struct compensate_args 
     case OPT_DRY_RUN:
         a->dry_run = 1;
         return 0;
-    case OPT_FROM:
-    case OPT_TO:
     case OPT_RULES:
-        return cli_usage_error(ctx, "--from, --to and --rules are not supported yet: compensate one record "
-                                    "with --lsn N or --key K");
+        a->rules_path = optarg;
+        return 0;
     case CLI_OPT_HELP:
         return -1;
     default:
         return CLI_EXIT_USAGE;
     }
+}
+
+/* ------------------------------------------------------------ --rules */
+
+/* Checks one member list of a rule ("copy" or "negate"): an array of
+ * non-empty field names, none of them "reason". NULL or what is wrong. */
+static const char *check_field_list(const json_t *v)
+{
+    size_t i;
+    json_t *f;
+    if (!json_is_array(v))
+        return "must be an array of field names";
+    json_array_foreach(v, i, f) {
+        if (!json_is_string(f) || json_string_length(f) == 0)
+            return "must hold non-empty strings (field names)";
+        if (strcmp(json_string_value(f), "reason") == 0)
+            return "names \"reason\", which --reason sets";
+    }
+    return NULL;
+}
+
+/* Checks one rule; NULL or what is wrong (member named in *out_member). */
+static const char *check_rule(const json_t *rule, const char **out_member)
+{
+    const char *name;
+    json_t *v;
+    *out_member = "";
+    if (!json_is_object(rule))
+        return "is not an object";
+    json_t *type = json_object_get(rule, "type");
+    if (!json_is_string(type) || json_string_length(type) == 0 || json_string_length(type) > CLI_FIELD_SIZE_MAX ||
+        !cli_utf8_valid(json_string_value(type), json_string_length(type))) {
+        *out_member = "type";
+        return "must be the compensation's type: a string of 1 to 255 bytes";
+    }
+    json_object_foreach((json_t *)rule, name, v) {
+        *out_member = name;
+        const char *why = NULL;
+        if (strcmp(name, "copy") == 0 || strcmp(name, "negate") == 0)
+            why = check_field_list(v);
+        else if (strcmp(name, "set") == 0)
+            why = !json_is_object(v) ? "must be an object of constants"
+                  : json_object_get(v, "reason") ? "sets \"reason\", which --reason sets" : NULL;
+        else if (strcmp(name, "type") != 0)
+            why = "is not a rule member (type, copy, negate, set)";
+        if (why)
+            return why;
+    }
+    return NULL;
+}
+
+/* Loads and checks --rules: an object mapping a record type to its rule. */
+static int rules_load(const struct cli_ctx *ctx, struct compensate_args *a)
+{
+    json_error_t jerr;
+    const char *type, *member;
+    json_t *rule;
+    a->rules = json_load_file(a->rules_path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!a->rules)
+        return cli_usage_error(ctx, "--rules %s: line %d column %d: %s", a->rules_path, jerr.line, jerr.column,
+                               jerr.text);
+    if (!json_is_object(a->rules) || json_object_size(a->rules) == 0)
+        return cli_usage_error(ctx, "--rules %s: not a JSON object mapping record types to rules", a->rules_path);
+    json_object_foreach(a->rules, type, rule) {
+        const char *why = check_rule(rule, &member);
+        if (why)
+            return cli_usage_error(ctx, "--rules %s: the rule for \"%s\"%s%s%s %s", a->rules_path, type,
+                                   member[0] ? ": \"" : "", member, member[0] ? "\"" : "", why);
+    }
+    return 0;
+}
+
+static const json_t *rule_of(const struct compensate_args *a, const stele_record *t)
+{
+    return a->rules ? json_object_getn(a->rules, t->type ? t->type : "", t->type_size) : NULL;
+}
+
+/* The negation of a JSON number; NULL when v is none (or cannot be negated). */
+static json_t *negated(const json_t *v)
+{
+    if (json_is_integer(v))
+        return json_integer_value(v) == INT64_MIN ? NULL : json_integer(-json_integer_value(v));
+    if (json_is_real(v))
+        return json_real(-json_real_value(v));
+    return NULL;
+}
+
+/* Adds rule's fields to o from the target's payload. Returns 0, or 1 with
+ * why the rule does not apply to this target in why, or -1 (out of memory). */
+static int apply_rule(const json_t *rule, const stele_record *t, json_t *o, char *why, size_t why_size)
+{
+    const json_t *copy = json_object_get(rule, "copy"), *negate = json_object_get(rule, "negate");
+    json_t *data = NULL, *f, *v;
+    size_t i;
+    int rc = 0;
+    if (json_array_size(copy) + json_array_size(negate) > 0) {
+        if (t->content == STELE_CONTENT_JSON)
+            data = json_loadb(t->payload, t->payload_size, JSON_DECODE_ANY, NULL);
+        if (!json_is_object(data)) {
+            snprintf(why, why_size, "the rule copies fields, but LSN %" PRIu64 "'s payload is not a JSON object",
+                     t->lsn);
+            json_decref(data);
+            return 1;
+        }
+    }
+    json_array_foreach(copy, i, f) {
+        if (!(v = json_object_get(data, json_string_value(f)))) {
+            snprintf(why, why_size, "field \"%s\" to copy is missing from LSN %" PRIu64 "'s data",
+                     json_string_value(f), t->lsn);
+            rc = 1;
+            goto out;
+        }
+        if (json_object_set(o, json_string_value(f), v) != 0)
+            goto nomem;
+    }
+    json_array_foreach(negate, i, f) {
+        v = json_object_get(data, json_string_value(f));
+        json_t *n = negated(v);
+        if (!n) {
+            snprintf(why, why_size, "field \"%s\" to negate is %s in LSN %" PRIu64 "'s data",
+                     json_string_value(f), !v ? "missing" : json_is_number(v) ? "the smallest integer" : "not a number",
+                     t->lsn);
+            rc = 1;
+            goto out;
+        }
+        if (json_object_set_new(o, json_string_value(f), n) != 0)
+            goto nomem;
+    }
+    json_t *set = json_object_get(rule, "set");
+    if (set && json_object_update(o, set) != 0)
+        goto nomem;
+out:
+    json_decref(data);
+    return rc;
+nomem:
+    json_decref(data);
+    return -1;
 }
 
 /* The LSN key's status names as the record to reverse, or an exit code
@@ -217,26 +398,57 @@ static int print_dry_run(const struct cli_ctx *ctx, stele_log *log, const stele_
     return rc == 0 ? CLI_EXIT_OK : cli_error(ctx, CLI_EXIT_FAILURE, "out of memory");
 }
 
-/* Builds the compensation of target (already checked) and appends it, or
- * with --dry-run prints it. */
-static int compensate(const struct cli_ctx *ctx, stele_log *log, const struct compensate_args *a,
-                      const stele_record *target)
+/* make_compensation's answer when a rule does not apply to the target. */
+#define REFUSED (-1)
+
+/* Builds the compensation of target t (already checked) into *ev, its
+ * payload text malloc'd in *out_text. Returns 0; REFUSED with why (a rule
+ * does not apply to t); or an exit code after printing. */
+static int make_compensation(const struct cli_ctx *ctx, const struct compensate_args *a, const stele_record *t,
+                             stele_event *ev, char **out_text, char *why, size_t why_size)
 {
     int rc;
+    const json_t *rule = rule_of(a, t);
     json_t *payload = build_payload(ctx, a, &rc);
     if (!payload)
         return rc;
+    if (rule && (rc = apply_rule(rule, t, payload, why, why_size)) != 0) {
+        json_decref(payload);
+        return rc > 0 ? REFUSED : cli_error(ctx, CLI_EXIT_FAILURE, "out of memory");
+    }
     size_t payload_size;
     char *text = json_compact(payload, &payload_size);
     json_decref(payload);
     if (!text)
         return cli_error(ctx, CLI_EXIT_FAILURE, "out of memory");
-    const char *type = a->type ? a->type : DEFAULT_TYPE;
-    stele_event ev = {.kind = STELE_KIND_COMPENSATION, .content = STELE_CONTENT_JSON, .ref = target->lsn,
-                      .type = type, .type_size = strlen(type), .stream = target->stream,
-                      .stream_size = target->stream_size, .actor = a->actor,
-                      .actor_size = a->actor ? strlen(a->actor) : 0, .payload = text,
-                      .payload_size = payload_size};
+    /* The rule's type, else (single form) --type, else the default. The
+     * rule's type string lives as long as a->rules. */
+    const char *type = rule ? json_string_value(json_object_get(rule, "type"))
+                       : a->type && !a->from ? a->type : DEFAULT_TYPE;
+    *ev = (stele_event){.kind = STELE_KIND_COMPENSATION, .content = STELE_CONTENT_JSON, .ref = t->lsn,
+                        .type = type, .type_size = strlen(type), .stream = t->stream, .stream_size = t->stream_size,
+                        .actor = a->actor, .actor_size = a->actor ? strlen(a->actor) : 0, .payload = text,
+                        .payload_size = payload_size};
+    *out_text = text;
+    return 0;
+}
+
+/* Builds the compensation of target (already checked) and appends it, or
+ * with --dry-run prints it. */
+static int compensate(const struct cli_ctx *ctx, stele_log *log, const struct compensate_args *a,
+                      const stele_record *target)
+{
+    stele_event ev;
+    char *text = NULL, why[512];
+    if (a->rules && !rule_of(a, target))
+        return cli_usage_error(ctx, "LSN %" PRIu64 " has type \"%.*s\", for which %s has no rule", target->lsn,
+                               (int)target->type_size, target->type ? target->type : "", a->rules_path);
+    int rc = make_compensation(ctx, a, target, &ev, &text, why, sizeof why);
+    if (rc == REFUSED)
+        return cli_usage_error(ctx, "%s: the rule for \"%.*s\" does not apply: %s", a->rules_path,
+                               (int)target->type_size, target->type, why);
+    if (rc != 0)
+        return rc;
     char what[64];
     snprintf(what, sizeof what, "compensating LSN %" PRIu64, target->lsn);
     rc = a->dry_run ? print_dry_run(ctx, log, &ev) : cli_append_report(ctx, log, &ev, target->lsn, what);
@@ -262,6 +474,248 @@ static int run(const struct cli_ctx *ctx, stele_log *log, const struct compensat
     return rc;
 }
 
+/* ------------------------------------------------------------ selections */
+
+/* An existing compensation: ref -> its LSN (dry run). */
+struct comp_ref {
+    uint64_t ref, lsn;
+};
+
+struct selection {
+    const struct cli_ctx *ctx;
+    stele_log *log;
+    const struct compensate_args *a;
+    uint64_t to;
+    struct comp_ref *comps;  /* dry run: the compensations of [from, to], sorted by ref */
+    size_t comp_count;
+    uint64_t selected, compensated, already, skipped;
+    uint64_t refused_differently, refused_rule, refused_engine;
+    int failed;
+};
+
+static int cmp_comp_ref(const void *x, const void *y)
+{
+    const struct comp_ref *a = x, *b = y;
+    return a->ref < b->ref ? -1 : a->ref > b->ref;
+}
+
+/* Dry run: which records of [from, to] are compensated already, from the
+ * compensations after from (a compensation always follows its target). */
+static int collect_compensations(struct selection *s)
+{
+    stele_iter *it;
+    const stele_record *r;
+    size_t cap = 0;
+    int code = stele_iter_open(s->log, s->a->from, &it);
+    if (code != STELE_OK)
+        return cli_fail(s->ctx, code, "reading from LSN %" PRIu64, s->a->from);
+    while ((code = stele_iter_next(it, 0, &r)) == STELE_OK && r) {
+        if (r->kind != STELE_KIND_COMPENSATION || r->ref < s->a->from || r->ref > s->to)
+            continue;
+        if (s->comp_count == cap) {
+            cap = cap ? 2 * cap : 256;
+            struct comp_ref *p = realloc(s->comps, cap * sizeof *p);
+            if (!p) {
+                stele_iter_close(it);
+                return cli_error(s->ctx, CLI_EXIT_FAILURE, "out of memory");
+            }
+            s->comps = p;
+        }
+        s->comps[s->comp_count++] = (struct comp_ref){r->ref, r->lsn};
+    }
+    stele_iter_close(it);
+    if (code != STELE_OK)
+        return cli_fail(s->ctx, code, "reading the compensations after LSN %" PRIu64, s->a->from);
+    if (s->comp_count > 1)
+        qsort(s->comps, s->comp_count, sizeof *s->comps, cmp_comp_ref);
+    return 0;
+}
+
+/* One target's line: {"ref","lsn","decision"[,"reason"]}. */
+static void print_target(struct selection *s, uint64_t ref, uint64_t lsn, const char *decision, const char *why)
+{
+    if (s->ctx->human) {
+        printf("%-13s ref=%" PRIu64, decision, ref);
+        if (lsn)
+            printf(" lsn=%" PRIu64, lsn);
+        printf("%s%s\n", why ? "  " : "", why ? why : "");
+        return;
+    }
+    json_t *o = json_pack("{s:I, s:o, s:s}", "ref", (json_int_t)ref, "lsn",
+                          lsn ? json_integer((json_int_t)lsn) : json_null(), "decision", decision);
+    if (o && why)
+        json_object_set_new(o, "reason", json_string_lossy(why, strlen(why)));
+    if (!o || json_write_line(stdout, o) != 0) {
+        cli_error(s->ctx, CLI_EXIT_FAILURE, "out of memory");
+        s->failed = 1;
+    }
+    json_decref(o);
+}
+
+/* Dry run: what the engine would answer for ev, from the compensation of
+ * its target that exists already (if any). Returns 0 or an exit code. */
+static int dry_decide(struct selection *s, const stele_event *ev)
+{
+    struct comp_ref key = {.ref = ev->ref};
+    const struct comp_ref *c =
+        s->comp_count ? bsearch(&key, s->comps, s->comp_count, sizeof key, cmp_comp_ref) : NULL;
+    if (!c) {
+        s->compensated++;
+        print_target(s, ev->ref, 0, "would_append", NULL);
+        return 0;
+    }
+    stele_record *e;
+    int code = stele_get(s->log, c->lsn, &e);
+    if (code != STELE_OK)
+        return cli_fail(s->ctx, code, "reading the compensation at LSN %" PRIu64, c->lsn);
+    int same = e->type_size == ev->type_size && e->stream_size == ev->stream_size &&
+               e->payload_size == ev->payload_size && !memcmp(e->type, ev->type, ev->type_size) &&
+               (!ev->stream_size || !memcmp(e->stream, ev->stream, ev->stream_size)) &&
+               (!ev->payload_size || !memcmp(e->payload, ev->payload, ev->payload_size));
+    stele_record_free(e);
+    if (same) {
+        s->already++;
+        print_target(s, ev->ref, c->lsn, "duplicate", NULL);
+    } else {
+        char why[128];
+        snprintf(why, sizeof why, "compensated already by a different compensation at LSN %" PRIu64, c->lsn);
+        s->refused_differently++;
+        print_target(s, ev->ref, c->lsn, "refused", why);
+    }
+    return 0;
+}
+
+/* Appends ev and counts the engine's answer. Returns 0 or an exit code. */
+static int append_decide(struct selection *s, const stele_event *ev)
+{
+    stele_receipt r = {0};
+    char why[600];
+    int code = stele_append(s->log, ev, &r);
+    if (code == STELE_OK && r.decision == STELE_DECISION_NEW) {
+        s->compensated++;
+        print_target(s, ev->ref, r.lsn, "new", NULL);
+    } else if (code == STELE_OK && r.decision == STELE_DECISION_DUPLICATE) {
+        s->already++;
+        print_target(s, ev->ref, r.lsn, "duplicate", NULL);
+    } else if (code == STELE_ERR_CONFLICT) {
+        snprintf(why, sizeof why, "compensated already by a different compensation at LSN %" PRIu64, r.lsn);
+        s->refused_differently++;
+        print_target(s, ev->ref, r.lsn, "refused", why);
+    } else if (code == STELE_ERR_INVALID || code == STELE_ERR_TOO_LARGE || code == STELE_ERR_NOT_FOUND) {
+        snprintf(why, sizeof why, "%s: %s", stele_strerror(code), stele_errmsg());
+        s->refused_engine++;
+        print_target(s, ev->ref, 0, "refused", why);
+    } else {
+        return cli_fail(s->ctx, code, "compensating LSN %" PRIu64, ev->ref);
+    }
+    return 0;
+}
+
+/* One record of the range: filtered, checked, compensated. */
+static int select_one(struct selection *s, const stele_record *t)
+{
+    const struct compensate_args *a = s->a;
+    if (a->type && (t->type_size != strlen(a->type) || memcmp(t->type, a->type, t->type_size) != 0))
+        return 0;
+    if (a->stream && (t->stream_size != strlen(a->stream) || memcmp(t->stream, a->stream, t->stream_size) != 0))
+        return 0;
+    int reversible = t->kind == STELE_KIND_EVENT ||
+                     (t->kind == STELE_KIND_OUTCOME && t->outcome == STELE_OUTCOME_CONFIRMED);
+    if (!reversible || (a->rules && !rule_of(a, t))) {
+        s->skipped++;
+        return 0;
+    }
+    s->selected++;
+    stele_event ev;
+    char *text = NULL, why[512];
+    int rc = make_compensation(s->ctx, a, t, &ev, &text, why, sizeof why);
+    if (rc == REFUSED) {
+        s->refused_rule++;
+        print_target(s, t->lsn, 0, "refused", why);
+        return 0;
+    }
+    if (rc == 0)
+        rc = a->dry_run ? dry_decide(s, &ev) : append_decide(s, &ev);
+    free(text);
+    return rc;
+}
+
+static int print_summary(struct selection *s)
+{
+    const struct compensate_args *a = s->a;
+    uint64_t refused = s->refused_differently + s->refused_rule + s->refused_engine;
+    if (s->ctx->human) {
+        printf("%s%" PRIu64 " selected in LSN %" PRIu64 "-%" PRIu64 ": %" PRIu64 " compensated, %" PRIu64
+               " already compensated, %" PRIu64 " refused, %" PRIu64 " skipped\n",
+               a->dry_run ? "dry run: " : "", s->selected, a->from, s->to, s->compensated, s->already, refused,
+               s->skipped);
+        return 0;
+    }
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:I, s:b}", "selected",
+                          (json_int_t)s->selected, "compensated", (json_int_t)s->compensated, "already_compensated",
+                          (json_int_t)s->already, "refused", (json_int_t)refused, "skipped", (json_int_t)s->skipped,
+                          "refusals", "compensated_differently", (json_int_t)s->refused_differently,
+                          "rule_does_not_apply", (json_int_t)s->refused_rule, "engine_refused",
+                          (json_int_t)s->refused_engine, "from", (json_int_t)a->from, "to", (json_int_t)s->to,
+                          "dry_run", a->dry_run);
+    int rc = o ? json_write_line(stdout, o) : -1;
+    json_decref(o);
+    return rc;
+}
+
+/* The selection form (see the head comment). */
+static int run_selection(const struct cli_ctx *ctx, stele_log *log, const struct compensate_args *a)
+{
+    struct selection s = {.ctx = ctx, .log = log, .a = a};
+    stele_stats st;
+    stele_iter *it = NULL;
+    const stele_record *t;
+    int code = stele_stats_get(log, &st), rc = 0;
+    if (code != STELE_OK)
+        return cli_fail(ctx, code, "reading the log's last LSN");
+    /* Records appended from now on, our own compensations among them, are
+     * not part of the selection. */
+    s.to = a->to && a->to < st.last_lsn ? a->to : st.last_lsn;
+    if (a->dry_run && (rc = collect_compensations(&s)) != 0)
+        goto out;
+    if ((code = stele_iter_open(log, a->from, &it)) != STELE_OK) {
+        rc = cli_fail(ctx, code, "reading from LSN %" PRIu64, a->from);
+        goto out;
+    }
+    while (rc == 0 && !s.failed && (code = stele_iter_next(it, 0, &t)) == STELE_OK && t && t->lsn <= s.to)
+        rc = select_one(&s, t);
+    if (rc == 0 && code != STELE_OK)
+        rc = cli_fail(ctx, code, "reading the selection after LSN %" PRIu64, a->from);
+    if (rc == 0 && (print_summary(&s) != 0 || s.failed))
+        rc = CLI_EXIT_FAILURE;
+    if (rc == 0)
+        rc = s.refused_rule || s.refused_engine ? CLI_EXIT_USAGE : s.refused_differently ? CLI_EXIT_CONFLICT : 0;
+out:
+    stele_iter_close(it);
+    free(s.comps);
+    return rc;
+}
+
+/* The combinations of options that make sense (see stele compensate --help). */
+static int check_args(const struct cli_ctx *ctx, struct compensate_args *a)
+{
+    int forms = (a->lsn != 0) + (a->key != NULL) + (a->from != 0);
+    if (forms != 1)
+        return cli_usage_error(ctx, "give exactly one of --lsn N, --key K and --from L [--to L]%s",
+                               a->to && !a->from ? " (--to needs --from)" : "");
+    if (!a->reason)
+        return cli_usage_error(ctx, "--reason TEXT is required: a compensation says why");
+    if (!a->from && (a->to || a->stream))
+        return cli_usage_error(ctx, "--to and --stream select a range: they go with --from");
+    if (a->from && a->to && a->to < a->from)
+        return cli_usage_error(ctx, "--to %" PRIu64 " is before --from %" PRIu64, a->to, a->from);
+    if (a->rules_path && a->data)
+        return cli_usage_error(ctx, "--data and --rules both give the payload: use one");
+    if (a->rules_path && a->type && !a->from)
+        return cli_usage_error(ctx, "--type and --rules both give the compensation's type: use one");
+    return a->rules_path ? rules_load(ctx, a) : 0;
+}
+
 int cmd_compensate(struct cli_ctx *ctx, int argc, char **argv)
 {
     struct compensate_args a = {0};
@@ -272,20 +726,19 @@ int cmd_compensate(struct cli_ctx *ctx, int argc, char **argv)
         if ((rc = compensate_option(ctx, c, &a)) != 0)
             return rc < 0 ? CLI_EXIT_OK : rc;
     }
-    if ((rc = cli_take_dir(ctx, &dir)) != 0)
-        return rc;
-    if ((a.lsn != 0) == (a.key != NULL))
-        return cli_usage_error(ctx, "give the record to compensate with exactly one of --lsn N and --key K");
-    if (!a.reason)
-        return cli_usage_error(ctx, "--reason TEXT is required: a compensation says why");
-    /* A dry run only reads, so it takes no lock and runs beside a writer. */
-    rc = a.dry_run ? cli_open_read_only(ctx, dir, &log) : cli_open_log(ctx, dir, NULL, &log);
-    if (rc != 0)
-        return rc;
-    rc = run(ctx, log, &a);
-    if (a.dry_run) {
-        stele_close(log); /* read-only: nothing to flush, nothing to report */
+    if ((rc = cli_take_dir(ctx, &dir)) != 0 || (rc = check_args(ctx, &a)) != 0) {
+        json_decref(a.rules);
         return rc;
     }
-    return cli_close_log(ctx, log, dir, rc);
+    /* A dry run only reads, so it takes no lock and runs beside a writer. */
+    rc = a.dry_run ? cli_open_read_only(ctx, dir, &log) : cli_open_log(ctx, dir, NULL, &log);
+    if (rc == 0) {
+        rc = a.from ? run_selection(ctx, log, &a) : run(ctx, log, &a);
+        if (a.dry_run)
+            stele_close(log); /* read-only: nothing to flush, nothing to report */
+        else
+            rc = cli_close_log(ctx, log, dir, rc);
+    }
+    json_decref(a.rules);
+    return rc;
 }

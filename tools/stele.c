@@ -47,18 +47,42 @@ static const struct command {
      "stele pending DIR [--older-than DURATION] [--limit N]\n"
      "         one {\"key\",\"lsn\",\"recorded_at\",\"age_s\"} per pending intent, oldest first"},
     {"compensate", cmd_compensate,
-     "stele compensate DIR (--lsn N | --key K) --reason TEXT [--type T] [--actor A] [--data TEXT]\n"
-     "                      [--dry-run]\n"
-     "         appends a compensation (ref = the event, or the key's confirmed outcome) in the target's\n"
-     "         stream with payload {\"reason\":TEXT,...}; prints append's receipt plus \"ref\"; --dry-run\n"
-     "         prints the event object instead of appending"},
+     "stele compensate DIR (--lsn N | --key K | --from L --to L [--type T] [--stream S])\n"
+     "                      --reason TEXT [--rules FILE] [--actor A] [--data TEXT] [--dry-run]\n"
+     "         appends compensations (ref = the event, or the key's confirmed outcome) in the target's\n"
+     "         stream; one record prints append's receipt plus \"ref\", a selection one summary object"},
+    {"backfill", cmd_backfill,
+     "stele backfill DIR FILE.jsonl [--derive-keys] [--dry-run]\n"
+     "         imports historic events, each once; prints {\"new\",\"duplicate\",\"conflict\",\"invalid\",...}"},
     {"get", cmd_get, "stele get DIR (--lsn N | --key K)"},
     {"read", cmd_read,
      "stele read DIR [--from LSN] [--to LSN] [--since TIME] [--until TIME] [--type T] [--stream S]\n"
      "                [--limit N] [--follow]"},
     {"verify", cmd_verify, "stele verify DIR"},
-    {"stats", cmd_stats, "stele stats DIR"},
+    {"stats", cmd_stats, "stele stats DIR [--prometheus]"},
+    {"dump", cmd_dump, "stele dump DIR [--segment N]   (segments, batches, records with offsets)"},
+    {"backup", cmd_backup, "stele backup DIR DEST   (an online, consistent, verified copy)"},
+
 };
+
+/* The manual page --help prints after the synopsis (help.c), NULL = none. */
+static const char *help_of(const char *name)
+{
+    static const struct {
+        const char *name;
+        const char *help;
+    } pages[] = {
+        {"backfill", cli_help_backfill},
+        {"compensate", cli_help_compensate},
+        {"dump", cli_help_dump},
+        {"backup", cli_help_backup},
+        {"stats", cli_help_stats},
+    };
+    for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
+        if (strcmp(pages[i].name, name) == 0)
+            return pages[i].help;
+    return NULL;
+}
 
 static void print_usage(FILE *f)
 {
@@ -186,6 +210,8 @@ int cli_next_opt(struct cli_ctx *ctx, int argc, char **argv, const struct option
         }
         if (c == CLI_OPT_HELP) {
             printf("usage: %s\n", ctx->usage);
+            if (ctx->help)
+                printf("\n%s", ctx->help);
             return CLI_OPT_HELP;
         }
         if (c == ':') {
@@ -378,6 +404,7 @@ int main(int argc, char **argv)
     }
     ctx.cmd = cmd->name;
     ctx.usage = cmd->usage;
+    ctx.help = help_of(cmd->name);
     opterr = 0; /* cli_next_opt prints its own one-line errors */
     int rc = cmd->fn(&ctx, argc - i, argv + i);
     /* Output that never reached its reader is a failure, not a success (a

@@ -420,6 +420,66 @@ typedef struct stele_stats {
 
 STELE_API STELE_NODISCARD int stele_stats_get(stele_log *log, stele_stats *out);
 
+/* ----------------------------------------------------------- inspection
+ *
+ * A read-only walk of one segment file for tools that show or copy the
+ * log's files (stele dump, stele backup; SPEC.md §17.2, §17.3). It opens
+ * nothing but the file, takes no lock and writes nothing, so it runs beside
+ * a writer. Every byte is checked as a reader does (SPEC.md §8.3-§8.6), but
+ * it does not judge the log: in a segment without a valid footer the walk
+ * simply stops at the first position holding no valid batch and says why
+ * (stele_verify decides whether that is a torn tail or damage). */
+
+typedef struct stele_segment_info {
+    uint64_t seq;                  /* from the header */
+    uint64_t first_lsn;
+    uint64_t segment_size;         /* the capacity the file was created with */
+    uint64_t created_at_ns;
+    uint64_t prev_chain;
+    uint64_t file_size;            /* bytes, when the walk began */
+    int sealed;                    /* 1: the file ends in a valid footer that matches its size */
+    uint64_t sealed_at_ns;         /* the footer's; 0 when not sealed */
+    uint64_t data_end;             /* offset after the last valid batch walked (sealed: the footer's) */
+    uint64_t batch_count;          /* valid batches walked */
+    uint64_t record_count;         /* their records */
+    uint64_t last_lsn;             /* of the last valid batch; first_lsn - 1 when none */
+    uint64_t durable_lsn;          /* the highest durable watermark the batch headers record (SPEC.md
+                                      §4); for a sealed segment its last_lsn (sealing syncs) */
+    uint64_t durable_end;          /* offset after the last batch whose records are all <= durable_lsn */
+    char stop_note[160];           /* why the walk stopped at data_end: "end of file", "all zero (end of
+                                      written data)" or the check that failed */
+} stele_segment_info;
+
+typedef struct stele_batch_info {
+    uint64_t offset;               /* of the frame in the file */
+    uint64_t frame_size;           /* header, body and padding */
+    uint64_t first_lsn;
+    uint32_t record_count;
+    uint32_t stored_size;          /* body bytes as stored */
+    uint32_t raw_size;             /* after decompression */
+    stele_compression compression;
+    uint64_t durable_lsn;          /* the writer's durable watermark when it assembled the batch */
+    uint64_t chain;                /* the batch's chain value (its header checksum) */
+} stele_batch_info;
+
+/* Called once per valid batch with rec == NULL, then once per record of it
+ * with rec_offset its offset within the batch's raw body and rec_size its
+ * unpadded size. rec and its strings are valid during the call only.
+ * Return non-zero to stop the walk (stele_segment_inspect returns OK). */
+typedef int (*stele_inspect_fn)(void *ctx, const stele_batch_info *batch, const stele_record *rec,
+                                uint64_t rec_offset, uint64_t rec_size);
+
+/* Walks the segment file at path: header, then every batch from offset 4096
+ * while they are valid and continue each other (LSN and chain), then the
+ * footer. fn (may be NULL) sees each batch and record; out (may be NULL)
+ * receives the summary, also when the walk stops early. Returns OK; or
+ * NOT_FOUND, IO (opening or reading; the message names path and errno),
+ * NOMEM; CORRUPT when the header is invalid, or when the file is sealed and
+ * a batch before the footer is invalid (the message names path, offset and
+ * LSN; out describes the walk up to there); FORMAT for an unknown version. */
+STELE_API STELE_NODISCARD int stele_segment_inspect(const char *path, stele_inspect_fn fn, void *ctx,
+                                                    stele_segment_info *out);
+
 /* --------------------------------------------------------------- verify */
 
 typedef struct stele_verify_problem {

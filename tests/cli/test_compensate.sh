@@ -125,10 +125,10 @@ run 2 "$STELE" compensate "$L" --lsn 1 --key ev-1 --reason x
 run 2 "$STELE" compensate "$L" --lsn 1
 check_stderr_line "no --reason"
 run 2 "$STELE" compensate "$L" --lsn 1 --reason ''
-run 2 "$STELE" compensate "$L" --from 1 --to 3 --reason x
-check_stderr_line "range form"
-grep -q 'not supported yet' "$T/err" || fail "the range form says it is not supported yet: $(cat "$T/err")"
-run 2 "$STELE" compensate "$L" --lsn 1 --reason x --rules rules.json
+run 2 "$STELE" compensate "$L" --lsn 1 --from 1 --reason x
+check_stderr_line "a record and a range"
+run 2 "$STELE" compensate "$L" --lsn 1 --reason x --rules "$T/no-such-rules.json"
+check_stderr_line "missing rules file"
 
 # --- --human
 run 0 "$STELE" --human compensate "$L" --lsn 1 --reason 'typo in amount'

@@ -1,0 +1,106 @@
+# test_prometheus.sh - proves `stele stats --prometheus` (SPEC.md §17.4):
+# the output parses as the Prometheus text exposition format 0.0.4 (checked
+# by the awk validator below: HELP and TYPE once per family and before its
+# samples, valid names and labels, numeric values, counters end in _total,
+# histograms have cumulative buckets ending in +Inf equal to _count, plus
+# _sum), and its figures agree with the log: records with last_lsn, pending
+# intents and the age of the oldest, the active segment's batches with
+# `stele dump`. The validator is itself shown bad inputs, so that it can fail.
+source "$(dirname "$0")/lib.sh"
+L=$T/log
+
+validate() {
+    awk '
+    function bad(why) { printf "line %d: %s: %s\n", NR, why, $0; err = 1 }
+    /^# HELP / { if (help[$3]++) bad("second HELP"); next }
+    /^# TYPE / {
+        if ($3 in type) bad("second TYPE")
+        if ($4 !~ /^(counter|gauge|histogram|summary|untyped)$/) bad("unknown type")
+        if (!help[$3]) bad("TYPE before HELP")
+        type[$3] = $4; next }
+    /^#/ { bad("unknown comment"); next }
+    /^$/ { bad("empty line"); next }
+    {
+        if (!match($0, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")*\})? /)) { bad("bad sample"); next }
+        name = $1; sub(/\{.*/, "", name)
+        value = substr($0, RLENGTH + 1)
+        if (value !~ /^(-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|NaN|[-+]Inf)$/) bad("bad value")
+        fam = name
+        if (!(fam in type)) sub(/_(bucket|sum|count)$/, "", fam)
+        if (!(fam in type)) { bad("sample before its TYPE"); next }
+        if (type[fam] == "counter" && fam !~ /_total$/) bad("counter without _total")
+        if (fam !~ /^stele_/) bad("name without the stele_ prefix")
+        if (type[fam] == "histogram") {
+            if (name ~ /_bucket$/) {
+                if (!match($0, /le="[^"]*"/)) bad("bucket without le")
+                if (value + 0 < last_bucket[fam]) bad("buckets not cumulative")
+                last_bucket[fam] = value + 0
+                if ($0 ~ /le="\+Inf"/) inf[fam] = value
+            } else if (name ~ /_count$/) {
+                if (!(fam in inf)) bad("histogram without a +Inf bucket")
+                else if (inf[fam] != value) bad("+Inf bucket differs from _count")
+                counted[fam] = 1
+            } else if (name ~ /_sum$/) {
+                summed[fam] = 1
+            } else bad("histogram sample that is not _bucket, _sum or _count")
+        }
+        samples[fam]++
+    }
+    END {
+        for (f in type) {
+            if (!samples[f]) { printf "family %s has no sample\n", f; err = 1 }
+            if (type[f] == "histogram" && !(counted[f] && summed[f])) { printf "histogram %s lacks _sum or _count\n", f; err = 1 }
+        }
+        exit err
+    }' "$1"
+}
+
+# The validator rejects what it should.
+printf '# HELP stele_x_total x\n# TYPE stele_x_total counter\nstele_x_total abc\n' >"$T/bad1"
+printf 'stele_y 1\n' >"$T/bad2"
+printf '# HELP stele_z z\n# TYPE stele_z counter\nstele_z 1\n' >"$T/bad3"
+printf '# HELP stele_h h\n# TYPE stele_h histogram\nstele_h_bucket{le="1"} 2\nstele_h_bucket{le="+Inf"} 1\nstele_h_sum 1\nstele_h_count 1\n' >"$T/bad4"
+printf '# HELP stele_g g\n# TYPE stele_g gauge\nstele_g{a="1",} 1\n' >"$T/bad5"
+for f in bad1 bad2 bad3 bad4 bad5; do
+    if validate "$T/$f" >/dev/null; then fail "the validator accepts $f"; fi
+done
+
+run 0 "$STELE" init "$L" --segment-size 64K
+run 0 "$STELE" stats "$L" --prometheus
+cp "$T/out" "$T/empty.prom"
+validate "$T/empty.prom" || fail "an empty log's metrics do not parse"
+grep -qx 'stele_records_total 0' "$T/empty.prom" || fail "empty: records"
+grep -qx 'stele_active_segment_batch_records_count 0' "$T/empty.prom" || fail "empty: no batches"
+
+awk 'BEGIN { for (i = 1; i <= 500; i++) printf "{\"key\":\"k-%d\",\"type\":\"t\",\"data\":{\"pad\":\"%0100d\"}}\n", i, i }' >"$T/in.jsonl"
+run 0 "$STELE" append "$L" --jsonl <"$T/in.jsonl"
+run 0 "$STELE" intent "$L" --key pay-1
+run 0 "$STELE" intent "$L" --key pay-2
+run 0 "$STELE" resolve "$L" --key pay-2 --outcome failed
+sleep 1
+run 0 "$STELE" stats "$L" --prometheus
+check_stderr_empty "stats --prometheus"
+P=$T/full.prom
+cp "$T/out" "$P"
+validate "$P" || fail "the metrics do not parse"
+for m in stele_records_total stele_durable_lsn stele_segments stele_disk_bytes stele_data_bytes stele_index_keys \
+    stele_pending_intents stele_pending_oldest_age_seconds stele_appends_total stele_syncs_total \
+    stele_bytes_written_total stele_batches_written_total stele_recovery_torn_bytes_total \
+    stele_active_segment_batch_records stele_active_segment_batch_bytes; do
+    grep -q "^# TYPE $m " "$P" || fail "metric $m is missing"
+done
+run 0 "$STELE" stats "$L"
+check_eq "$(awk '$1 == "stele_records_total" { print $2 }' "$P")" "$(jq .last_lsn "$T/out")" "records = last_lsn"
+check_eq "$(awk '$1 == "stele_segments" { print $2 }' "$P")" "$(jq .segment_count "$T/out")" "segments"
+check_eq "$(awk '$1 == "stele_pending_intents" { print $2 }' "$P")" 1 "one pending intent"
+awk '$1 == "stele_pending_oldest_age_seconds" { exit !($2 >= 1 && $2 < 600) }' "$P" || fail "age of the oldest pending intent: $(grep oldest_age "$P")"
+grep -qx 'stele_appends_total{decision="new"} 0' "$P" || fail "a read-only process appended nothing"
+# The histogram counts the active segment's batches, as dump lists them.
+run 0 "$STELE" dump "$L"
+active_batches=$(awk '/^segment /{ n = 0 } /^  batch /{ n++ } END { print n }' "$T/out")
+active_records=$(awk '/^segment /{ n = 0 } /^    record /{ n++ } END { print n }' "$T/out")
+check_eq "$(awk '$1 == "stele_active_segment_batch_records_count" { print $2 }' "$P")" "$active_batches" "batches of the active segment"
+check_eq "$(awk '$1 == "stele_active_segment_batch_records_sum" { print $2 }' "$P")" "$active_records" "records of the active segment"
+run 4 "$STELE" stats "$T/nosuch" --prometheus
+check_stderr_line "no such log"
+echo "ok"
