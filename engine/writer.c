@@ -968,6 +968,40 @@ static int check_call(stele_log *log, const stele_event *events, size_t count, u
     return STELE_OK;
 }
 
+/* The calling thread's preparation buffer, freed when the thread exits. */
+struct prep_buf {
+    size_t cap;
+    struct event_prep v[];
+};
+
+static pthread_key_t prep_key;
+static int prep_key_ok;
+static pthread_once_t prep_once = PTHREAD_ONCE_INIT;
+
+static void prep_key_make(void)
+{
+    prep_key_ok = pthread_key_create(&prep_key, free) == 0;
+}
+
+/* NULL when out of memory (or of thread keys): the call fails with NOMEM. */
+static struct event_prep *thread_prep(size_t count)
+{
+    pthread_once(&prep_once, prep_key_make);
+    if (!prep_key_ok)
+        return NULL;
+    struct prep_buf *b = pthread_getspecific(prep_key);
+    if (b && b->cap >= count)
+        return b->v;
+    struct prep_buf *n = malloc(sizeof *n + count * sizeof n->v[0]);
+    if (!n || pthread_setspecific(prep_key, n) != 0) {
+        free(n);
+        return NULL; /* b (if any) stays the thread's */
+    }
+    free(b);
+    n->cap = count;
+    return n->v;
+}
+
 int stele_append_batch(stele_log *log, const stele_event *events, size_t count, stele_receipt *out_receipts)
 {
     err_clear();
@@ -975,9 +1009,10 @@ int stele_append_batch(stele_log *log, const stele_event *events, size_t count, 
         return err_set(STELE_ERR_INVALID, "append: need a log, 1 to %u events and receipts", STELE_BATCH_RECORD_COUNT_MAX);
     for (size_t i = 0; i < count; i++)
         out_receipts[i] = (stele_receipt){0, 0, STELE_DECISION_NONE, STELE_OK};
-    /* The preparations of small calls live on the stack. */
-    struct event_prep stack_prep[16];
-    struct event_prep *prep = count <= 16 ? stack_prep : malloc(count * sizeof *prep);
+    /* The preparations of small calls live on the stack, larger ones in a
+     * buffer of the calling thread's that only grows: no allocation per call. */
+    struct event_prep stack_prep[64];
+    struct event_prep *prep = count <= 64 ? stack_prep : thread_prep(count);
     uint64_t body = 0;
     int code = prep ? check_call(log, events, count, &body, prep)
                     : err_set(STELE_ERR_NOMEM, "append: out of memory for %zu events", count);
@@ -986,8 +1021,6 @@ int stele_append_batch(stele_log *log, const stele_event *events, size_t count, 
                             .body_size = body};
         code = submit(log, &r);
     }
-    if (prep != stack_prep)
-        free(prep); /* free(NULL) after a failed malloc */
     if (code == STELE_ERR_CONFLICT || code == STELE_ERR_STREAM_VERSION || code == STELE_ERR_INVALID ||
         code == STELE_ERR_NOT_FOUND) {
         for (size_t i = 0; i < count; i++)
