@@ -55,6 +55,7 @@ int cmd_resolve(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_status(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_pending(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_compensate(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_replay(struct cli_ctx *ctx, int argc, char **argv);
 
 /* Option values cli_next_opt returns besides a command's own (which are
  * printable characters or small integers below CLI_OPT_BASE). */
