@@ -38,9 +38,6 @@
 #define CURSOR_RECORD_SIZE 64u
 #define CURSOR_MAGIC UINT64_C(0x524f535255434c53)   /* "SLCURSOR" little-endian */
 #define CURSOR_VERSION 1u
-/* "STELEcu1" and "STELEdl1" read as little-endian u64 (SPEC.md §16.5). */
-#define SEED_CURSOR UINT64_C(0x317563454c455453)
-#define SEED_DEAD UINT64_C(0x316c64454c455453)
 /* SPEC.md §16.3: the dead-letter record. */
 #define DEAD_HEADER_SIZE 48u
 #define DEAD_MAGIC UINT32_C(0x31444c53)             /* "SLD1" */
@@ -66,7 +63,7 @@ struct stele_cursor {
     char tmp[4300];          /* ... .tmp */
     char dead_path[4300];    /* DIR/consumers/NAME.dead */
     uint64_t position;
-    uint64_t dead_seed;      /* SEED_DEAD bound to the log's id */
+    uint64_t dead_seed;      /* STELE_SEED_DEAD bound to the log's id */
     uint64_t dead_end;       /* where the next dead-letter record goes */
     int dir_ready;           /* consumers/ exists and its entry is durable */
     int fenced;              /* an earlier commit or append failed */
@@ -157,16 +154,16 @@ static void cursor_encode(const stele_cursor *c, uint64_t position, uint8_t rec[
     memcpy(rec + 24, c->log->meta.log_id, STELE_LOG_ID_SIZE);
     le64_store(rec + 40, position);
     le64_store(rec + 48, now_ns());
-    le64_store(rec + 0, stele_checksum(rec + 8, CURSOR_RECORD_SIZE - 8, SEED_CURSOR));
+    le64_store(rec + 0, stele_checksum(rec + 8, CURSOR_RECORD_SIZE - 8, STELE_SEED_CURSOR));
 }
 
 /* The checks of SPEC.md §16.2, in order. */
 static int cursor_decode(const stele_cursor *c, const uint8_t *buf, size_t size, uint64_t *out_position)
 {
     if (size != CURSOR_RECORD_SIZE)
-        return err_set(STELE_ERR_CORRUPT, "%s: %zu bytes at offset 0, a cursor file is exactly %u", c->path, size,
-                       CURSOR_RECORD_SIZE);
-    if (le64_load(buf) != stele_checksum(buf + 8, CURSOR_RECORD_SIZE - 8, SEED_CURSOR))
+        return err_set(STELE_ERR_CORRUPT, "%s offset %u: the file is %zu bytes, a cursor file exactly %u", c->path,
+                       size > CURSOR_RECORD_SIZE ? CURSOR_RECORD_SIZE : 0, size, CURSOR_RECORD_SIZE);
+    if (le64_load(buf) != stele_checksum(buf + 8, CURSOR_RECORD_SIZE - 8, STELE_SEED_CURSOR))
         return err_set(STELE_ERR_CORRUPT, "%s offset 0: checksum mismatch", c->path);
     if (le64_load(buf + 8) != CURSOR_MAGIC)
         return err_set(STELE_ERR_CORRUPT, "%s offset 8: bad magic", c->path);
@@ -633,7 +630,7 @@ int stele_cursor_open(stele_log *log, const char *name, stele_cursor **out_curso
     c->log = log;
     c->io = cursor_io(log);
     snprintf(c->name, sizeof c->name, "%s", name);
-    c->dead_seed = stele_checksum(log->meta.log_id, STELE_LOG_ID_SIZE, SEED_DEAD);
+    c->dead_seed = stele_checksum(log->meta.log_id, STELE_LOG_ID_SIZE, STELE_SEED_DEAD);
     int code = cursor_paths(c);
     if (code == STELE_OK && !log->opts.read_only) {
         /* A commit that crashed before its rename left this; the cursor
