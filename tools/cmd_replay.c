@@ -545,7 +545,8 @@ static void supervise(pid_t pid, int in_fd, int err_fd, const char *input, size_
             uint64_t left_ms = (deadline_ns - now + 999999) / 1000000;
             wait_ms = left_ms < (uint64_t)wait_ms ? (int)left_ms : wait_ms;
         }
-        poll(p, (nfds_t)n, wait_ms);
+        if (poll(p, (nfds_t)n, wait_ms) < 0)
+            continue; /* EINTR (a stop signal): the handler is let finish */
         if (ip >= 0 && p[ip].revents) {
             ssize_t w = write(in_fd, input + sent, size - sent);
             if (w > 0)
