@@ -582,8 +582,8 @@ static int run_handler(struct replay *r, const struct batch *b, unsigned attempt
     if (!env)
         return cli_error(r->ctx, CLI_EXIT_FAILURE, "out of memory");
     fflush(stdout); /* the handler shares our stdout: keep the order */
-    pid_t pid;
-    int in_fd, err_fd;
+    pid_t pid = 0;
+    int in_fd = -1, err_fd = -1;
     int e = spawn_handler(r->a->exec, env, &pid, &in_fd, &err_fd);
     free(env);
     if (e < 0)
