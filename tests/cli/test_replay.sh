@@ -13,7 +13,8 @@
 #  - --on-dead-letter stop (exit 1, cursor stays before it) vs skip;
 #    --dead-letters lists with reason, attempts and last stderr line;
 #    --redrive delivers and resolves; SIGTERM lets the event in hand finish,
-#    commits and exits 0; --follow, --dry-run, filters, --rate, usage errors,
+#    commits and exits 0; --follow, --dry-run, filters, --rate, the progress
+#    line on a terminal (and only there), usage errors,
 #    a damaged cursor file (exit 5, never reset), --help.
 # The cursor's position is read from its file as SPEC.md §16.2 lays it out
 # (u64 at offset 40), independently of the tool.
@@ -280,6 +281,14 @@ start=$(date +%s%N)
 run 0 "$STELE" replay "$L" --consumer rt --stdout --batch 1 --rate 20 --from 16
 elapsed_ms=$((($(date +%s%N) - start) / 1000000))
 [ "$elapsed_ms" -ge 450 ] || fail "--rate 20: 10 events in $elapsed_ms ms"
+
+# --- a progress line on a terminal only (the first run above proved stderr stays quiet in a
+# file); script(1) gives the replay a terminal
+if command -v script >/dev/null; then
+    script -qec "'$STELE' replay '$L' --consumer pg --stdout --batch 5 >/dev/null" /dev/null >"$T/tty.out"
+    grep -q 'stele: replay: delivered 25 ([0-9]*/s), lag 0, retries 0, dead letters 0' "$T/tty.out" ||
+        fail "no progress line on a terminal: $(cat -A "$T/tty.out")"
+fi
 
 # --- usage, missing log, damaged cursor
 run 2 "$STELE" replay "$L" --stdout
