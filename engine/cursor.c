@@ -312,11 +312,16 @@ int stele_cursor_position(stele_cursor *c, uint64_t *out_lsn)
 /* ---------------------------------------------------------- dead letters */
 
 struct dead_scan {
-    stele_dead_letter *items; /* one per LSN, strings pointing into buf */
-    size_t count, cap;
+    stele_dead_letter *items; /* one per LSN, in LSN order, strings pointing into buf */
+    size_t count;
     uint8_t *buf;
     size_t size;
     uint64_t valid_end;       /* end of the last whole record */
+};
+
+/* A checked record: its LSN and offset (the offset is its order in the file). */
+struct dead_ref {
+    uint64_t lsn, off;
 };
 
 static int all_zero(const uint8_t *p, size_t n)
@@ -327,42 +332,52 @@ static int all_zero(const uint8_t *p, size_t n)
     return 1;
 }
 
-static stele_dead_letter *dead_slot(struct dead_scan *s, uint64_t lsn)
+static int ref_order(const void *a, const void *b)
 {
-    for (size_t i = s->count; i-- > 0;)
-        if (s->items[i].lsn == lsn)
-            return &s->items[i];
-    return NULL;
+    const struct dead_ref *x = a, *y = b;
+    if (x->lsn != y->lsn)
+        return x->lsn < y->lsn ? -1 : 1;
+    return x->off < y->off ? -1 : x->off > y->off;
 }
 
-/* Folds one checked record into the list (SPEC.md §16.3: the latest record
- * of an LSN wins). Returns OK or NOMEM. */
-static int dead_fold(const stele_cursor *c, struct dead_scan *s, const uint8_t *p)
+/* The dead letter of lsn in s (binary search), NULL if none. */
+static stele_dead_letter *dead_slot(struct dead_scan *s, uint64_t lsn)
 {
-    uint64_t lsn = le64_load(p + 24), t = le64_load(p + 32);
-    stele_dead_letter *d = dead_slot(s, lsn);
-    if (p[16] == DEAD_KIND_RESOLVED) {
-        if (d && !d->resolved_at_ns)
-            d->resolved_at_ns = t ? t : 1;
-        return STELE_OK;
+    size_t lo = 0, hi = s->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->items[mid].lsn < lsn)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    if (!d) {
-        if (s->count == s->cap) {
-            size_t cap = s->cap ? s->cap * 2 : 16;
-            stele_dead_letter *n = realloc(s->items, cap * sizeof *n);
-            if (!n)
-                return err_set(STELE_ERR_NOMEM, "out of memory reading %s", c->dead_path);
-            s->items = n;
-            s->cap = cap;
+    return lo < s->count && s->items[lo].lsn == lsn ? &s->items[lo] : NULL;
+}
+
+/* Folds the records, sorted by LSN and then file order, into one dead letter
+ * per LSN (SPEC.md §16.3: a dead letter sets it and makes it unresolved, a
+ * resolution resolves it; a resolution with no dead letter before it means
+ * nothing). items has room for n. */
+static void dead_fold(struct dead_scan *s, const struct dead_ref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = s->buf + refs[i].off;
+        uint64_t t = le64_load(p + 32);
+        stele_dead_letter *d = s->count && s->items[s->count - 1].lsn == refs[i].lsn ? &s->items[s->count - 1]
+                                                                                      : NULL;
+        if (p[16] == DEAD_KIND_RESOLVED) {
+            if (d && !d->resolved_at_ns)
+                d->resolved_at_ns = t ? t : 1;
+            continue;
         }
-        d = &s->items[s->count++];
+        if (!d)
+            d = &s->items[s->count++];
+        uint16_t ks = le16_load(p + 18), rs = le16_load(p + 20), es = le16_load(p + 22);
+        const char *str = (const char *)p + DEAD_HEADER_SIZE;
+        *d = (stele_dead_letter){.lsn = refs[i].lsn, .dead_at_ns = t, .attempts = le32_load(p + 40),
+                                 .key = str, .key_size = ks, .reason = str + ks, .reason_size = rs,
+                                 .last_stderr = str + ks + rs, .last_stderr_size = es};
     }
-    uint16_t ks = le16_load(p + 18), rs = le16_load(p + 20), es = le16_load(p + 22);
-    *d = (stele_dead_letter){.lsn = lsn, .dead_at_ns = t, .attempts = le32_load(p + 40),
-                             .key = (const char *)p + DEAD_HEADER_SIZE, .key_size = ks,
-                             .reason = (const char *)p + DEAD_HEADER_SIZE + ks, .reason_size = rs,
-                             .last_stderr = (const char *)p + DEAD_HEADER_SIZE + ks + rs, .last_stderr_size = es};
-    return STELE_OK;
 }
 
 /* The checks of SPEC.md §16.3 on the record at offset o; sets *torn when the
@@ -405,6 +420,8 @@ static void dead_scan_free(struct dead_scan *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Reads and checks the whole file: s->items as the list says it, in LSN
+ * order. Sorting the records first keeps this O(n log n) in the records. */
 static int dead_scan(const stele_cursor *c, struct dead_scan *s)
 {
     memset(s, 0, sizeof *s);
@@ -413,19 +430,27 @@ static int dead_scan(const stele_cursor *c, struct dead_scan *s)
         return STELE_OK;
     if (code)
         return code;
+    /* Every record is at least DEAD_HEADER_SIZE bytes: this many refs suffice. */
+    size_t cap = s->size / DEAD_HEADER_SIZE + 1, n = 0;
+    struct dead_ref *refs = malloc(cap * sizeof *refs);
+    s->items = malloc(cap * sizeof *s->items);
+    if (!refs || !s->items)
+        code = err_set(STELE_ERR_NOMEM, "out of memory reading %s", c->dead_path);
     uint64_t o = 0;
-    while (o < s->size) {
+    while (code == STELE_OK && o < s->size) {
         int torn;
         uint32_t size = 0;
-        if ((code = dead_check(c, s, o, &torn, &size)) != STELE_OK)
+        if ((code = dead_check(c, s, o, &torn, &size)) != STELE_OK || torn)
             break;
-        if (torn)
-            break;
-        if ((code = dead_fold(c, s, s->buf + o)) != STELE_OK)
-            break;
+        refs[n++] = (struct dead_ref){le64_load(s->buf + o + 24), o};
         o += size;
     }
     s->valid_end = o;
+    if (code == STELE_OK) {
+        qsort(refs, n, sizeof *refs, ref_order);
+        dead_fold(s, refs, n);
+    }
+    free(refs);
     if (code)
         dead_scan_free(s);
     return code;
@@ -550,12 +575,6 @@ int stele_dead_letter_resolve(stele_cursor *c, uint64_t lsn)
     return dead_append(c, rec, size);
 }
 
-static int by_lsn(const void *a, const void *b)
-{
-    const stele_dead_letter *x = a, *y = b;
-    return x->lsn < y->lsn ? -1 : x->lsn > y->lsn;
-}
-
 /* One allocation: the items, then their strings. */
 int stele_dead_letter_list(stele_cursor *c, int include_resolved, stele_dead_letter **out_items, size_t *out_count)
 {
@@ -572,7 +591,6 @@ int stele_dead_letter_list(stele_cursor *c, int include_resolved, stele_dead_let
             s.items[n++] = s.items[i];
             bytes += s.items[n - 1].key_size + s.items[n - 1].reason_size + s.items[n - 1].last_stderr_size + 3;
         }
-    qsort(s.items, n, sizeof *s.items, by_lsn);
     stele_dead_letter *out = malloc(n * sizeof *out + bytes + 1);
     if (!out) {
         dead_scan_free(&s);

@@ -285,6 +285,8 @@ static int check_args(struct cli_ctx *ctx, struct replay_args *a)
 {
     if (!a->consumer)
         return cli_usage_error(ctx, "--consumer NAME is required (see stele replay --help)");
+    if (ctx->human)
+        return cli_usage_error(ctx, "--human: replay writes JSON lines only (handlers and pipes read them)");
     if (a->dead_letters) {
         if (a->redrive || a->exec || a->to_stdout || a->dry_run || a->follow)
             return cli_usage_error(ctx, "--dead-letters only lists: it takes no delivery options");

@@ -401,8 +401,9 @@ typedef struct stele_cursor stele_cursor;
  * the dead-letter file (an append that never completed) is cut. Returns OK,
  * INVALID (name empty, longer than STELE_CURSOR_NAME_SIZE_MAX or not of
  * [A-Za-z0-9._-], or "." or ".."), CORRUPT (a cursor or dead-letter file fails
- * a check: the message names the path and offset; nothing is changed), IO,
- * NOSPACE, NOMEM. */
+ * a check: the message names the path and offset; nothing is changed), FORMAT
+ * (a cursor file of another format version), TOO_LARGE (a dead-letter file
+ * over 256 MiB), IO, NOSPACE, NOMEM. */
 STELE_API STELE_NODISCARD int stele_cursor_open(stele_log *log, const char *name, stele_cursor **out_cursor);
 
 /* The committed position: the last LSN the consumer finished, 0 = none. On a
@@ -454,8 +455,8 @@ STELE_API STELE_NODISCARD int stele_dead_letter_resolve(stele_cursor *cursor, ui
 /* Lists the cursor's dead letters in LSN order, one per LSN (the latest
  * record of each), resolved ones included when include_resolved is set.
  * The file is read again first. *out_items is one allocation holding
- * *out_count items and their strings; free it with stele_dead_letter_free.
- * Returns OK, CORRUPT, IO, NOMEM. */
+ * *out_count items and their strings (each also NUL-terminated); free it with
+ * stele_dead_letter_free. Returns OK, CORRUPT, TOO_LARGE, IO, NOMEM. */
 STELE_API STELE_NODISCARD int stele_dead_letter_list(stele_cursor *cursor, int include_resolved,
                                                      stele_dead_letter **out_items, size_t *out_count);
 STELE_API void stele_dead_letter_free(stele_dead_letter *items);
