@@ -102,9 +102,11 @@ static const char *const replay_manual[] = {
     "  retryable failure: the handler runs again after a wait drawn uniformly from\n"
     "  [0, min(backoff-max, backoff-base * 2^(attempt-1))] ms (exponential backoff, full jitter),\n"
     "  up to --max-attempts attempts. Any other exit is a permanent failure. A permanent failure, or\n"
-    "  a failed last attempt, makes each event of the batch a dead letter, recorded durably with the\n"
-    "  reason, the attempts and the handler's last stderr line. Each retry and dead letter is\n"
-    "  reported on stderr. Events the filters exclude are passed over (the cursor moves past them).\n"
+    "  a failed last attempt, makes the event a dead letter, recorded durably with the reason, the\n"
+    "  attempts and the handler's last stderr line. When a batch of several events fails so, its\n"
+    "  events are delivered again one at a time and only those that fail become dead letters.\n"
+    "  Each retry and dead letter is reported on stderr. Events the filters exclude are passed\n"
+    "  over (the cursor moves past them).\n"
     "  The writer lock of the log is held while delivering (commits are writes).\n",
     "\n"
     "OPTIONS\n"
@@ -651,38 +653,108 @@ static int record_dead(struct replay *r, const struct batch *b, const struct att
     return 0;
 }
 
-/* Delivers b with the retry policy; *out says how it ended. Returns 0 or
- * the exit code of a failure that ends the run. */
-static int deliver(struct replay *r, const struct batch *b, enum delivery *out)
+/* Runs the handler on b with the retry policy until it succeeds, fails for
+ * good (*out DEAD, *at and *attempts say how) or a stop signal comes during
+ * a backoff (*out STOPPED). Returns 0 or the exit code of a failure that
+ * ends the run. */
+static int attempt_all(struct replay *r, const struct batch *b, enum delivery *out, struct attempt *at,
+                       unsigned *attempts)
 {
-    if (r->a->to_stdout) {
-        *out = DELIVERED;
-        return write_stdout(r, b);
-    }
-    struct attempt at = {0};
     for (unsigned attempt = 1;; attempt++) {
-        int rc = run_handler(r, b, attempt, &at);
+        int rc = run_handler(r, b, attempt, at);
         if (rc)
             return rc;
-        if (at.result == ATTEMPT_OK) {
+        *attempts = attempt;
+        if (at->result == ATTEMPT_OK) {
             *out = DELIVERED;
             return 0;
         }
-        if (at.result == ATTEMPT_PERMANENT || attempt >= r->a->max_attempts) {
+        if (at->result == ATTEMPT_PERMANENT || attempt >= r->a->max_attempts) {
             *out = DEAD;
-            return record_dead(r, b, &at, attempt);
+            return 0;
         }
         uint64_t delay = backoff_delay_ms(r->a->backoff_base_ms, r->a->backoff_max_ms, attempt, &r->rng);
         char what[96];
         describe_lsns(b, what, sizeof what);
         fprintf(stderr, "stele: replay: %s: attempt %u of %" PRIu64 " failed (%s); retrying in %" PRIu64 " ms\n",
-                what, attempt, r->a->max_attempts, at.reason, delay);
+                what, attempt, r->a->max_attempts, at->reason, delay);
         r->retries++;
         if (stop_requested || sleep_ms(delay)) {
             *out = STOPPED;
             return 0;
         }
     }
+}
+
+/* Event i of b as a batch of its own (pointing into b). */
+static struct batch batch_single(const struct batch *b, size_t i, const char **line)
+{
+    const char *end = strchr(*line, '\n'); /* compact JSON has no raw newline: one line per event */
+    struct batch one = {.text = (char *)*line, .size = (size_t)(end - *line) + 1, .lsn = &b->lsn[i],
+                        .key = &b->key[i], .count = 1};
+    *line = end + 1;
+    return one;
+}
+
+/* A batch of several events failed for good: which of them fail? Each is
+ * delivered on its own with the same policy (at least once allows the
+ * redelivery), so that only the events that fail become dead letters. */
+static int deliver_singly(struct replay *r, const struct batch *b, enum delivery *out, uint64_t *first_dead,
+                          const struct attempt *batch_at)
+{
+    char what[96];
+    describe_lsns(b, what, sizeof what);
+    fprintf(stderr, "stele: replay: %s: the batch failed (%s); delivering its events one at a time\n", what,
+            batch_at->reason);
+    const char *line = b->text;
+    *out = DELIVERED;
+    for (size_t i = 0; i < b->count; i++) {
+        struct batch one = batch_single(b, i, &line);
+        struct attempt at = {0};
+        unsigned attempts = 0;
+        enum delivery d;
+        int rc = attempt_all(r, &one, &d, &at, &attempts);
+        if (rc == 0 && d == DEAD)
+            rc = record_dead(r, &one, &at, attempts);
+        if (rc || d == STOPPED) {
+            *out = rc ? *out : STOPPED;
+            return rc;
+        }
+        if (d == DEAD && *out == DELIVERED) {
+            *out = DEAD;
+            *first_dead = b->lsn[i];
+        }
+        if (d == DEAD && !r->a->skip_dead)
+            return 0; /* stop: nothing after the dead letter */
+        r->delivered += d == DELIVERED;
+    }
+    return 0;
+}
+
+/* Delivers b with the retry policy; *out says how it ended and, when DEAD,
+ * *first_dead the lowest LSN that became a dead letter. Returns 0 or the
+ * exit code of a failure that ends the run. */
+static int deliver(struct replay *r, const struct batch *b, enum delivery *out, uint64_t *first_dead)
+{
+    *out = DELIVERED;
+    if (r->a->to_stdout || r->a->dry_run) {
+        int rc = write_stdout(r, b);
+        r->delivered += rc ? 0 : b->count;
+        return rc;
+    }
+    struct attempt at = {0};
+    unsigned attempts = 0;
+    int rc = attempt_all(r, b, out, &at, &attempts);
+    if (rc || *out == STOPPED)
+        return rc;
+    if (*out == DELIVERED) {
+        r->delivered += b->count;
+        return 0;
+    }
+    if (b->count > 1)
+        return deliver_singly(r, b, out, first_dead, &at);
+    *first_dead = b->lsn[0];
+    return record_dead(r, b, &at, attempts);
 }
 
 /* ------------------------------------------------------------- the loop */
@@ -741,17 +813,19 @@ static int flush_batch(struct replay *r, struct batch *b, int *stop)
         return commit(r, before);
     }
     enum delivery d = DELIVERED;
-    int rc = r->a->dry_run ? write_stdout(r, b) : deliver(r, b, &d);
+    uint64_t first_dead = 0;
+    int rc = deliver(r, b, &d, &first_dead);
     if (rc)
         return rc;
-    if (d == DELIVERED)
-        r->delivered += b->count;
-    if (d == STOPPED || (d == DEAD && !r->a->skip_dead)) {
+    if (d == STOPPED) {
         *stop = 1;
         rc = commit(r, before);
-        if (rc == 0 && d == DEAD)
+    } else if (d == DEAD && !r->a->skip_dead) {
+        *stop = 1;
+        rc = commit(r, first_dead - 1);
+        if (rc == 0)
             rc = cli_error(r->ctx, CLI_EXIT_FAILURE, "stopped at the dead letter of LSN %" PRIu64
-                           " (--on-dead-letter stop); the cursor stays at %" PRIu64, b->lsn[0], r->committed);
+                           " (--on-dead-letter stop); the cursor stays at %" PRIu64, first_dead, r->committed);
     } else {
         rc = commit(r, last);
     }
@@ -907,10 +981,10 @@ static int redrive_one(struct replay *r, uint64_t lsn, int *left)
     int rc = batch_add(&b, rec) ? cli_error(r->ctx, CLI_EXIT_FAILURE, "out of memory") : 0;
     stele_record_free(rec);
     enum delivery d = DELIVERED;
+    uint64_t first_dead = 0;
     if (rc == 0)
-        rc = deliver(r, &b, &d);
+        rc = deliver(r, &b, &d, &first_dead);
     if (rc == 0 && d == DELIVERED) {
-        r->delivered++;
         if ((code = stele_dead_letter_resolve(r->cur, lsn)) != STELE_OK)
             rc = cli_fail(r->ctx, code, "marking the dead letter of LSN %" PRIu64 " resolved", lsn);
     } else if (rc == 0) {

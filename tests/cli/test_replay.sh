@@ -10,7 +10,9 @@
 #  - backoff: every printed wait is within [0, min(max, base*2^(attempt-1))],
 #    the handler's measured gaps are at least the waits, a seed reproduces the
 #    waits and another seed changes them;
-#  - --on-dead-letter stop (exit 1, cursor stays before it) vs skip;
+#  - --on-dead-letter stop (exit 1, cursor stays before it) vs skip; a batch
+#    that fails is delivered one event at a time so that only the failing
+#    events become dead letters;
 #    --dead-letters lists with reason, attempts and last stderr line;
 #    --redrive delivers and resolves; SIGTERM lets the event in hand finish,
 #    commits and exits 0; --follow, --dry-run, filters, --rate, the progress
@@ -176,6 +178,28 @@ run 1 "$STELE" replay "$L" --consumer p2 --exec "$H/perm.sh"
 check_eq "$(cut -d' ' -f1 "$OUT" | tr '\n' ' ')" "1 2 3 3 " "stop: the next run tries it again"
 run 0 "$STELE" replay "$L" --consumer p2 --dead-letters
 check_jq "$T/out" 'length == 1 and .[0].lsn == 3' "listed once"
+
+# --- a batch that fails for good is delivered one event at a time: only the failing events
+# become dead letters
+cat >"$H/badlsn.sh" <<'EOF'
+#!/bin/sh
+in=$(cat)
+echo "$STELE_LSN $STELE_BATCH_SIZE" >>"$OUT"
+if printf '%s\n' "$in" | grep -q '^{"lsn":\(3\|6\),'; then echo "cannot handle it" >&2; exit 1; fi
+EOF
+chmod +x "$H/badlsn.sh"
+export OUT=$T/isolate
+run 0 "$STELE" replay "$L" --consumer i1 --exec "$H/badlsn.sh" --batch 4 --on-dead-letter skip
+check_eq "$(head -6 "$OUT" | tr '\n' ' ')" "1 4 1 1 2 1 3 1 4 1 5 4 " "batch 1-4 failed, then its events one by one"
+grep -q 'LSNs 1-4 (4 events): the batch failed (exit 1); delivering its events one at a time' "$T/err" ||
+    fail "the split is reported: $(cat "$T/err")"
+run 0 "$STELE" replay "$L" --consumer i1 --dead-letters
+check_jq "$T/out" '[.[].lsn] == [3,6] and all(.[]; .reason == "exit 1" and .last_stderr == "cannot handle it")' "only LSNs 3 and 6 are dead letters"
+check_eq "$(position i1)" 25 "skip: past the batch"
+export OUT=$T/isolate2
+run 1 "$STELE" replay "$L" --consumer i2 --exec "$H/badlsn.sh" --batch 4
+check_eq "$(tr '\n' ' ' <"$OUT")" "1 4 1 1 2 1 3 1 " "stop: nothing after the dead letter inside the batch"
+check_eq "$(position i2)" 2 "stop: the cursor stays right before the dead letter inside the batch"
 
 # --- --redrive: delivers the dead letters and resolves those that succeed
 export OUT=$T/redrive
