@@ -277,8 +277,9 @@ int stele_cursor_commit(stele_cursor *c, uint64_t lsn)
     if (code)
         return code;
     if (lsn < c->position)
-        return err_set(STELE_ERR_INVALID, "commit consumer %s: LSN %llu is below its position %llu (cursors never go back)",
-                       c->name, (unsigned long long)lsn, (unsigned long long)c->position);
+        return err_set(STELE_ERR_INVALID,
+                       "commit consumer %s: LSN %llu is below its position %llu (cursors never go back)", c->name,
+                       (unsigned long long)lsn, (unsigned long long)c->position);
     if (lsn == c->position)
         return STELE_OK;
     uint64_t last = last_acked_lsn(c->log);
@@ -403,10 +404,11 @@ static int dead_check(const stele_cursor *c, const struct dead_scan *s, uint64_t
         return err_set(STELE_ERR_CORRUPT, "%s offset %llu: checksum mismatch", c->dead_path, (unsigned long long)o);
     uint64_t strings = (uint64_t)le16_load(p + 18) + le16_load(p + 20) + le16_load(p + 22);
     int kind_ok = p[16] == DEAD_KIND_LETTER || (p[16] == DEAD_KIND_RESOLVED && strings == 0);
-    if (!kind_ok || p[17] != 0 || le32_load(p + 44) != 0 || le64_load(p + 24) == 0 ||
-        le16_load(p + 18) > STELE_KEY_SIZE_MAX || le16_load(p + 20) > STELE_DEAD_REASON_SIZE_MAX ||
-        le16_load(p + 22) > STELE_DEAD_STDERR_SIZE_MAX || DEAD_HEADER_SIZE + strings > size ||
-        size - DEAD_HEADER_SIZE - strings >= 8 || !all_zero(p + DEAD_HEADER_SIZE + strings, size - DEAD_HEADER_SIZE - strings))
+    int sizes_ok = le16_load(p + 18) <= STELE_KEY_SIZE_MAX && le16_load(p + 20) <= STELE_DEAD_REASON_SIZE_MAX &&
+                   le16_load(p + 22) <= STELE_DEAD_STDERR_SIZE_MAX && DEAD_HEADER_SIZE + strings <= size;
+    uint64_t pad = sizes_ok ? size - DEAD_HEADER_SIZE - strings : 0;
+    if (!kind_ok || !sizes_ok || p[17] != 0 || le32_load(p + 44) != 0 || le64_load(p + 24) == 0 || pad >= 8 ||
+        !all_zero(p + DEAD_HEADER_SIZE + strings, pad))
         return err_set(STELE_ERR_CORRUPT, "%s offset %llu: invalid dead-letter record (kind, sizes or padding)",
                        c->dead_path, (unsigned long long)o);
     *out_size = size;

@@ -523,7 +523,8 @@ START_TEST(test_dead_damage_and_torn_tail)
     OK(stele_cursor_open(log, "c", &c));
     stele_dead_letter d = dl_make(4, "key", "exit 1", 1, "err");
     OK(stele_dead_letter_add(c, &d));
-    expect_list(c, 0, "1:key:exit 1:1:err:dead 2:key:exit 1:1:err:dead 3:key:exit 1:1:err:dead 4:key:exit 1:1:err:dead");
+    expect_list(c, 0,
+                "1:key:exit 1:1:err:dead 2:key:exit 1:1:err:dead 3:key:exit 1:1:err:dead 4:key:exit 1:1:err:dead");
     stele_cursor_close(c);
     free(tu_read_file(file, &size));
     ck_assert_uint_eq(size, 4 * rec);
