@@ -381,6 +381,12 @@ static void dead_fold(struct dead_scan *s, const struct dead_ref *refs, size_t n
     }
 }
 
+/* SPEC.md §16.3: the low 32 bits of XXH3-64 of header bytes [8, 44). */
+static uint32_t dead_header_check(const stele_cursor *c, const uint8_t *p)
+{
+    return (uint32_t)stele_checksum(p + 8, 36, c->dead_seed);
+}
+
 /* The checks of SPEC.md §16.3 on the record at offset o; sets *torn when the
  * file ends inside it (an append that never completed). */
 static int dead_check(const stele_cursor *c, const struct dead_scan *s, uint64_t o, int *torn, uint32_t *out_size)
@@ -396,6 +402,12 @@ static int dead_check(const stele_cursor *c, const struct dead_scan *s, uint64_t
     if (le32_load(p + 8) != DEAD_MAGIC || size < DEAD_HEADER_SIZE || size > DEAD_RECORD_SIZE_MAX || size % 8)
         return err_set(STELE_ERR_CORRUPT, "%s offset %llu: not a dead-letter record (bad magic or size)",
                        c->dead_path, (unsigned long long)o);
+    /* The header's own check: only a size that is believed can say "the
+     * file ends inside this record", so a damaged size is never taken for a
+     * torn append (which would cut an acknowledged record). */
+    if (le32_load(p + 44) != dead_header_check(c, p))
+        return err_set(STELE_ERR_CORRUPT, "%s offset %llu: header check mismatch", c->dead_path,
+                       (unsigned long long)o);
     if (size > left) {
         *torn = 1;
         return STELE_OK;
@@ -407,7 +419,7 @@ static int dead_check(const stele_cursor *c, const struct dead_scan *s, uint64_t
     int sizes_ok = le16_load(p + 18) <= STELE_KEY_SIZE_MAX && le16_load(p + 20) <= STELE_DEAD_REASON_SIZE_MAX &&
                    le16_load(p + 22) <= STELE_DEAD_STDERR_SIZE_MAX && DEAD_HEADER_SIZE + strings <= size;
     uint64_t pad = sizes_ok ? size - DEAD_HEADER_SIZE - strings : 0;
-    if (!kind_ok || !sizes_ok || p[17] != 0 || le32_load(p + 44) != 0 || le64_load(p + 24) == 0 || pad >= 8 ||
+    if (!kind_ok || !sizes_ok || p[17] != 0 || le64_load(p + 24) == 0 || pad >= 8 ||
         !all_zero(p + DEAD_HEADER_SIZE + strings, pad))
         return err_set(STELE_ERR_CORRUPT, "%s offset %llu: invalid dead-letter record (kind, sizes or padding)",
                        c->dead_path, (unsigned long long)o);
@@ -521,6 +533,7 @@ static uint32_t dead_encode(const stele_cursor *c, unsigned kind, const stele_de
     le64_store(rec + 24, dl->lsn);
     le64_store(rec + 32, dl->dead_at_ns ? dl->dead_at_ns : now_ns());
     le32_store(rec + 40, dl->attempts);
+    le32_store(rec + 44, dead_header_check(c, rec));
     uint8_t *p = rec + DEAD_HEADER_SIZE;
     if (dl->key_size)
         memcpy(p, dl->key, dl->key_size);

@@ -24,7 +24,8 @@
  *    log's id or another version are CORRUPT, CORRUPT and FORMAT.
  *  - Dead letters: a round trip of add, re-add (the latest wins), resolve,
  *    list with and without resolved ones, across reopens; invalid arguments;
- *    a flipped byte in the middle of the file is CORRUPT with its offset; a
+ *    every flipped byte of the file (last record included) is CORRUPT with its
+ *    record's offset and the file is left as it was; a
  *    torn tail (a truncated last record, or zeros) is cut by a writable open
  *    and appends continue after it; a failed append fences the handle and
  *    leaves nothing visible.
@@ -494,8 +495,9 @@ START_TEST(test_dead_damage_and_torn_tail)
     size_t rec = size / 3;
     ck_assert_uint_eq(rec * 3, size);
 
-    /* A flipped byte in the first or middle record: corruption, named. */
-    for (size_t at = 0; at < 2 * rec; at += 7) {
+    /* Any flipped byte, in any record, the last one included: corruption,
+     * named by the record's offset (never taken for a torn tail, never cut). */
+    for (size_t at = 0; at < size; at++) {
         uint8_t *bad = malloc(size);
         memcpy(bad, good, size);
         bad[at] ^= 0x40;
@@ -505,6 +507,10 @@ START_TEST(test_dead_damage_and_torn_tail)
         snprintf(want, sizeof want, "offset %zu", at / rec * rec);
         REQUIRE(code == STELE_ERR_CORRUPT && strstr(stele_errmsg(), file) && strstr(stele_errmsg(), want),
                 "byte %zu flipped: %s: %s", at, stele_strerror(code), stele_errmsg());
+        size_t after;
+        uint8_t *now = tu_read_file(file, &after);
+        REQUIRE(now && after == size && memcmp(now, bad, size) == 0, "byte %zu flipped: the file was changed", at);
+        free(now);
         free(bad);
     }
     /* A torn last append: cut at a writable open, appends continue. */
