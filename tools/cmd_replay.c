@@ -107,7 +107,9 @@ static const char *const replay_manual[] = {
     "  events are delivered again one at a time and only those that fail become dead letters.\n"
     "  Each retry and dead letter is reported on stderr. Events the filters exclude are passed\n"
     "  over (the cursor moves past them).\n"
-    "  The writer lock of the log is held while delivering (commits are writes).\n",
+    "  Delivering takes the log's writer lock, since cursor commits are writes (--dry-run and\n"
+    "  --dead-letters open the log read-only): while another process writes the log, replay fails\n"
+    "  (\"log is locked\"), and under --follow no other process can append until replay exits.\n",
     "\n"
     "OPTIONS\n"
     "  --consumer NAME     the consumer whose cursor and dead letters are used (required)\n"
