@@ -18,6 +18,11 @@
 /* "STELEfp1": seed of the request fingerprint (SPEC.md §5.2). */
 #define STELE_SEED_FINGERPRINT UINT64_C(0x317066454c455453)
 
+/* "STELEcu1": seed of a consumer cursor record (SPEC.md §16.5). */
+#define STELE_SEED_CURSOR UINT64_C(0x317563454c455453)
+/* "STELEdl1": hashed with the log id into the dead-letter seed (SPEC.md §16.5). */
+#define STELE_SEED_DEAD UINT64_C(0x316c64454c455453)
+
 #define STELE_LOG_ID_SIZE 16u
 
 uint64_t stele_checksum(const void *buf, size_t buf_size, uint64_t seed);

@@ -56,6 +56,7 @@ int cmd_resolve(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_status(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_pending(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_compensate(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_replay(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_backfill(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_dump(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_backup(struct cli_ctx *ctx, int argc, char **argv);

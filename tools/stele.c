@@ -58,6 +58,14 @@ static const struct command {
     {"read", cmd_read,
      "stele read DIR [--from LSN] [--to LSN] [--since TIME] [--until TIME] [--type T] [--stream S]\n"
      "                [--limit N] [--follow]"},
+    {"replay", cmd_replay,
+     "stele replay DIR --consumer NAME (--exec CMD | --stdout) [--batch N] [--from LSN] [--since TIME]\n"
+     "                  [--type T] [--stream S] [--max-attempts N] [--backoff-base MS] [--backoff-max MS]\n"
+     "                  [--timeout MS] [--rate N] [--on-dead-letter stop|skip] [--seed N] [--follow]\n"
+     "                  [--dry-run]\n"
+     "       stele replay DIR --consumer NAME --dead-letters [--all] | --redrive (--exec CMD | --stdout)\n"
+     "         delivers events at least once in LSN order with a durable cursor, retries and dead\n"
+     "         letters (stele replay --help)"},
     {"verify", cmd_verify, "stele verify DIR"},
     {"stats", cmd_stats, "stele stats DIR [--prometheus]"},
     {"dump", cmd_dump, "stele dump DIR [--segment N]   (segments, batches, records with offsets)"},

@@ -373,6 +373,94 @@ STELE_API void stele_iter_close(stele_iter *iter);
 STELE_API STELE_NODISCARD int stele_iter_open_stream(stele_log *log, const void *stream, size_t stream_size,
                                                      uint64_t from_version, stele_iter **out_iter);
 
+/* ------------------------------------------- consumer cursors, dead letters
+ *
+ * A consumer (a program the log is replayed into, e.g. by `stele replay`)
+ * keeps a named, durable cursor in the log directory: the last LSN it has
+ * finished (0 = none yet), and a list of dead letters, the records it gave up
+ * on. Both are files under DIR/consumers/ (SPEC.md §16), every record of them
+ * checksummed; a damaged file is reported (CORRUPT, naming the path and the
+ * offset), never reset. They are auxiliary files: the log itself never
+ * depends on them.
+ *
+ * A cursor handle belongs to one thread at a time; open at most one handle
+ * per name per log at a time (only the writer process may change them: a
+ * read-only log handle may read cursors and dead letters, not change them).
+ * Close cursors before their log. */
+
+#define STELE_CURSOR_NAME_SIZE_MAX 64u    /* a consumer name: 1..64 bytes of [A-Za-z0-9._-] */
+#define STELE_DEAD_REASON_SIZE_MAX 1024u  /* stele_dead_letter.reason, bytes */
+#define STELE_DEAD_STDERR_SIZE_MAX 1024u  /* stele_dead_letter.last_stderr, bytes */
+
+typedef struct stele_cursor stele_cursor;
+
+/* Opens the consumer cursor name of log, reading its position and checking
+ * its files. Nothing is created until the first commit or dead letter; a
+ * cursor that was never committed is at position 0. On a writable log a
+ * temporary file left by a commit that crashed is removed, and a torn tail of
+ * the dead-letter file (an append that never completed) is cut. Returns OK,
+ * INVALID (name empty, longer than STELE_CURSOR_NAME_SIZE_MAX or not of
+ * [A-Za-z0-9._-], or "." or ".."), CORRUPT (a cursor or dead-letter file fails
+ * a check: the message names the path and offset; nothing is changed), FORMAT
+ * (a cursor file of another format version), TOO_LARGE (a dead-letter file
+ * over 256 MiB), IO, NOSPACE, NOMEM. */
+STELE_API STELE_NODISCARD int stele_cursor_open(stele_log *log, const char *name, stele_cursor **out_cursor);
+
+/* The committed position: the last LSN the consumer finished, 0 = none. On a
+ * read-only log the file is read again first, so a writer's commits are
+ * seen. Returns OK, CORRUPT, IO, NOMEM. */
+STELE_API STELE_NODISCARD int stele_cursor_position(stele_cursor *cursor, uint64_t *out_lsn);
+
+/* Makes lsn the committed position, durably: when it returns OK the new
+ * position survives a crash, and until then the old one does (the file is
+ * replaced whole: temporary file, fdatasync, rename, directory fsync).
+ * Committing the current position again is OK and writes nothing. Returns
+ * OK, INVALID (lsn below the current position: positions never go back; or
+ * beyond the log's last acknowledged LSN), READ_ONLY (the log handle is
+ * read-only), FENCED (an earlier commit or dead letter of this handle
+ * failed: reopen the cursor, which reads what the files hold), IO, NOSPACE
+ * (the message names the path and errno). After a failure the committed
+ * position is the old one or the new one; reopening tells which. */
+STELE_API STELE_NODISCARD int stele_cursor_commit(stele_cursor *cursor, uint64_t lsn);
+
+/* Closes the cursor (nothing to flush: every commit is durable). NULL is fine. */
+STELE_API void stele_cursor_close(stele_cursor *cursor);
+
+/* A record the consumer gave up on. */
+typedef struct stele_dead_letter {
+    uint64_t lsn;                  /* the record */
+    uint64_t dead_at_ns;           /* when it was given up on (the latest time, if several) */
+    uint64_t resolved_at_ns;       /* when it was marked resolved (redriven), 0 = still dead */
+    uint32_t attempts;             /* deliveries tried */
+    const char *key;         size_t key_size;         /* the record's key (<= 255 bytes; may be empty) */
+    const char *reason;      size_t reason_size;      /* why (<= STELE_DEAD_REASON_SIZE_MAX bytes) */
+    const char *last_stderr; size_t last_stderr_size; /* the handler's last stderr line
+                                                         (<= STELE_DEAD_STDERR_SIZE_MAX bytes) */
+} stele_dead_letter;
+
+/* Records dead letter dl (its resolved_at_ns is ignored) durably: appended to
+ * the cursor's dead-letter file and fdatasync'ed before OK is returned.
+ * Recording an LSN again replaces what the list says about it (reason,
+ * attempts, time) and makes it dead again if it was resolved. Does not move
+ * the position. Returns OK, INVALID (lsn 0 or beyond the log's last
+ * acknowledged LSN, or a field over its limit), READ_ONLY, FENCED, IO,
+ * NOSPACE. */
+STELE_API STELE_NODISCARD int stele_dead_letter_add(stele_cursor *cursor, const stele_dead_letter *dl);
+
+/* Marks the dead letter of lsn resolved (redriven successfully), durably
+ * like stele_dead_letter_add. Returns OK, NOT_FOUND (no dead letter has that
+ * LSN, or it is resolved already), READ_ONLY, FENCED, IO, NOSPACE. */
+STELE_API STELE_NODISCARD int stele_dead_letter_resolve(stele_cursor *cursor, uint64_t lsn);
+
+/* Lists the cursor's dead letters in LSN order, one per LSN (the latest
+ * record of each), resolved ones included when include_resolved is set.
+ * The file is read again first. *out_items is one allocation holding
+ * *out_count items and their strings (each also NUL-terminated); free it with
+ * stele_dead_letter_free. Returns OK, CORRUPT, TOO_LARGE, IO, NOMEM. */
+STELE_API STELE_NODISCARD int stele_dead_letter_list(stele_cursor *cursor, int include_resolved,
+                                                     stele_dead_letter **out_items, size_t *out_count);
+STELE_API void stele_dead_letter_free(stele_dead_letter *items);
+
 /* ---------------------------------------------------------------- stats */
 
 typedef struct stele_stats {

@@ -1,0 +1,603 @@
+/*
+ * check_cursor.c - proves the consumer cursors and dead letters of stele.h
+ * (engine/cursor.c, SPEC.md §16).
+ *
+ * How:
+ *  - Commit and reopen: positions survive closing the cursor and the log;
+ *    committing the same position again writes nothing; a position below the
+ *    current one or beyond the last acknowledged LSN is INVALID and changes
+ *    nothing; a read-only handle reads positions (and sees a writer's later
+ *    commits) but every change is READ_ONLY.
+ *  - Names: every name outside 1..64 characters of [A-Za-z0-9._-] is INVALID.
+ *  - Faults: on the fault-injecting backend the Nth metadata operation
+ *    (create of the .tmp, rename), the Nth sync (directory, fdatasync) and the
+ *    Nth write of a commit fail, for N = 1, 2, ... until a commit gets
+ *    through. Each failure is reported with its code and the path, fences the
+ *    handle (FENCED next), and a reopened cursor holds the old position (or
+ *    the new one only when just the final directory sync failed, i.e. after
+ *    the rename), with no .tmp left behind. A crash between write and rename
+ *    is also staged directly: a stray NAME.cursor.tmp holding a later
+ *    position is ignored and removed at open.
+ *  - Damage: every single-byte flip and every truncation of a cursor file is
+ *    CORRUPT naming the path and an offset, and the file is left as it was;
+ *    records with a fixed-up checksum but a position beyond the log, another
+ *    log's id or another version are CORRUPT, CORRUPT and FORMAT.
+ *  - Dead letters: a round trip of add, re-add (the latest wins), resolve,
+ *    list with and without resolved ones, across reopens; invalid arguments;
+ *    every flipped byte of the file (last record included) is CORRUPT with its
+ *    record's offset and the file is left as it was; a
+ *    torn tail (a truncated last record, or zeros) is cut by a writable open
+ *    and appends continue after it; a failed append fences the handle and
+ *    leaves nothing visible.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checksum.h"
+#include "endian.h"
+#include "internal.h"
+#include "io.h"
+#include "stele.h"
+#include "testutil.h"
+
+#define REQUIRE(cond, ...)                                                     \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            ck_abort_msg(__VA_ARGS__);                                         \
+    } while (0)
+#define EXPECT(expr, want)                                                     \
+    do {                                                                       \
+        int rc_ = (expr);                                                      \
+        REQUIRE(rc_ == (int)(want), "%s = %d (%s), want %d (%s); errmsg: %s", #expr, rc_, \
+                stele_strerror(rc_), (int)(want), stele_strerror((int)(want)), stele_errmsg()); \
+    } while (0)
+#define OK(expr) EXPECT(expr, STELE_OK)
+
+/* SPEC.md §16.5: the cursor record's seed, "STELEcu1" as a little-endian u64. */
+#define SPEC_SEED_CURSOR UINT64_C(0x317563454c455453)
+#define RECORDS 10
+
+static stele_options opts_posix(int create)
+{
+    stele_options o;
+    stele_options_init(&o);
+    o.io_backend = STELE_IO_POSIX;
+    o.create = create;
+    return o;
+}
+
+/* Appends n new events (each with a key never used before in this process). */
+static void append_events(stele_log *log, int n)
+{
+    static int next;
+    for (int i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "key-%d", next++);
+        stele_event e = {.type = "t", .type_size = 1, .key = key, .key_size = strlen(key)};
+        OK(stele_append(log, &e, NULL));
+    }
+}
+
+/* A fresh log in a new directory holding RECORDS events. */
+static stele_log *new_log(char **out_dir)
+{
+    char *dir = tu_tmpdir("cursor");
+    stele_options o = opts_posix(1);
+    stele_log *log;
+    OK(stele_open(dir, &o, &log));
+    append_events(log, RECORDS);
+    *out_dir = dir;
+    return log;
+}
+
+static stele_log *reopen(const char *dir, int read_only)
+{
+    stele_options o = opts_posix(0);
+    o.read_only = read_only;
+    stele_log *log;
+    OK(stele_open(dir, &o, &log));
+    return log;
+}
+
+static uint64_t position_of(stele_log *log, const char *name)
+{
+    stele_cursor *c;
+    uint64_t pos = 0;
+    OK(stele_cursor_open(log, name, &c));
+    OK(stele_cursor_position(c, &pos));
+    stele_cursor_close(c);
+    return pos;
+}
+
+static char *consumer_file(const char *dir, const char *name)
+{
+    char *p = malloc(strlen(dir) + strlen(name) + 32);
+    sprintf(p, "%s/consumers/%s", dir, name);
+    return p;
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+START_TEST(test_commit_reopen)
+{
+    char *dir;
+    stele_log *log = new_log(&dir);
+    stele_cursor *c;
+    uint64_t pos = 99;
+    OK(stele_cursor_open(log, "c1", &c));
+    OK(stele_cursor_position(c, &pos));
+    ck_assert_uint_eq(pos, 0);
+    char *file = consumer_file(dir, "c1.cursor");
+    ck_assert(!file_exists(file)); /* nothing is created before the first commit */
+    OK(stele_cursor_commit(c, 3));
+    OK(stele_cursor_commit(c, 3));
+    EXPECT(stele_cursor_commit(c, 2), STELE_ERR_INVALID);
+    ck_assert(strstr(stele_errmsg(), "below its position 3"));
+    EXPECT(stele_cursor_commit(c, RECORDS + 1), STELE_ERR_INVALID);
+    ck_assert(strstr(stele_errmsg(), "beyond the log's last acknowledged LSN 10"));
+    OK(stele_cursor_position(c, &pos));
+    ck_assert_uint_eq(pos, 3);
+    ck_assert_uint_eq(position_of(log, "c2"), 0); /* cursors are independent */
+    OK(stele_cursor_commit(c, RECORDS));
+    stele_cursor_close(c);
+    OK(stele_close(log));
+    size_t size;
+    uint8_t *bytes = tu_read_file(file, &size);
+    ck_assert_ptr_nonnull(bytes);
+    ck_assert_uint_eq(size, 64);
+    ck_assert_uint_eq(le64_load(bytes + 40), RECORDS);
+    free(bytes);
+
+    log = reopen(dir, 0);
+    ck_assert_uint_eq(position_of(log, "c1"), RECORDS);
+    /* A read-only handle beside the writer reads the writer's later commits. */
+    stele_log *ro = reopen(dir, 1);
+    stele_cursor *rc;
+    OK(stele_cursor_open(ro, "c1", &rc));
+    OK(stele_cursor_position(rc, &pos));
+    ck_assert_uint_eq(pos, RECORDS);
+    append_events(log, 2);
+    OK(stele_cursor_open(log, "c1", &c));
+    OK(stele_cursor_commit(c, RECORDS + 2));
+    OK(stele_cursor_position(rc, &pos));
+    ck_assert_uint_eq(pos, RECORDS + 2);
+    EXPECT(stele_cursor_commit(rc, RECORDS + 2), STELE_ERR_READ_ONLY);
+    stele_dead_letter dl = {.lsn = 1, .attempts = 1};
+    EXPECT(stele_dead_letter_add(rc, &dl), STELE_ERR_READ_ONLY);
+    EXPECT(stele_dead_letter_resolve(rc, 1), STELE_ERR_READ_ONLY);
+    stele_cursor_close(rc);
+    stele_cursor_close(c);
+    OK(stele_close(ro));
+    OK(stele_close(log));
+    free(file);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_names)
+{
+    char *dir;
+    stele_log *log = new_log(&dir);
+    char long_name[80];
+    memset(long_name, 'a', sizeof long_name);
+    long_name[64] = '\0';
+    const char *good[] = {"a", "A.b_c-9", long_name};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        stele_cursor *c;
+        OK(stele_cursor_open(log, good[i], &c));
+        OK(stele_cursor_commit(c, 1));
+        stele_cursor_close(c);
+    }
+    long_name[64] = 'a';
+    long_name[65] = '\0';
+    const char *bad[] = {"", ".", "..", "a/b", "../x", "a b", "caf\xc3\xa9", "x\n", "a:b", long_name};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        stele_cursor *c = NULL;
+        EXPECT(stele_cursor_open(log, bad[i], &c), STELE_ERR_INVALID);
+        ck_assert_ptr_null(c);
+        ck_assert(strstr(stele_errmsg(), "consumer name"));
+    }
+    OK(stele_close(log));
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+/* One commit of 5 -> 8 with the nth call among ops failing; returns whether
+ * the fault was reached. */
+static int fault_commit_run(const char *base, unsigned ops, uint64_t nth)
+{
+    char sub[64];
+    snprintf(sub, sizeof sub, "run-%u-%llu", ops, (unsigned long long)nth);
+    char *dir = tu_path(base, sub);
+    stele_options o = opts_posix(1);
+    struct io *io = io_fault_create(io_posix_create());
+    stele_log *log;
+    OK(stele_open_io(dir, &o, io, &log));
+    append_events(log, RECORDS);
+    stele_cursor *c;
+    OK(stele_cursor_open(log, "c", &c));
+    OK(stele_cursor_commit(c, 5));
+    stele_cursor_close(c);
+    OK(stele_cursor_open(log, "c", &c)); /* a fresh handle: its first commit makes sure of the directory */
+    uint64_t before = io_fault_count(io, ops);
+    io_fault_arm(io, ops, nth, EIO, 0);
+    int code = stele_cursor_commit(c, 8);
+    int reached = io_fault_count(io, ops) - before >= nth;
+    io_fault_arm(io, ops, 0, 0, 0);
+    if (!reached) {
+        OK(code);
+    } else {
+        REQUIRE(code == STELE_ERR_IO && strstr(stele_errmsg(), dir) && strstr(stele_errmsg(), "Input/output"),
+                "ops %u nth %llu: commit gave %s: %s", ops, (unsigned long long)nth, stele_strerror(code),
+                stele_errmsg());
+        int after_rename = strstr(stele_errmsg(), "sync directory") && strstr(stele_errmsg(), "/consumers:");
+        EXPECT(stele_cursor_commit(c, 9), STELE_ERR_FENCED);
+        ck_assert(strstr(stele_errmsg(), "reopen the cursor"));
+        stele_cursor_close(c);
+        uint64_t pos;
+        OK(stele_cursor_open(log, "c", &c));
+        OK(stele_cursor_position(c, &pos));
+        /* The final directory sync is the only step after the rename. */
+        REQUIRE(pos == 5 || (pos == 8 && after_rename), "ops %u nth %llu: position %llu after a failed commit (%s)",
+                ops, (unsigned long long)nth, (unsigned long long)pos, stele_errmsg());
+        char *tmp = consumer_file(dir, "c.cursor.tmp");
+        ck_assert(!file_exists(tmp));
+        free(tmp);
+        OK(stele_cursor_commit(c, 9));
+    }
+    stele_cursor_close(c);
+    OK(stele_close(log));
+    log = reopen(dir, 0);
+    ck_assert_uint_eq(position_of(log, "c"), reached ? 9 : 8);
+    OK(stele_close(log));
+    tu_rmrf(dir);
+    free(dir);
+    return reached;
+}
+
+START_TEST(test_commit_faults)
+{
+    char *base = tu_tmpdir("cursor-faults");
+    const unsigned classes[] = {IO_FAULT_META, IO_FAULT_SYNC, IO_FAULT_WRITE};
+    for (size_t k = 0; k < 3; k++) {
+        uint64_t nth = 1;
+        while (fault_commit_run(base, classes[k], nth))
+            REQUIRE(++nth < 20, "class %u: the commit never got past its faults", classes[k]);
+        /* Each class was reached at least once: meta twice (create, rename),
+         * sync twice (fdatasync, directory), write once. */
+        ck_assert_uint_ge(nth, 2);
+    }
+    tu_rmrf(base);
+    free(base);
+}
+END_TEST
+
+/* A crash after the new record was written to the .tmp and before the
+ * rename: the old position holds and the .tmp goes. */
+START_TEST(test_crash_before_rename)
+{
+    char *dir;
+    stele_log *log = new_log(&dir);
+    stele_cursor *c;
+    OK(stele_cursor_open(log, "c", &c));
+    OK(stele_cursor_commit(c, 7));
+    stele_cursor_close(c);
+    char *file = consumer_file(dir, "c.cursor"), *tmp = consumer_file(dir, "c.cursor.tmp");
+    size_t size;
+    uint8_t *seven = tu_read_file(file, &size);
+    OK(stele_cursor_open(log, "c", &c));
+    OK(stele_cursor_commit(c, 9));
+    stele_cursor_close(c);
+    uint8_t *nine = tu_read_file(file, &size);
+    /* Stage it: the file holds 7, the .tmp the complete record of 9. */
+    ck_assert_int_eq(tu_write_file(file, seven, 64), 0);
+    ck_assert_int_eq(tu_write_file(tmp, nine, 64), 0);
+    OK(stele_close(log));
+    log = reopen(dir, 0);
+    ck_assert_uint_eq(position_of(log, "c"), 7);
+    ck_assert(!file_exists(tmp));
+    OK(stele_close(log));
+    free(seven);
+    free(nine);
+    free(file);
+    free(tmp);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+static void fix_checksum(uint8_t *rec)
+{
+    le64_store(rec, stele_checksum(rec + 8, 56, SPEC_SEED_CURSOR));
+}
+
+/* Opening the cursor over bytes must fail with want, name the file and an
+ * offset, and leave the bytes as they were. */
+static void expect_damaged(stele_log *log, const char *file, const uint8_t *bytes, size_t size, int want,
+                           const char *what)
+{
+    ck_assert_int_eq(tu_write_file(file, bytes, size), 0);
+    stele_cursor *c = NULL;
+    int code = stele_cursor_open(log, "c", &c);
+    REQUIRE(code == want && strstr(stele_errmsg(), file) && strstr(stele_errmsg(), "offset"),
+            "%s: open gave %s: %s", what, stele_strerror(code), stele_errmsg());
+    size_t got_size;
+    uint8_t *got = tu_read_file(file, &got_size);
+    REQUIRE(got && got_size == size && memcmp(got, bytes, size) == 0, "%s: the file was changed", what);
+    free(got);
+}
+
+START_TEST(test_damaged_cursor)
+{
+    char *dir;
+    stele_log *log = new_log(&dir);
+    stele_cursor *c;
+    OK(stele_cursor_open(log, "c", &c));
+    OK(stele_cursor_commit(c, 5));
+    stele_cursor_close(c);
+    char *file = consumer_file(dir, "c.cursor");
+    size_t size;
+    uint8_t *good = tu_read_file(file, &size);
+    ck_assert_uint_eq(size, 64);
+    uint8_t rec[72];
+    for (size_t i = 0; i < 64; i++) {
+        memcpy(rec, good, 64);
+        rec[i] ^= 0x5a;
+        char what[64];
+        snprintf(what, sizeof what, "byte %zu flipped", i);
+        expect_damaged(log, file, rec, 64, STELE_ERR_CORRUPT, what);
+    }
+    for (size_t n = 0; n < 64; n++)
+        expect_damaged(log, file, good, n, STELE_ERR_CORRUPT, "truncated");
+    memcpy(rec, good, 64);
+    rec[64] = 0;
+    expect_damaged(log, file, rec, 65, STELE_ERR_CORRUPT, "one byte longer");
+    memcpy(rec, good, 64);
+    le64_store(rec + 40, RECORDS + 1);
+    fix_checksum(rec);
+    expect_damaged(log, file, rec, 64, STELE_ERR_CORRUPT, "position beyond the log");
+    ck_assert(strstr(stele_errmsg(), "offset 40"));
+    memcpy(rec, good, 64);
+    rec[24] ^= 1;
+    fix_checksum(rec);
+    expect_damaged(log, file, rec, 64, STELE_ERR_CORRUPT, "another log's id");
+    ck_assert(strstr(stele_errmsg(), "another log"));
+    memcpy(rec, good, 64);
+    le32_store(rec + 16, 2);
+    fix_checksum(rec);
+    expect_damaged(log, file, rec, 64, STELE_ERR_FORMAT, "version 2");
+    /* The good bytes open again. */
+    ck_assert_int_eq(tu_write_file(file, good, 64), 0);
+    ck_assert_uint_eq(position_of(log, "c"), 5);
+    OK(stele_close(log));
+    free(good);
+    free(file);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+static stele_dead_letter dl_make(uint64_t lsn, const char *key, const char *reason, uint32_t attempts,
+                                 const char *err)
+{
+    return (stele_dead_letter){.lsn = lsn, .attempts = attempts, .key = key, .key_size = strlen(key),
+                               .reason = reason, .reason_size = strlen(reason), .last_stderr = err,
+                               .last_stderr_size = strlen(err)};
+}
+
+static void expect_list(stele_cursor *c, int include_resolved, const char *want)
+{
+    stele_dead_letter *items;
+    size_t n;
+    OK(stele_dead_letter_list(c, include_resolved, &items, &n));
+    char got[512] = "";
+    for (size_t i = 0; i < n; i++) {
+        char one[160];
+        snprintf(one, sizeof one, "%s%llu:%s:%s:%u:%s:%s", i ? " " : "", (unsigned long long)items[i].lsn,
+                 items[i].key, items[i].reason, items[i].attempts, items[i].last_stderr,
+                 items[i].resolved_at_ns ? "resolved" : "dead");
+        ck_assert_uint_gt(items[i].dead_at_ns, 0);
+        strcat(got, one);
+    }
+    stele_dead_letter_free(items);
+    REQUIRE(strcmp(got, want) == 0, "dead letters: got '%s', want '%s'", got, want);
+}
+
+START_TEST(test_dead_letters)
+{
+    char *dir;
+    stele_log *log = new_log(&dir);
+    stele_cursor *c;
+    OK(stele_cursor_open(log, "c", &c));
+    expect_list(c, 1, "");
+    stele_dead_letter d = dl_make(5, "k5", "exit 1", 1, "boom");
+    OK(stele_dead_letter_add(c, &d));
+    d = dl_make(3, "k3", "timeout", 4, "");
+    OK(stele_dead_letter_add(c, &d));
+    d = dl_make(5, "k5", "exit 2", 3, "bang");
+    OK(stele_dead_letter_add(c, &d));
+    expect_list(c, 0, "3:k3:timeout:4::dead 5:k5:exit 2:3:bang:dead");
+    OK(stele_dead_letter_resolve(c, 3));
+    EXPECT(stele_dead_letter_resolve(c, 3), STELE_ERR_NOT_FOUND);
+    EXPECT(stele_dead_letter_resolve(c, 4), STELE_ERR_NOT_FOUND);
+    expect_list(c, 0, "5:k5:exit 2:3:bang:dead");
+    expect_list(c, 1, "3:k3:timeout:4::resolved 5:k5:exit 2:3:bang:dead");
+    d = dl_make(0, "", "x", 1, "");
+    EXPECT(stele_dead_letter_add(c, &d), STELE_ERR_INVALID);
+    d = dl_make(RECORDS + 1, "", "x", 1, "");
+    EXPECT(stele_dead_letter_add(c, &d), STELE_ERR_INVALID);
+    char big[STELE_DEAD_REASON_SIZE_MAX + 2];
+    memset(big, 'r', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    d = dl_make(1, "", big, 1, "");
+    EXPECT(stele_dead_letter_add(c, &d), STELE_ERR_INVALID);
+    big[STELE_DEAD_REASON_SIZE_MAX] = '\0'; /* exactly the limit */
+    d = dl_make(1, "k1", big, 2, "");
+    OK(stele_dead_letter_add(c, &d));
+    uint64_t pos;
+    OK(stele_cursor_position(c, &pos));
+    ck_assert_uint_eq(pos, 0); /* dead letters do not move the cursor */
+    stele_cursor_close(c);
+    OK(stele_close(log));
+
+    log = reopen(dir, 1);
+    OK(stele_cursor_open(log, "c", &c));
+    stele_dead_letter *items;
+    size_t n;
+    OK(stele_dead_letter_list(c, 1, &items, &n));
+    ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(items[0].lsn, 1);
+    ck_assert_uint_eq(items[0].reason_size, STELE_DEAD_REASON_SIZE_MAX);
+    stele_dead_letter_free(items);
+    stele_cursor_close(c);
+    OK(stele_close(log));
+    log = reopen(dir, 0);
+    OK(stele_cursor_open(log, "c", &c));
+    d = dl_make(3, "k3", "exit 1", 1, "again"); /* dead again after being resolved */
+    OK(stele_dead_letter_add(c, &d));
+    OK(stele_dead_letter_list(c, 0, &items, &n));
+    ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(items[1].lsn, 3);
+    ck_assert_uint_eq(items[1].resolved_at_ns, 0);
+    stele_dead_letter_free(items);
+    stele_cursor_close(c);
+    OK(stele_close(log));
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_dead_damage_and_torn_tail)
+{
+    char *dir;
+    stele_log *log = new_log(&dir);
+    stele_cursor *c;
+    OK(stele_cursor_open(log, "c", &c));
+    for (uint64_t lsn = 1; lsn <= 3; lsn++) {
+        stele_dead_letter d = dl_make(lsn, "key", "exit 1", 1, "err");
+        OK(stele_dead_letter_add(c, &d));
+    }
+    stele_cursor_close(c);
+    char *file = consumer_file(dir, "c.dead");
+    size_t size;
+    uint8_t *good = tu_read_file(file, &size);
+    size_t rec = size / 3;
+    ck_assert_uint_eq(rec * 3, size);
+
+    /* Any flipped byte, in any record, the last one included: corruption,
+     * named by the record's offset (never taken for a torn tail, never cut). */
+    for (size_t at = 0; at < size; at++) {
+        uint8_t *bad = malloc(size);
+        memcpy(bad, good, size);
+        bad[at] ^= 0x40;
+        ck_assert_int_eq(tu_write_file(file, bad, size), 0);
+        int code = stele_cursor_open(log, "c", &c);
+        char want[64];
+        snprintf(want, sizeof want, "offset %zu", at / rec * rec);
+        REQUIRE(code == STELE_ERR_CORRUPT && strstr(stele_errmsg(), file) && strstr(stele_errmsg(), want),
+                "byte %zu flipped: %s: %s", at, stele_strerror(code), stele_errmsg());
+        size_t after;
+        uint8_t *now = tu_read_file(file, &after);
+        REQUIRE(now && after == size && memcmp(now, bad, size) == 0, "byte %zu flipped: the file was changed", at);
+        free(now);
+        free(bad);
+    }
+    /* A torn last append: cut at a writable open, appends continue. */
+    for (size_t keep = 2 * rec; keep < size; keep += 5) {
+        ck_assert_int_eq(tu_write_file(file, good, keep), 0);
+        OK(stele_cursor_open(log, "c", &c));
+        expect_list(c, 0, "1:key:exit 1:1:err:dead 2:key:exit 1:1:err:dead");
+        stele_cursor_close(c);
+        size_t now;
+        free(tu_read_file(file, &now));
+        ck_assert_uint_eq(now, 2 * rec);
+    }
+    uint8_t *zeros = calloc(1, size + 100);
+    memcpy(zeros, good, size);
+    ck_assert_int_eq(tu_write_file(file, zeros, size + 100), 0);
+    OK(stele_cursor_open(log, "c", &c));
+    stele_dead_letter d = dl_make(4, "key", "exit 1", 1, "err");
+    OK(stele_dead_letter_add(c, &d));
+    expect_list(c, 0,
+                "1:key:exit 1:1:err:dead 2:key:exit 1:1:err:dead 3:key:exit 1:1:err:dead 4:key:exit 1:1:err:dead");
+    stele_cursor_close(c);
+    free(tu_read_file(file, &size));
+    ck_assert_uint_eq(size, 4 * rec);
+    OK(stele_close(log));
+    free(zeros);
+    free(good);
+    free(file);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_dead_letter_fault)
+{
+    char *dir = tu_tmpdir("cursor-dead-fault");
+    stele_options o = opts_posix(1);
+    struct io *io = io_fault_create(io_posix_create());
+    stele_log *log;
+    OK(stele_open_io(dir, &o, io, &log));
+    append_events(log, RECORDS);
+    stele_cursor *c;
+    OK(stele_cursor_open(log, "c", &c));
+    stele_dead_letter d = dl_make(2, "k", "exit 1", 1, "");
+    OK(stele_dead_letter_add(c, &d));
+    io_fault_arm(io, IO_FAULT_SYNC, 1, ENOSPC, 0);
+    d.lsn = 3;
+    EXPECT(stele_dead_letter_add(c, &d), STELE_ERR_NOSPACE);
+    ck_assert(strstr(stele_errmsg(), "c.dead"));
+    EXPECT(stele_dead_letter_add(c, &d), STELE_ERR_FENCED);
+    EXPECT(stele_cursor_commit(c, 4), STELE_ERR_FENCED);
+    stele_cursor_close(c);
+    /* The write itself reached the file (only its sync failed): reopening
+     * reads what the file holds, whole. */
+    OK(stele_cursor_open(log, "c", &c));
+    expect_list(c, 0, "2:k:exit 1:1::dead 3:k:exit 1:1::dead");
+    io_fault_arm(io, IO_FAULT_WRITE, 1, EIO, 0);
+    d.lsn = 4;
+    EXPECT(stele_dead_letter_add(c, &d), STELE_ERR_IO);
+    stele_cursor_close(c);
+    OK(stele_cursor_open(log, "c", &c));
+    expect_list(c, 0, "2:k:exit 1:1::dead 3:k:exit 1:1::dead");
+    OK(stele_dead_letter_add(c, &d));
+    expect_list(c, 0, "2:k:exit 1:1::dead 3:k:exit 1:1::dead 4:k:exit 1:1::dead");
+    stele_cursor_close(c);
+    OK(stele_close(log));
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cursor");
+    TCase *tc = tcase_create("cursor");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_commit_reopen);
+    tcase_add_test(tc, test_names);
+    tcase_add_test(tc, test_commit_faults);
+    tcase_add_test(tc, test_crash_before_rename);
+    tcase_add_test(tc, test_damaged_cursor);
+    tcase_add_test(tc, test_dead_letters);
+    tcase_add_test(tc, test_dead_damage_and_torn_tail);
+    tcase_add_test(tc, test_dead_letter_fault);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
