@@ -36,6 +36,7 @@ struct config {
     stele_durability durability;
     int keys;                        /* stele appends carry an idempotency key */
     int key_cost;                    /* --key-cost: stele without and with keys, interleaved */
+    int buffered;                    /* --buffered: stele writes through the page cache (direct_io 0) */
     double duration_s;
     const char *dir;                 /* where runs create their stores; a temporary dir when NULL */
     int json;

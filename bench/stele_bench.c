@@ -54,6 +54,7 @@ static void usage(FILE *f)
             "                   [--durability sync|interval|none] [--keys] [--duration SECONDS] [--runs N]\n"
             "                   [--dir PATH] [--peer NAME]... [--json] [--plot FILE.svg] [--posix]\n"
             "                   [--checkpoint-records N]   (stele's option; 0 = index checkpoint only at close)\n"
+            "                   [--buffered]   stele's option direct_io 0: batches written through the page cache\n"
             "                   [--key-cost]   stele alone, without and with a key on every append, runs\n"
             "                                  interleaved; prints the keyed/unkeyed ratio\n"
             "       stele-bench --index KEYS [--record-size BYTES] [--runs N] [--dir PATH] [--json]\n"
@@ -153,6 +154,7 @@ static int apply_option(int c, const char *arg, struct config *cfg)
         return 0;
     case 'k': cfg->keys = 1; return 0;
     case 'K': cfg->key_cost = 1; return 0;
+    case 'B': cfg->buffered = 1; return 0;
     case 'c':
         if (parse_long(arg, 0, 1000000000000L, &n) != 0)
             return -1;
@@ -177,7 +179,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         {"record-size", required_argument, 0, 's'}, {"threads", required_argument, 0, 't'},
         {"inflight", required_argument, 0, 'i'},    {"batch", required_argument, 0, 'b'},
         {"durability", required_argument, 0, 'd'},  {"keys", no_argument, 0, 'k'},
-        {"key-cost", no_argument, 0, 'K'},
+        {"key-cost", no_argument, 0, 'K'},          {"buffered", no_argument, 0, 'B'},
         {"duration", required_argument, 0, 'D'},    {"runs", required_argument, 0, 'r'},
         {"dir", required_argument, 0, 'p'},         {"peer", required_argument, 0, 'e'},
         {"json", no_argument, 0, 'j'},              {"plot", required_argument, 0, 'g'},

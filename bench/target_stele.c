@@ -45,6 +45,7 @@ static int stele_db_open(const struct config *cfg, const char *dir, void **out_d
     o.create = 1;
     o.durability = cfg->durability;
     o.io_backend = cfg->backend;
+    o.direct_io = !cfg->buffered;
     if (cfg->checkpoint_records >= 0)
         o.checkpoint_records = (uint64_t)cfg->checkpoint_records;
     /* Large records must fit: payload_size_max is fixed at creation. */

@@ -61,6 +61,8 @@ struct segment {
     uint64_t chain;          /* chain value of the last batch (prev_chain when empty) */
     uint64_t batch_count;
     int fd;                  /* -1 while a sealed segment's fd is closed (segment_fd_acquire) */
+    int dio_fd;              /* the writer's O_DIRECT fd (segment_write_fd): -2 = not tried yet,
+                                -1 = none (buffered writes through fd) */
     int sealed;              /* read and written with __atomic: the writer seals, others look */
     unsigned mode;           /* file mode bits seen at open */
     unsigned fd_users;       /* readers using fd now; guarded by log->fd_lock */
@@ -222,6 +224,9 @@ void segment_free(stele_log *log, struct segment *seg);
 int segment_create(stele_log *log, uint64_t seq, uint64_t first_lsn, uint64_t prev_chain,
                    struct segment **out_seg);
 int segment_seal(stele_log *log, struct segment *seg);
+/* The fd batches are written through: the O_DIRECT one (opened at the first
+ * call for a segment the handle did not create) or else the plain one. */
+int segment_write_fd(stele_log *log, struct segment *seg, int *out_fd);
 int segment_open_sealed(stele_log *log, struct segment *seg, uint64_t file_size);
 int segment_index_add(struct segment *seg, const struct batch_ref *ref);
 /* Sealed segments keep their fd open only while used or among the most

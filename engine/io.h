@@ -61,6 +61,9 @@ void io_fault_arm(struct io *io, unsigned ops, uint64_t nth, int err, int foreve
 uint64_t io_fault_count(struct io *io, unsigned ops);
 /* Makes the nth write short: only `keep` bytes reach the file, then -EIO. */
 void io_fault_short_write(struct io *io, uint64_t nth, size_t keep);
+/* From now on (refuse 1) every open asking for O_DIRECT fails with EINVAL,
+ * as on a file system without direct I/O. */
+void io_fault_refuse_direct(struct io *io, int refuse);
 
 /* Simulated storage (tests; io_sim.c has the model). Wraps base (which it
  * owns) over the real directory dir and tracks, per file, what is durable

@@ -7,6 +7,7 @@
  * or sync fences the log and is never reported as success (RELIABILITY S9-S13).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -24,6 +25,7 @@ struct fault_io {
     int forever;
     uint64_t short_nth;
     size_t short_keep;
+    int refuse_direct;
     uint64_t writes;
 };
 
@@ -52,7 +54,12 @@ static int tick(struct io *io, unsigned op)
 
 static int f_open(struct io *io, const char *path, int flags, mode_t mode)
 {
+    struct fault_io *f = (struct fault_io *)io;
     int r = tick(io, IO_FAULT_META);
+    pthread_mutex_lock(&f->lock);
+    if (!r && (flags & O_DIRECT) && f->refuse_direct)
+        r = -EINVAL;
+    pthread_mutex_unlock(&f->lock);
     return r ? r : BASE(io)->ops->open(BASE(io), path, flags, mode);
 }
 
@@ -77,8 +84,12 @@ static int f_write(struct io *io, int fd, const void *buf, size_t len, uint64_t 
     uint64_t n = ++f->writes;
     pthread_mutex_unlock(&f->lock);
     if (n == f->short_nth) {
-        /* Part of the bytes reach the file, then the device gives up. */
+        /* Part of the bytes reach the file, then the device gives up. A
+         * direct write can only stop at a block boundary. */
         size_t keep = f->short_keep < len ? f->short_keep : len;
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0 && (fl & O_DIRECT))
+            keep -= keep % 4096;
         if (keep)
             (void)BASE(io)->ops->write(BASE(io), fd, buf, keep, off, 0);
         return -EIO;
@@ -195,6 +206,14 @@ uint64_t io_fault_count(struct io *io, unsigned ops)
             n += f->count[bit];
     pthread_mutex_unlock(&f->lock);
     return n;
+}
+
+void io_fault_refuse_direct(struct io *io, int refuse)
+{
+    struct fault_io *f = (struct fault_io *)io;
+    pthread_mutex_lock(&f->lock);
+    f->refuse_direct = refuse;
+    pthread_mutex_unlock(&f->lock);
 }
 
 void io_fault_short_write(struct io *io, uint64_t nth, size_t keep)

@@ -44,6 +44,7 @@ void stele_options_init(stele_options *o)
     o->io_backend = STELE_IO_URING;
     o->queue_records_max = 65536;
     o->checkpoint_records = 1000000;
+    o->direct_io = 1;
     o->segment_size = STELE_SEGMENT_SIZE_DEFAULT;
     o->idem_window_ns = UINT64_C(24) * 3600 * 1000000000;
     o->payload_size_max = STELE_PAYLOAD_SIZE_DEFAULT;

@@ -211,15 +211,19 @@ static void fence_locked(stele_log *log, struct request *round, int code)
     pthread_cond_broadcast(&log->sync_cond);
 }
 
+/* A frame buffer of at least need bytes, aligned for O_DIRECT writes (its
+ * contents are not kept when it grows). */
 static int ensure_buf(uint8_t **buf, size_t *cap, size_t need)
 {
     if (*cap >= need)
         return STELE_OK;
-    uint8_t *p = realloc(*buf, need);
+    size_t n = (need + STELE_BLOCK_SIZE - 1) / STELE_BLOCK_SIZE * STELE_BLOCK_SIZE;
+    uint8_t *p = aligned_alloc(STELE_BLOCK_SIZE, n);
     if (!p)
         return err_set(STELE_ERR_NOMEM, "out of memory for a %zu-byte batch buffer", need);
+    free(*buf);
     *buf = p;
-    *cap = need;
+    *cap = n;
     return STELE_OK;
 }
 
@@ -516,14 +520,17 @@ static int write_round(stele_log *log, struct segment *seg, struct round *rd, in
     rd->seg = seg;
     rd->frame_offset = seg->data_end;
     rd->frame_size = frame_size;
-    int r = log->io->ops->write(log->io, seg->fd, frame, frame_size, seg->data_end, datasync);
+    int fd, code = segment_write_fd(log, seg, &fd);
+    if (code)
+        return code;
+    int r = log->io->ops->write(log->io, fd, frame, frame_size, seg->data_end, datasync);
     if (r < 0)
         return err_set(err_code_from_errno(-r), "%s %s offset %llu (LSN %llu-%llu): %s",
                        datasync ? "write and sync" : "write", seg->path, (unsigned long long)seg->data_end,
                        (unsigned long long)rd->first_lsn, (unsigned long long)(rd->next_lsn - 1), strerror(-r));
     XXH3_64bits_update(log->file_hash, frame, frame_size);
     struct batch_ref ref = {rd->first_lsn, seg->data_end, h.record_count, (uint32_t)frame_size};
-    int code = segment_index_add(seg, &ref);
+    code = segment_index_add(seg, &ref);
     __atomic_store_n(&seg->data_end, seg->data_end + frame_size, __ATOMIC_RELAXED);
     seg->last_lsn = rd->next_lsn - 1;
     seg->chain = chain;

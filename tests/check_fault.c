@@ -446,11 +446,15 @@ static void check_reopened(const char *dir, struct workload *w, const char *what
 }
 
 /* Opens a fresh log in dir on the fault backend. */
+/* options.direct_io for the handles open_faulty_mode opens. */
+static int faulty_direct_io = 1;
+
 static stele_log *open_faulty_mode(const char *dir, stele_durability durability, struct io **out_io)
 {
     stele_options o = opts_small();
     o.create = 1;
     o.durability = durability;
+    o.direct_io = faulty_direct_io;
     struct io *io = io_fault_create(io_posix_create());
     ck_assert_ptr_nonnull(io);
     stele_log *log = NULL;
@@ -602,17 +606,88 @@ START_TEST(test_short_write_loop)
 }
 END_TEST
 
+/* Where O_DIRECT is refused (as on a file system without it) the log is
+ * written through the page cache and says so, for every segment; it reads
+ * back whole, and a reopen where O_DIRECT works uses it again. */
+START_TEST(test_direct_io_refused)
+{
+    char *dir = tu_tmpdir("fault-direct");
+    struct io *io = io_fault_create(io_posix_create());
+    ck_assert_ptr_nonnull(io);
+    io_fault_refuse_direct(io, 1);
+    stele_options o = opts_small();
+    o.create = 1;
+    stele_log *log = NULL;
+    OK(stele_open_io(dir, &o, io, &log));
+    enum { N = 3000, PER_CALL = 100 }; /* several segments of opts_small's size */
+    for (int i = 0; i < N; i += PER_CALL) {
+        char keys[PER_CALL][32];
+        stele_event evs[PER_CALL];
+        stele_receipt rcs[PER_CALL];
+        for (int j = 0; j < PER_CALL; j++) {
+            snprintf(keys[j], sizeof keys[j], "k-%d", i + j);
+            evs[j] = (stele_event){.type = "t", .type_size = 1, .key = keys[j], .key_size = strlen(keys[j]),
+                                   .payload = "0123456789012345678901234567890123456789", .payload_size = 40};
+        }
+        OK(stele_append_batch(log, evs, PER_CALL, rcs));
+    }
+    stele_stats s = stats_of(log);
+    ck_assert_int_eq(s.direct_io, 0);
+    REQUIRE(s.segment_count >= 2, "the workload should roll segments (got %llu)",
+            (unsigned long long)s.segment_count);
+    ck_assert_uint_eq(s.direct_io_fallbacks, s.segment_count);
+    REQUIRE(strstr(s.io_note, "buffered writes") && strstr(s.io_note, "O_DIRECT") &&
+                strstr(s.io_note, strerror(EINVAL)),
+            "io_note '%s' does not say why", s.io_note);
+    OK(stele_close(log));
+    stele_verify_report rep;
+    OK(stele_verify(dir, NULL, NULL, &rep));
+    ck_assert_uint_eq(rep.records, N);
+
+    /* Asked not to use it: no fallback to report. */
+    o.create = 0;
+    o.direct_io = 0;
+    OK(stele_open(dir, &o, &log));
+    stele_event ev = {.type = "t", .type_size = 1, .payload = "x", .payload_size = 1};
+    stele_receipt rc;
+    OK(stele_append(log, &ev, &rc));
+    s = stats_of(log);
+    ck_assert_int_eq(s.direct_io, 0);
+    ck_assert_uint_eq(s.direct_io_fallbacks, 0);
+    ck_assert_str_eq(s.io_note, "");
+    OK(stele_close(log));
+
+    /* Direct again where the file system has it: either it is used or the note says why not. */
+    o.direct_io = 1;
+    OK(stele_open(dir, &o, &log));
+    OK(stele_append(log, &ev, &rc));
+    s = stats_of(log);
+    REQUIRE(s.direct_io == 1 ? s.io_note[0] == 0 && s.direct_io_fallbacks == 0 : s.io_note[0] != 0,
+            "direct_io %d with note '%s'", s.direct_io, s.io_note);
+    OK(stele_close(log));
+    OK(stele_verify(dir, NULL, NULL, &rep));
+    ck_assert_uint_eq(rep.records, N + 2);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 /* A short batch write is cut at reopen; a "short" write that in fact wrote
  * everything is found there; neither was acknowledged. */
 START_TEST(test_short_write_torn_tail)
 {
-    for (int whole = 0; whole < 2; whole++) {
+    for (int c = 0; c < 4; c++) {
+        int whole = c & 1;
+        faulty_direct_io = c >> 1; /* buffered, then direct where the file system allows it */
         char *dir = tu_tmpdir("fault-torn");
         struct io *io;
         stele_log *log = open_faulty(dir, &io);
         char keys[2][16] = {"first", "second"};
         stele_receipt rc;
         OK(append_keys(log, keys, 1, &rc));
+        /* A direct write stops at a block boundary: its 1000 bytes are none. */
+        int direct = stats_of(log).direct_io;
+        unsigned torn = whole || direct ? 0 : STELE_BLOCK_SIZE;
         io_fault_short_write(io, 1, whole ? (1u << 20) : 1000);
         EXPECT(append_keys(log, &keys[1], 1, &rc), STELE_ERR_OUTCOME_UNKNOWN);
         ck_assert_int_eq(rc.code, STELE_ERR_OUTCOME_UNKNOWN);
@@ -629,12 +704,12 @@ START_TEST(test_short_write_torn_tail)
         stele_verify_report rep;
         OK(stele_verify(dir, NULL, NULL, &rep));
         ck_assert_uint_eq(rep.records, whole ? 2 : 1);
-        ck_assert_uint_eq(rep.torn_bytes, whole ? 0 : STELE_BLOCK_SIZE);
+        ck_assert_uint_eq(rep.torn_bytes, torn);
 
         log = open_plain(dir);
         s = stats_of(log);
         ck_assert_uint_eq(s.last_lsn, whole ? 2 : 1);
-        ck_assert_uint_eq(s.recovery_torn_bytes, whole ? 0 : STELE_BLOCK_SIZE);
+        ck_assert_uint_eq(s.recovery_torn_bytes, torn);
         OK(append_keys(log, &keys[1], 1, &rc));
         ck_assert_int_eq(rc.decision, whole ? STELE_DECISION_DUPLICATE : STELE_DECISION_NEW);
         ck_assert_uint_eq(rc.lsn, 2);
@@ -645,6 +720,7 @@ START_TEST(test_short_write_torn_tail)
         tu_rmrf(dir);
         free(dir);
     }
+    faulty_direct_io = 1;
 }
 END_TEST
 
@@ -1032,6 +1108,7 @@ static Suite *fault_suite(void)
     tc = tcase_create("short_write");
     tcase_add_test(tc, test_short_write_loop);
     tcase_add_test(tc, test_short_write_torn_tail);
+    tcase_add_test(tc, test_direct_io_refused);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
 

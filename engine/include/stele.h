@@ -101,9 +101,14 @@ typedef struct stele_options {
     uint32_t queue_records_max;    /* appends waiting for the writer before appenders block.
                                       Default 65536, bounds [1, 1048576]. */
     uint64_t checkpoint_records;   /* the writer checkpoints the index when a segment is sealed
-                                      and at least this many records (and at least half as
-                                      many as the index holds keys) came since the last one, and
+                                      and at least this many records (and at least as many as
+                                      the index holds keys) came since the last one, and
                                       always at close. Default 1000000; 0 = only at close. */
+    int direct_io;                 /* 1: batches are written to the active segment with O_DIRECT
+                                      (no copy into the page cache) where the file system allows
+                                      it; where it does not, buffered writes plus fdatasync as
+                                      with 0, and stats say so (direct_io, direct_io_fallbacks,
+                                      io_note). 0: always buffered. Default 1. */
 
     /* Fixed when the log is created (stored in the log; ignored when opening an existing one). */
     uint64_t segment_size;         /* bytes per segment file. Default 64 MiB, bounds [64 KiB, 4 GiB], a multiple of 4096. */
@@ -488,6 +493,9 @@ typedef struct stele_stats {
     uint64_t batches_written;
     uint64_t syncs;
     uint64_t bytes_written;
+    int direct_io;                 /* 1: the active segment is written with O_DIRECT (options.direct_io) */
+    uint64_t direct_io_fallbacks;  /* segments written buffered although direct_io asked otherwise */
+    char io_note[160];             /* why O_DIRECT is not used, "" when it is or was not asked for */
     /* the index (SPEC.md §15) */
     uint64_t index_keys;           /* keys remembered (not yet forgotten) */
     uint64_t index_pending;        /* pending intents */
