@@ -15,7 +15,7 @@
  * (nothing appended), with another request a conflict (nothing appended,
  * counted, exit 3). With --derive-keys a line without a key gets
  * "bf-" + 32 hex digits of XXH3-128 over the line's canonical content
- * (derive_key below; SPEC.md §17.1); a line's own key is always kept.
+ * (backfill_key.c; SPEC.md §17.1); a line's own key is always kept.
  *
  * The rule for invalid lines: the whole file is validated before anything
  * is written. Any invalid line (reported on stderr with its line number and
@@ -56,6 +56,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "backfill_key.h"
 #include "cli.h"
 #include "event_json.h"
 #include "line_reader.h"
@@ -67,10 +68,6 @@
 #define GROUP_BYTES_MAX (8u * 1024u * 1024u)
 #define SEGMENT_OVERHEAD_SIZE (3u * 4096u)
 #define RECORD_OVERHEAD_SIZE 72u
-
-/* "bf-" + 32 hex digits + NUL. */
-#define DERIVED_KEY_SIZE 36u
-#define DERIVED_KEY_DOMAIN "stele backfill key v1"
 
 /* Invalid lines reported one by one; after this many only the count. */
 #define INVALID_REPORTED_MAX 100u
@@ -105,7 +102,7 @@ struct backfill {
     stele_event events[GROUP_RECORDS_MAX];
     stele_receipt receipts[GROUP_RECORDS_MAX];
     long lines[GROUP_RECORDS_MAX];
-    char keys[GROUP_RECORDS_MAX][DERIVED_KEY_SIZE];
+    char keys[GROUP_RECORDS_MAX][BACKFILL_KEY_SIZE];
     size_t count, bytes;
     /* the summary */
     uint64_t line_count, valid, new_count, duplicate, conflict, invalid;
@@ -117,49 +114,6 @@ struct backfill {
     const char *phase;       /* what the progress line says we are doing */
     uint64_t progress_at_ns;
 };
-
-/* ------------------------------------------------------------ the keys */
-
-static void put_u64(XXH3_state_t *st, uint64_t v)
-{
-    uint8_t b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-    XXH3_128bits_update(st, b, sizeof b);
-}
-
-static void put_field(XXH3_state_t *st, const void *p, size_t n)
-{
-    put_u64(st, n);
-    if (n)
-        XXH3_128bits_update(st, p, n);
-}
-
-/* SPEC.md §17.1: XXH3-128 (seed 0) over the domain string and, each as an
- * 8-byte little-endian length then the bytes, type, stream and payload, with
- * event_time_ns (8 bytes LE) and the content byte between stream and payload.
- * The payload is what would be stored: "data" re-serialised compactly (so
- * whitespace does not matter, member order does), data_text's text, or
- * data_b64's decoded bytes. Actor is left out, as in the fingerprint. */
-static int derive_key(const stele_event *ev, char dst[DERIVED_KEY_SIZE])
-{
-    XXH3_state_t *st = XXH3_createState();
-    if (!st)
-        return -1;
-    XXH3_128bits_reset(st);
-    XXH3_128bits_update(st, DERIVED_KEY_DOMAIN, sizeof DERIVED_KEY_DOMAIN);
-    put_field(st, ev->type, ev->type_size);
-    put_field(st, ev->stream, ev->stream_size);
-    put_u64(st, ev->event_time_ns);
-    uint8_t content = (uint8_t)ev->content;
-    XXH3_128bits_update(st, &content, 1);
-    put_field(st, ev->payload, ev->payload_size);
-    XXH128_hash_t h = XXH3_128bits_digest(st);
-    XXH3_freeState(st);
-    snprintf(dst, DERIVED_KEY_SIZE, "bf-%016llx%016llx", (unsigned long long)h.high64,
-             (unsigned long long)h.low64);
-    return 0;
-}
 
 /* ------------------------------------------------------------ the lines */
 
@@ -173,55 +127,12 @@ static void report_invalid(struct backfill *b, long line, const char *why)
                 INVALID_REPORTED_MAX);
 }
 
-/* What backfill adds to event_in_parse's rules (see the head comment). */
-static const char *check_line(const struct backfill *b, const stele_event *ev)
-{
-    if (ev->kind != 0 && ev->kind != STELE_KIND_EVENT)
-        return "backfill imports events only (kind \"event\"): intents, outcomes and compensations refer to "
-               "LSNs of another log";
-    if (ev->ref != 0)
-        return "\"ref\" refers to an LSN of another log: backfill imports events without it";
-    if (ev->has_expect_version)
-        return "\"expect_version\" is not taken by backfill (a re-run must not depend on the stream's version)";
-    if (ev->event_time_ns == 0)
-        return "\"event_time\" is required: a backfilled event keeps the time it happened";
-    if (ev->key_size == 0 && !b->derive_keys)
-        return "no \"key\": every backfilled event needs one so that a re-run appends nothing twice "
-               "(or run with --derive-keys)";
-    return NULL;
-}
-
-/* Parses one line into in (zeroed) and applies backfill's rules and the
- * derived key (stored in key). Returns 0, or -1 with the reason in err. */
+/* Parses one line with backfill's rules (backfill_key.h). Returns 0, or -1
+ * with the reason in err. */
 static int parse_line(struct backfill *b, const char *text, size_t size, struct event_in *in,
-                      char key[DERIVED_KEY_SIZE], char err[EVENT_ERR_SIZE])
+                      char key[BACKFILL_KEY_SIZE], char err[EVENT_ERR_SIZE])
 {
-    if (event_in_parse(text, size, in, err) != 0)
-        return -1;
-    const char *why = check_line(b, &in->ev);
-    if (!why && in->ev.payload_size > b->payload_size_max) {
-        snprintf(err, EVENT_ERR_SIZE, "the payload is %zu bytes, more than the log's maximum of %" PRIu64,
-                 in->ev.payload_size, b->payload_size_max);
-        event_in_release(in);
-        return -1;
-    }
-    if (why) {
-        snprintf(err, EVENT_ERR_SIZE, "%s", why);
-        event_in_release(in);
-        return -1;
-    }
-    in->ev.kind = STELE_KIND_EVENT;
-    in->ev.flags |= STELE_FLAG_BACKFILLED;
-    if (in->ev.key_size == 0) {
-        if (derive_key(&in->ev, key) != 0) {
-            snprintf(err, EVENT_ERR_SIZE, "out of memory");
-            event_in_release(in);
-            return -1;
-        }
-        in->ev.key = key;
-        in->ev.key_size = strlen(key);
-    }
-    return 0;
+    return backfill_parse_line(text, size, b->derive_keys, b->payload_size_max, in, key, err);
 }
 
 static void progress(struct backfill *b, int last)
@@ -268,7 +179,7 @@ static int each_line(struct backfill *b, int (*fn)(struct backfill *b, long line
         b->line_count = (uint64_t)++line;
         if (res == LINE_TOO_LONG) {
             if (fn == validate_line) /* the other passes skip what this one reported */
-                report_invalid(b, line, "the line is longer than 64 MiB");
+                report_invalid(b, line, BACKFILL_LINE_TOO_LONG);
             continue;
         }
         if (fn(b, line, text, size) != 0) {
@@ -285,7 +196,7 @@ static int each_line(struct backfill *b, int (*fn)(struct backfill *b, long line
 static int validate_line(struct backfill *b, long line, const char *text, size_t size)
 {
     struct event_in in = {0};
-    char key[DERIVED_KEY_SIZE], err[EVENT_ERR_SIZE];
+    char key[BACKFILL_KEY_SIZE], err[EVENT_ERR_SIZE];
     if (parse_line(b, text, size, &in, key, err) != 0) {
         report_invalid(b, line, err);
         return 0;
@@ -367,7 +278,7 @@ static int append_line(struct backfill *b, long line, const char *text, size_t s
         /* Send what we have first; this line opens the next group (its
          * derived key moves with it). */
         struct event_in held = *in;
-        char key[DERIVED_KEY_SIZE];
+        char key[BACKFILL_KEY_SIZE];
         int derived = held.ev.key == b->keys[b->count];
         memcpy(key, b->keys[b->count], sizeof key);
         if (flush_group(b) != 0) {
@@ -447,30 +358,18 @@ static void seen_free(struct seen *s)
     free(s->ids);
 }
 
-/* The engine's decision, worked out from the record holding the key: the
- * fingerprint covers kind, outcome, type, stream, ref and payload (SPEC.md
- * §5.2); backfilled events have no outcome and no ref. */
-static int same_request(const stele_record *r, const stele_event *ev)
-{
-    return r->kind == STELE_KIND_EVENT && r->outcome == STELE_OUTCOME_NONE && r->ref == 0 &&
-           r->type_size == ev->type_size && r->stream_size == ev->stream_size &&
-           r->payload_size == ev->payload_size && (!ev->type_size || !memcmp(r->type, ev->type, ev->type_size)) &&
-           (!ev->stream_size || !memcmp(r->stream, ev->stream, ev->stream_size)) &&
-           (!ev->payload_size || !memcmp(r->payload, ev->payload, ev->payload_size));
-}
-
 /* Classifies one line against the log and the earlier lines. */
 static int classify_line(struct backfill *b, long line, const char *text, size_t size)
 {
     struct event_in in = {0};
-    char key[DERIVED_KEY_SIZE], err[EVENT_ERR_SIZE];
+    char key[BACKFILL_KEY_SIZE], err[EVENT_ERR_SIZE];
     if (parse_line(b, text, size, &in, key, err) != 0)
         return 0; /* reported by pass 1 */
     const stele_event *ev = &in.ev;
     stele_record *rec = NULL;
     int rc = 0, code = stele_get_key(b->log, ev->key, ev->key_size, &rec);
     if (code == STELE_OK) {
-        if (same_request(rec, ev))
+        if (backfill_same_request(rec, ev))
             b->duplicate++;
         else
             report_conflict(b, line, ev, rec->lsn);
