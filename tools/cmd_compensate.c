@@ -1,5 +1,6 @@
 /*
- * cmd_compensate.c - `stele compensate DIR (--lsn N | --key K) --reason TEXT`:
+ * cmd_compensate.c - `stele compensate DIR (--lsn N | --key K | --from L | --backfill-run FILE)
+ * --reason TEXT`:
  * reverse a record by appending a compensation that points at it (PRODUCT.md,
  * guarantee 5). Nothing is edited or deleted.
  *
@@ -55,20 +56,45 @@
  * selection form, most severe first: 1 the log failed, 2 a rule did not
  * apply or the engine refused a target as invalid, 3 a target compensated
  * differently, else 0.
+ *
+ * The --backfill-run FILE [--derive-keys] form reverses a backfill of FILE
+ * (SPEC.md §17.1): the records it imported are those holding FILE's keys -
+ * each line's own key, or with --derive-keys the key backfill derives; the
+ * lines are read and keyed by backfill_key.c, as backfill reads them. FILE is
+ * read once, every line validated and every key looked up (stele_get_key)
+ * before anything is appended: an invalid line is reported as backfill
+ * reports it ("FILE line N: reason"), nothing is compensated, exit 2. A key
+ * not found is counted ("not_found": the line was never imported, or the
+ * idempotency window forgot its key). A key holding a record without
+ * STELE_FLAG_BACKFILLED is refused ("not a backfilled record", exit 2), one
+ * holding a backfilled event other than the line's (the line was a conflict
+ * when imported) is refused as well (exit 3). The records are then taken in
+ * LSN order through select_one, exactly as --from takes its range (--type,
+ * --stream, --rules, --dry-run, duplicates and refusals alike); the summary
+ * has "backfill_run": FILE and "not_found" instead of from and to, and its
+ * refusals add "not_backfilled" and "key_holds_another_event".
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "backfill_key.h"
 #include "cli.h"
 #include "event_json.h"
+#include "line_reader.h"
 #include "stele.h"
 
 #define DEFAULT_TYPE "compensation"
 
+/* --backfill-run: invalid lines reported one by one; after this many only the count (as backfill). */
+#define INVALID_REPORTED_MAX 100u
+
 enum { OPT_LSN = 256, OPT_KEY, OPT_REASON, OPT_TYPE, OPT_ACTOR, OPT_DATA, OPT_DRY_RUN, OPT_FROM, OPT_TO, OPT_RULES,
-       OPT_STREAM };
+       OPT_STREAM, OPT_BACKFILL_RUN, OPT_DERIVE_KEYS };
 
 static const struct option compensate_options[] = {
     {"lsn", required_argument, NULL, OPT_LSN},
@@ -82,6 +108,8 @@ static const struct option compensate_options[] = {
     {"to", required_argument, NULL, OPT_TO},
     {"rules", required_argument, NULL, OPT_RULES},
     {"stream", required_argument, NULL, OPT_STREAM},
+    {"backfill-run", required_argument, NULL, OPT_BACKFILL_RUN},
+    {"derive-keys", no_argument, NULL, OPT_DERIVE_KEYS},
     CLI_COMMON_OPTIONS,
 };
 
@@ -96,8 +124,16 @@ struct compensate_args {
     const char *data;      /* --data, NULL = none */
     const char *rules_path;
     json_t *rules;         /* the loaded --rules object */
+    const char *backfill_run; /* --backfill-run FILE */
+    int derive_keys;       /* --derive-keys (with --backfill-run) */
     int dry_run;
 };
+
+/* The selection forms: --from and --backfill-run. */
+static int is_selection(const struct compensate_args *a)
+{
+    return a->from != 0 || a->backfill_run != NULL;
+}
 
 static int compensate_option(struct cli_ctx *ctx, int c, struct compensate_args *a)
 {
@@ -139,6 +175,12 @@ static int compensate_option(struct cli_ctx *ctx, int c, struct compensate_args 
         return 0;
     case OPT_RULES:
         a->rules_path = optarg;
+        return 0;
+    case OPT_BACKFILL_RUN:
+        a->backfill_run = optarg;
+        return 0;
+    case OPT_DERIVE_KEYS:
+        a->derive_keys = 1;
         return 0;
     case CLI_OPT_HELP:
         return -1;
@@ -424,7 +466,7 @@ static int make_compensation(const struct cli_ctx *ctx, const struct compensate_
     /* The rule's type, else (single form) --type, else the default. The
      * rule's type string lives as long as a->rules. */
     const char *type = rule ? json_string_value(json_object_get(rule, "type"))
-                       : a->type && !a->from ? a->type : DEFAULT_TYPE;
+                       : a->type && !is_selection(a) ? a->type : DEFAULT_TYPE;
     *ev = (stele_event){.kind = STELE_KIND_COMPENSATION, .content = STELE_CONTENT_JSON, .ref = t->lsn,
                         .type = type, .type_size = strlen(type), .stream = t->stream, .stream_size = t->stream_size,
                         .actor = a->actor, .actor_size = a->actor ? strlen(a->actor) : 0, .payload = text,
@@ -485,11 +527,12 @@ struct selection {
     const struct cli_ctx *ctx;
     stele_log *log;
     const struct compensate_args *a;
-    uint64_t to;
+    uint64_t from, to;       /* --from: the range; --backfill-run: the first target to the last LSN */
     struct comp_ref *comps;  /* dry run: the compensations of [from, to], sorted by ref */
     size_t comp_count;
     uint64_t selected, compensated, already, skipped;
     uint64_t refused_differently, refused_rule, refused_engine;
+    uint64_t refused_not_backfilled, refused_other_event, not_found; /* --backfill-run */
     int failed;
 };
 
@@ -506,11 +549,11 @@ static int collect_compensations(struct selection *s)
     stele_iter *it;
     const stele_record *r;
     size_t cap = 0;
-    int code = stele_iter_open(s->log, s->a->from, &it);
+    int code = stele_iter_open(s->log, s->from, &it);
     if (code != STELE_OK)
-        return cli_fail(s->ctx, code, "reading from LSN %" PRIu64, s->a->from);
+        return cli_fail(s->ctx, code, "reading from LSN %" PRIu64, s->from);
     while ((code = stele_iter_next(it, 0, &r)) == STELE_OK && r) {
-        if (r->kind != STELE_KIND_COMPENSATION || r->ref < s->a->from || r->ref > s->to)
+        if (r->kind != STELE_KIND_COMPENSATION || r->ref < s->from || r->ref > s->to)
             continue;
         if (s->comp_count == cap) {
             cap = cap ? 2 * cap : 256;
@@ -525,7 +568,7 @@ static int collect_compensations(struct selection *s)
     }
     stele_iter_close(it);
     if (code != STELE_OK)
-        return cli_fail(s->ctx, code, "reading the compensations after LSN %" PRIu64, s->a->from);
+        return cli_fail(s->ctx, code, "reading the compensations after LSN %" PRIu64, s->from);
     if (s->comp_count > 1)
         qsort(s->comps, s->comp_count, sizeof *s->comps, cmp_comp_ref);
     return 0;
@@ -611,13 +654,19 @@ static int append_decide(struct selection *s, const stele_event *ev)
     return 0;
 }
 
-/* One record of the range: filtered, checked, compensated. */
+/* Whether t passes --type and --stream. */
+static int matches(const struct compensate_args *a, const stele_record *t)
+{
+    if (a->type && (t->type_size != strlen(a->type) || memcmp(t->type, a->type, t->type_size) != 0))
+        return 0;
+    return !a->stream || (t->stream_size == strlen(a->stream) && memcmp(t->stream, a->stream, t->stream_size) == 0);
+}
+
+/* One record of the selection: filtered, checked, compensated. */
 static int select_one(struct selection *s, const stele_record *t)
 {
     const struct compensate_args *a = s->a;
-    if (a->type && (t->type_size != strlen(a->type) || memcmp(t->type, a->type, t->type_size) != 0))
-        return 0;
-    if (a->stream && (t->stream_size != strlen(a->stream) || memcmp(t->stream, a->stream, t->stream_size) != 0))
+    if (!matches(a, t))
         return 0;
     int reversible = t->kind == STELE_KIND_EVENT ||
                      (t->kind == STELE_KIND_OUTCOME && t->outcome == STELE_OUTCOME_CONFIRMED);
@@ -643,30 +692,55 @@ static int select_one(struct selection *s, const stele_record *t)
 static int print_summary(struct selection *s)
 {
     const struct compensate_args *a = s->a;
-    uint64_t refused = s->refused_differently + s->refused_rule + s->refused_engine;
+    uint64_t refused = s->refused_differently + s->refused_rule + s->refused_engine + s->refused_not_backfilled +
+                       s->refused_other_event;
     if (s->ctx->human) {
-        printf("%s%" PRIu64 " selected in LSN %" PRIu64 "-%" PRIu64 ": %" PRIu64 " compensated, %" PRIu64
-               " already compensated, %" PRIu64 " refused, %" PRIu64 " skipped\n",
-               a->dry_run ? "dry run: " : "", s->selected, a->from, s->to, s->compensated, s->already, refused,
-               s->skipped);
+        printf("%s%" PRIu64 " selected ", a->dry_run ? "dry run: " : "", s->selected);
+        if (a->backfill_run)
+            printf("by %s (%" PRIu64 " not found)", a->backfill_run, s->not_found);
+        else
+            printf("in LSN %" PRIu64 "-%" PRIu64, s->from, s->to);
+        printf(": %" PRIu64 " compensated, %" PRIu64 " already compensated, %" PRIu64 " refused, %" PRIu64
+               " skipped\n", s->compensated, s->already, refused, s->skipped);
         return 0;
     }
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:I, s:b}", "selected",
-                          (json_int_t)s->selected, "compensated", (json_int_t)s->compensated, "already_compensated",
-                          (json_int_t)s->already, "refused", (json_int_t)refused, "skipped", (json_int_t)s->skipped,
-                          "refusals", "compensated_differently", (json_int_t)s->refused_differently,
-                          "rule_does_not_apply", (json_int_t)s->refused_rule, "engine_refused",
-                          (json_int_t)s->refused_engine, "from", (json_int_t)a->from, "to", (json_int_t)s->to,
-                          "dry_run", a->dry_run);
-    int rc = o ? json_write_line(stdout, o) : -1;
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}", "selected", (json_int_t)s->selected,
+                          "compensated", (json_int_t)s->compensated, "already_compensated", (json_int_t)s->already,
+                          "refused", (json_int_t)refused, "skipped", (json_int_t)s->skipped, "refusals",
+                          "compensated_differently", (json_int_t)s->refused_differently, "rule_does_not_apply",
+                          (json_int_t)s->refused_rule, "engine_refused", (json_int_t)s->refused_engine);
+    int rc = o ? 0 : -1;
+    if (rc == 0 && a->backfill_run) {
+        json_t *refusals = json_object_get(o, "refusals");
+        rc |= json_object_set_new(refusals, "not_backfilled", json_integer((json_int_t)s->refused_not_backfilled));
+        rc |= json_object_set_new(refusals, "key_holds_another_event",
+                                  json_integer((json_int_t)s->refused_other_event));
+        rc |= json_object_set_new(o, "backfill_run", json_string_lossy(a->backfill_run, strlen(a->backfill_run)));
+        rc |= json_object_set_new(o, "not_found", json_integer((json_int_t)s->not_found));
+    } else if (rc == 0) {
+        rc |= json_object_set_new(o, "from", json_integer((json_int_t)s->from));
+        rc |= json_object_set_new(o, "to", json_integer((json_int_t)s->to));
+    }
+    if (rc == 0)
+        rc = json_object_set_new(o, "dry_run", json_boolean(a->dry_run));
+    if (rc == 0)
+        rc = json_write_line(stdout, o);
     json_decref(o);
     return rc;
+}
+
+/* The exit status of a selection that ran to its end (see the head comment). */
+static int selection_status(const struct selection *s)
+{
+    if (s->refused_rule || s->refused_engine || s->refused_not_backfilled)
+        return CLI_EXIT_USAGE;
+    return s->refused_differently || s->refused_other_event ? CLI_EXIT_CONFLICT : CLI_EXIT_OK;
 }
 
 /* The selection form (see the head comment). */
 static int run_selection(const struct cli_ctx *ctx, stele_log *log, const struct compensate_args *a)
 {
-    struct selection s = {.ctx = ctx, .log = log, .a = a};
+    struct selection s = {.ctx = ctx, .log = log, .a = a, .from = a->from};
     stele_stats st;
     stele_iter *it = NULL;
     const stele_record *t;
@@ -689,9 +763,199 @@ static int run_selection(const struct cli_ctx *ctx, stele_log *log, const struct
     if (rc == 0 && (print_summary(&s) != 0 || s.failed))
         rc = CLI_EXIT_FAILURE;
     if (rc == 0)
-        rc = s.refused_rule || s.refused_engine ? CLI_EXIT_USAGE : s.refused_differently ? CLI_EXIT_CONFLICT : 0;
+        rc = selection_status(&s);
 out:
     stele_iter_close(it);
+    free(s.comps);
+    return rc;
+}
+
+/* --backfill-run: what a line's key holds. */
+enum bf_what {
+    BF_TARGET,          /* a backfilled record, the line's event: compensated */
+    BF_NOT_BACKFILLED,  /* a record backfill did not import: refused */
+    BF_OTHER_EVENT,     /* a backfilled record, but another event (the line was a conflict): refused */
+};
+
+struct bf_item {
+    uint64_t lsn;
+    long line;
+    enum bf_what what;
+};
+
+struct bf_run {
+    const struct cli_ctx *ctx;
+    stele_log *log;
+    const struct compensate_args *a;
+    uint64_t payload_size_max;
+    struct bf_item *items;
+    size_t count, cap;
+    uint64_t invalid, not_found;
+};
+
+static void bf_report_invalid(struct bf_run *r, long line, const char *why)
+{
+    r->invalid++;
+    if (r->invalid <= INVALID_REPORTED_MAX)
+        fprintf(stderr, "stele: compensate: %s line %ld: %s\n", r->a->backfill_run, line, why);
+    else if (r->invalid == INVALID_REPORTED_MAX + 1)
+        fprintf(stderr, "stele: compensate: %s: more invalid lines; only the first %u are listed\n",
+                r->a->backfill_run, INVALID_REPORTED_MAX);
+}
+
+/* One line: parsed as backfill parses it, its key looked up. Returns 0 or
+ * an exit code after printing. */
+static int bf_line(struct bf_run *r, long line, const char *text, size_t size)
+{
+    struct event_in in = {0};
+    char key[BACKFILL_KEY_SIZE], err[EVENT_ERR_SIZE];
+    if (backfill_parse_line(text, size, r->a->derive_keys, r->payload_size_max, &in, key, err) != 0) {
+        bf_report_invalid(r, line, err);
+        return 0;
+    }
+    if (r->invalid) { /* nothing will be compensated: the lookups are of no use */
+        event_in_release(&in);
+        return 0;
+    }
+    const stele_event *ev = &in.ev;
+    stele_record *rec = NULL;
+    int rc = 0, code = stele_get_key(r->log, ev->key, ev->key_size, &rec);
+    if (code == STELE_ERR_NOT_FOUND) {
+        r->not_found++;
+    } else if (code != STELE_OK) {
+        rc = cli_fail(r->ctx, code, "%s line %ld: looking up key %.*s", r->a->backfill_run, line,
+                      (int)ev->key_size, ev->key);
+    } else {
+        if (r->count == r->cap) {
+            size_t cap = r->cap ? 2 * r->cap : 256;
+            struct bf_item *p = realloc(r->items, cap * sizeof *p);
+            if (!p)
+                rc = cli_error(r->ctx, CLI_EXIT_FAILURE, "out of memory");
+            else
+                r->items = p, r->cap = cap;
+        }
+        if (rc == 0)
+            r->items[r->count++] = (struct bf_item){
+                .lsn = rec->lsn, .line = line,
+                .what = !(rec->flags & STELE_FLAG_BACKFILLED) ? BF_NOT_BACKFILLED
+                        : backfill_same_request(rec, ev)      ? BF_TARGET
+                                                              : BF_OTHER_EVENT};
+        stele_record_free(rec);
+    }
+    event_in_release(&in);
+    return rc;
+}
+
+/* Reads FILE once: every line validated, every valid line's key looked up. */
+static int bf_read(struct bf_run *r)
+{
+    const char *path = r->a->backfill_run;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return cli_error(r->ctx, errno == ENOENT ? CLI_EXIT_NOT_FOUND : CLI_EXIT_FAILURE, "opening %s: %s", path,
+                         strerror(errno));
+    struct line_reader rd;
+    line_reader_init(&rd, fd);
+    long line = 0;
+    int rc = 0;
+    while (rc == 0) {
+        char *text;
+        size_t size;
+        enum line_result res = line_reader_next(&rd, 1, &text, &size);
+        if (res == LINE_END)
+            break;
+        if (res == LINE_ERROR) {
+            rc = cli_error(r->ctx, CLI_EXIT_FAILURE, "reading %s after line %ld: %s", path, line, strerror(errno));
+            break;
+        }
+        line++;
+        if (res == LINE_TOO_LONG)
+            bf_report_invalid(r, line, BACKFILL_LINE_TOO_LONG);
+        else
+            rc = bf_line(r, line, text, size);
+    }
+    line_reader_free(&rd);
+    close(fd);
+    if (rc == 0 && r->invalid)
+        rc = cli_usage_error(r->ctx, "%s: %" PRIu64 " invalid line%s: nothing compensated (backfill imports no "
+                             "line of such a file either)", path, r->invalid, r->invalid == 1 ? "" : "s");
+    return rc;
+}
+
+static int cmp_bf_item(const void *x, const void *y)
+{
+    const struct bf_item *a = x, *b = y;
+    if (a->lsn != b->lsn)
+        return a->lsn < b->lsn ? -1 : 1;
+    return a->line < b->line ? -1 : a->line > b->line;
+}
+
+/* A key of FILE that holds a record we refuse to compensate (if it passes
+ * --type and --stream). */
+static void bf_refuse(struct selection *s, const struct bf_item *it, const stele_record *t)
+{
+    char why[600];
+    if (!matches(s->a, t))
+        return;
+    s->selected++;
+    if (it->what == BF_NOT_BACKFILLED) {
+        s->refused_not_backfilled++;
+        snprintf(why, sizeof why, "not a backfilled record: key %.*s (%s line %ld) holds LSN %" PRIu64
+                 ", which backfill did not import", (int)t->key_size, t->key ? t->key : "", s->a->backfill_run,
+                 it->line, t->lsn);
+    } else {
+        s->refused_other_event++;
+        snprintf(why, sizeof why, "key %.*s (%s line %ld) holds LSN %" PRIu64 ", a backfilled event other than "
+                 "the line's: the line was a conflict and was not imported", (int)t->key_size,
+                 t->key ? t->key : "", s->a->backfill_run, it->line, t->lsn);
+    }
+    print_target(s, t->lsn, 0, "refused", why);
+}
+
+/* The --backfill-run form (see the head comment): FILE is read and every
+ * key looked up first, so an invalid line compensates nothing; then the
+ * records are taken in LSN order through select_one, as --from takes them. */
+static int run_backfill_run(const struct cli_ctx *ctx, stele_log *log, const struct compensate_args *a)
+{
+    struct bf_run r = {.ctx = ctx, .log = log, .a = a};
+    struct selection s = {.ctx = ctx, .log = log, .a = a};
+    stele_stats st;
+    int code = stele_stats_get(log, &st), rc;
+    if (code != STELE_OK)
+        return cli_fail(ctx, code, "reading the log's last LSN and limits");
+    r.payload_size_max = st.payload_size_max;
+    if ((rc = bf_read(&r)) != 0)
+        goto out;
+    s.not_found = r.not_found;
+    if (r.count > 1)
+        qsort(r.items, r.count, sizeof *r.items, cmp_bf_item);
+    /* Records appended from now on, our own compensations among them, are
+     * not part of the selection. */
+    s.from = r.count ? r.items[0].lsn : 1;
+    s.to = st.last_lsn;
+    if (a->dry_run && r.count && (rc = collect_compensations(&s)) != 0)
+        goto out;
+    for (size_t i = 0; i < r.count && rc == 0 && !s.failed; i++) {
+        if (i > 0 && r.items[i].lsn == r.items[i - 1].lsn)
+            continue; /* the same line twice in FILE: one record */
+        stele_record *t;
+        if ((code = stele_get(log, r.items[i].lsn, &t)) != STELE_OK) {
+            rc = cli_fail(ctx, code, "reading LSN %" PRIu64 " (key of %s line %ld)", r.items[i].lsn,
+                          a->backfill_run, r.items[i].line);
+            break;
+        }
+        if (r.items[i].what == BF_TARGET)
+            rc = select_one(&s, t);
+        else
+            bf_refuse(&s, &r.items[i], t);
+        stele_record_free(t);
+    }
+    if (rc == 0 && (print_summary(&s) != 0 || s.failed))
+        rc = CLI_EXIT_FAILURE;
+    if (rc == 0)
+        rc = selection_status(&s);
+out:
+    free(r.items);
     free(s.comps);
     return rc;
 }
@@ -699,19 +963,23 @@ out:
 /* The combinations of options that make sense (see stele compensate --help). */
 static int check_args(const struct cli_ctx *ctx, struct compensate_args *a)
 {
-    int forms = (a->lsn != 0) + (a->key != NULL) + (a->from != 0);
+    int forms = (a->lsn != 0) + (a->key != NULL) + (a->from != 0) + (a->backfill_run != NULL);
     if (forms != 1)
-        return cli_usage_error(ctx, "give exactly one of --lsn N, --key K and --from L [--to L]%s",
-                               a->to && !a->from ? " (--to needs --from)" : "");
+        return cli_usage_error(ctx, "give exactly one of --lsn N, --key K, --from L [--to L] and --backfill-run "
+                               "FILE%s", a->to && !a->from ? " (--to needs --from)" : "");
     if (!a->reason)
         return cli_usage_error(ctx, "--reason TEXT is required: a compensation says why");
-    if (!a->from && (a->to || a->stream))
-        return cli_usage_error(ctx, "--to and --stream select a range: they go with --from");
+    if (!a->from && a->to)
+        return cli_usage_error(ctx, "--to ends a range: it goes with --from");
+    if (!is_selection(a) && a->stream)
+        return cli_usage_error(ctx, "--stream narrows a selection: it goes with --from or --backfill-run");
+    if (a->derive_keys && !a->backfill_run)
+        return cli_usage_error(ctx, "--derive-keys says how FILE's keys were made: it goes with --backfill-run");
     if (a->from && a->to && a->to < a->from)
         return cli_usage_error(ctx, "--to %" PRIu64 " is before --from %" PRIu64, a->to, a->from);
     if (a->rules_path && a->data)
         return cli_usage_error(ctx, "--data and --rules both give the payload: use one");
-    if (a->rules_path && a->type && !a->from)
+    if (a->rules_path && a->type && !is_selection(a))
         return cli_usage_error(ctx, "--type and --rules both give the compensation's type: use one");
     return a->rules_path ? rules_load(ctx, a) : 0;
 }
@@ -733,7 +1001,9 @@ int cmd_compensate(struct cli_ctx *ctx, int argc, char **argv)
     /* A dry run only reads, so it takes no lock and runs beside a writer. */
     rc = a.dry_run ? cli_open_read_only(ctx, dir, &log) : cli_open_log(ctx, dir, NULL, &log);
     if (rc == 0) {
-        rc = a.from ? run_selection(ctx, log, &a) : run(ctx, log, &a);
+        rc = a.backfill_run ? run_backfill_run(ctx, log, &a)
+             : a.from       ? run_selection(ctx, log, &a)
+                            : run(ctx, log, &a);
         if (a.dry_run)
             stele_close(log); /* read-only: nothing to flush, nothing to report */
         else
