@@ -47,7 +47,8 @@ static const struct command {
      "stele pending DIR [--older-than DURATION] [--limit N]\n"
      "         one {\"key\",\"lsn\",\"recorded_at\",\"age_s\"} per pending intent, oldest first"},
     {"compensate", cmd_compensate,
-     "stele compensate DIR (--lsn N | --key K | --from L --to L [--type T] [--stream S])\n"
+     "stele compensate DIR (--lsn N | --key K | --from L --to L [--type T] [--stream S]\n"
+     "                      | --backfill-run FILE.jsonl [--derive-keys] [--type T] [--stream S])\n"
      "                      --reason TEXT [--rules FILE] [--actor A] [--data TEXT] [--dry-run]\n"
      "         appends compensations (ref = the event, or the key's confirmed outcome) in the target's\n"
      "         stream; one record prints append's receipt plus \"ref\", a selection one summary object"},
