@@ -829,10 +829,12 @@ static int bf_line(struct bf_run *r, long line, const char *text, size_t size)
         if (r->count == r->cap) {
             size_t cap = r->cap ? 2 * r->cap : 256;
             struct bf_item *p = realloc(r->items, cap * sizeof *p);
-            if (!p)
+            if (!p) {
                 rc = cli_error(r->ctx, CLI_EXIT_FAILURE, "out of memory");
-            else
-                r->items = p, r->cap = cap;
+            } else {
+                r->items = p;
+                r->cap = cap;
+            }
         }
         if (rc == 0)
             r->items[r->count++] = (struct bf_item){
