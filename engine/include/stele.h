@@ -94,7 +94,10 @@ typedef enum stele_io_backend {
 
 typedef struct stele_options {
     int create;                    /* 1: create the log when dir holds none (dir itself may be created). Default 0. */
-    int read_only;                 /* 1: no lock, never writes; sees what writers have written. Default 0. */
+    int read_only;                 /* 1: no writer lock, never writes the log; sees what writers have made
+                                      durable (it fdatasyncs the active segment, through its own
+                                      descriptor, before new records become visible: SPEC.md §10.2).
+                                      Default 0. */
     stele_durability durability;   /* Default STELE_DURABILITY_DEFAULT (the log's own default). */
     uint32_t sync_interval_ms;     /* interval mode: ms between syncs. Default 100, bounds [1, 60000]. */
     stele_io_backend io_backend;   /* Default STELE_IO_URING. */
@@ -212,6 +215,12 @@ typedef struct stele_log stele_log;
 /* Opens (and with opts->create, creates) the log in dir. opts may be NULL for
  * defaults. A writer takes an exclusive lock and recovers the log: a torn tail
  * is cut (and counted in stats); damage to durable bytes fails the open.
+ * A read-only handle takes no lock and never writes the log, and shows durable
+ * records only: before records become visible to it (at open, and whenever it
+ * catches up with the writer) it fdatasyncs the segment holding them through
+ * its own descriptor. If that sync fails, the call fails (IO, NOSPACE, naming
+ * the segment), nothing new becomes visible, and every later catch-up of the
+ * handle is FENCED until it is reopened (SPEC.md §10.2).
  * Returns STELE_OK, INVALID (bad option: the message names the field), NOT_FOUND
  * (no log and not create), LOCKED (the message names the holder's pid), CORRUPT,
  * FORMAT, IO, NOSPACE, NOMEM. */
@@ -299,7 +308,7 @@ STELE_API void stele_record_free(stele_record *rec);
  * until their outcome. Compensations are never forgotten.
  *
  * Queries see acknowledged records only (up to stats.last_lsn). On a
- * read-only handle they see what the writer had acknowledged when the handle
+ * read-only handle they see what the writer had made durable when the handle
  * last caught up (every query catches up first). */
 
 typedef enum stele_state {
