@@ -38,13 +38,19 @@
  *    lock file) and commits. A consumer commits through a read-only log
  *    handle, record by record, while a child process holds the log writable
  *    and appends; every record is seen once, in order, and a commit past what
- *    the handle shows is INVALID.
+ *    the handle shows is INVALID. Where no lock file can be made (an
+ *    immutable consumers/ directory stands in for a read-only file system),
+ *    the consumer opens for reading and changes are READ_ONLY naming the path
+ *    and errno.
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -726,6 +732,60 @@ START_TEST(test_lock_other_process)
 }
 END_TEST
 
+/* A consumer whose lock file cannot be made (here consumers/ is immutable,
+ * as on a read-only file system) still opens for reading; changes are
+ * READ_ONLY naming the lock file and errno. Skipped where the immutable flag
+ * cannot be set (not root, or a file system without it). */
+START_TEST(test_lock_file_unavailable)
+{
+    char *dir;
+    stele_log *log = new_log(&dir);
+    stele_cursor *c = NULL;
+    OK(stele_cursor_open(log, "a", &c)); /* makes consumers/ */
+    stele_cursor_close(c);
+    char *consumers = consumer_file(dir, "");
+    int fd = open(consumers, O_RDONLY | O_DIRECTORY);
+    ck_assert_int_ge(fd, 0);
+    int flags = 0;
+    int immutable = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+    flags |= FS_IMMUTABLE_FL;
+    if (!immutable || ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0) {
+        fprintf(stderr, "test_lock_file_unavailable skipped: cannot make %s immutable: %s\n", consumers,
+                strerror(errno));
+        close(fd);
+    } else {
+        /* Everything is observed before the flag goes, so a failure leaves
+         * no directory that cannot be removed. */
+        char msg_open[512], msg_excl[512], msg_commit[512];
+        c = NULL;
+        int open_code = stele_cursor_open(log, "b", &c);
+        snprintf(msg_open, sizeof msg_open, "%s", stele_errmsg());
+        int excl_code = c ? stele_cursor_exclusive(c) : -1;
+        snprintf(msg_excl, sizeof msg_excl, "%s", stele_errmsg());
+        int commit_code = c ? stele_cursor_commit(c, 1) : -1;
+        snprintf(msg_commit, sizeof msg_commit, "%s", stele_errmsg());
+        uint64_t pos = 99;
+        int pos_code = c ? stele_cursor_position(c, &pos) : -1;
+        stele_cursor_close(c);
+        flags &= ~FS_IMMUTABLE_FL;
+        int cleared = ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+        close(fd);
+        ck_assert_msg(cleared, "cannot clear the immutable flag of %s", consumers);
+        REQUIRE(open_code == STELE_OK, "open without a lock file: %s: %s", stele_strerror(open_code), msg_open);
+        REQUIRE(excl_code == STELE_ERR_READ_ONLY && strstr(msg_excl, "consumer b") && strstr(msg_excl, "b.lock") &&
+                strstr(msg_excl, "Operation not permitted"), "exclusive gave %d: %s", excl_code, msg_excl);
+        REQUIRE(commit_code == STELE_ERR_READ_ONLY && strstr(msg_commit, "commit consumer b"), "commit gave %d: %s",
+                commit_code, msg_commit);
+        ck_assert_int_eq(pos_code, STELE_OK);
+        ck_assert_uint_eq(pos, 0);
+    }
+    free(consumers);
+    OK(stele_close(log));
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 #define BESIDE_RECORDS 300
 
 /* The writer process: holds the log writable, says so on ready, appends
@@ -830,6 +890,7 @@ int main(void)
     tcase_add_test(tc, test_dead_letter_fault);
     tcase_add_test(tc, test_lock_other_process);
     tcase_add_test(tc, test_commit_beside_writer);
+    tcase_add_test(tc, test_lock_file_unavailable);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -18,6 +18,13 @@
  * multi-threaded process) in a process group of its own, so that a timeout
  * kills everything it started and a terminal's Ctrl-C reaches only us: on
  * SIGINT or SIGTERM we let the event in hand finish, commit and exit 0.
+ *
+ * The log is opened read-only in every mode (SPEC.md §16.1: the cursor is
+ * the consumer's, guarded by its own lock), so replay runs beside the process
+ * that writes the log, and --follow delivers that process's appends once
+ * they are durable. Before delivering we make sure this run holds the
+ * consumer's lock (stele_cursor_exclusive): a second replay of the consumer
+ * stops before delivering anything it could not commit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -152,8 +159,9 @@ static const char *const replay_manual[] = {
     "\n"
     "EXIT STATUS\n"
     "  0 done (or stopped by a signal); 1 a dead letter with --on-dead-letter stop, a redrive that\n"
-    "  left dead letters, another replay of the consumer running, or another failure; 2 usage; 4 no log in DIR; 5 a damaged cursor or\n"
-    "  dead-letter file (never reset: the message names the file and offset).\n"
+    "  left dead letters, another replay of the consumer running (the message names its pid), or\n"
+    "  another failure; 2 usage; 4 no log in DIR; 5 a damaged cursor or dead-letter file (never\n"
+    "  reset: the message names the file and offset).\n"
     "\n"
     "EXAMPLES\n"
     "  stele replay /var/lib/pay --consumer mailer --exec './send-mail.sh' --max-attempts 8\n"
