@@ -3,7 +3,8 @@
  *
  * A log is a directory of checksummed, append-only segment files. One process
  * writes a log at a time (an exclusive lock); any number of threads in it may
- * append and read concurrently; other processes may open it read-only.
+ * append and read concurrently; other processes may open it read-only (they
+ * see its durable records) and run consumers with their own cursors.
  *
  * Conventions:
  *  - Every fallible function returns a stele_code (0 = STELE_OK). The code is
