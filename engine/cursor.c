@@ -10,13 +10,13 @@
  *    (created or truncated), fdatasyncs it, renames it over NAME.cursor and
  *    fsyncs the consumers directory. The rename is the commit point: a crash
  *    before it leaves the old file (and a stray .tmp, removed at the next
- *    open that gets the lock), a crash after it the new one; the directory sync makes
- *    the rename itself durable before the commit is reported done.
+ *    open that gets the lock), a crash after it the new one; the directory
+ *    sync makes the rename itself durable before the commit is reported done.
  *  - NAME.dead is append-only: one checksummed record per dead letter or per
  *    resolution, each written at the end of the file with an fdatasync before
  *    the call returns. A crash can only leave a torn last append, which
- *    readers stop at and the lock holder's open cuts; anything else that fails a
- *    check is corruption.
+ *    readers stop at and the lock holder's open cuts; anything else that
+ *    fails a check is corruption.
  *
  * The files go through the log's I/O seam (log->aux_io when the log has one,
  * as the index checkpoint does, else log->io), so the fault-injecting
@@ -303,8 +303,8 @@ static int cursor_store(stele_cursor *c, uint64_t lsn)
     if (code == STELE_OK && (r = io->ops->sync_dir(io, c->dir)) < 0)
         code = err_sys(-r, "sync directory", c->dir);
     if (code) {
-        /* Best effort: a stray .tmp is harmless (the next open holding the lock
-         * removes it); the code already says what failed. */
+        /* Best effort: a stray .tmp is harmless (the next open holding the
+         * lock removes it); the code already says what failed. */
         io->ops->unlink(io, c->tmp);
         return code;
     }
@@ -518,8 +518,8 @@ static int dead_scan(const stele_cursor *c, struct dead_scan *s)
     return code;
 }
 
-/* An open holding the lock cuts a torn tail so that the next append follows the last
- * whole record (the cut bytes were never acknowledged). */
+/* An open holding the lock cuts a torn tail so that the next append follows
+ * the last whole record (the cut bytes were never acknowledged). */
 static int dead_open(stele_cursor *c)
 {
     struct dead_scan s;

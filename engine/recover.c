@@ -404,7 +404,7 @@ static int sync_scanned(stele_log *log, struct segment *seg)
     if (r == 0)
         return STELE_OK;
     code = err_set(err_code_from_errno(-r), "sync %s before exposing LSNs up to %llu (read-only handle): %s",
-                       seg->path, (unsigned long long)seg->last_lsn, strerror(-r));
+                   seg->path, (unsigned long long)seg->last_lsn, strerror(-r));
     pthread_mutex_lock(&log->q_lock);
     if (!log->fenced) {
         log->fenced = 1;
