@@ -789,8 +789,9 @@ END_TEST
 #define BESIDE_RECORDS 300
 
 /* The writer process: holds the log writable, says so on ready, appends
- * BESIDE_RECORDS events one by one. */
-static int child_writer(const char *dir, int ready)
+ * BESIDE_RECORDS events one by one, and half-way waits for a byte on go, so
+ * that the consumer provably commits while this process holds the log. */
+static int child_writer(const char *dir, int ready, int go)
 {
     stele_options o = opts_posix(0);
     stele_log *log;
@@ -799,6 +800,9 @@ static int child_writer(const char *dir, int ready)
     if (write(ready, "w", 1) != 1)
         return child_fail(31, "signal ready");
     for (int i = 0; i < BESIDE_RECORDS; i++) {
+        char byte;
+        if (i == BESIDE_RECORDS / 2 && read(go, &byte, 1) != 1)
+            return child_fail(34, "wait for the consumer");
         stele_event e = {.type = "t", .type_size = 1, .payload = &i, .payload_size = sizeof i};
         if (stele_append(log, &e, NULL) != STELE_OK)
             return child_fail(32, "append");
@@ -820,18 +824,21 @@ START_TEST(test_commit_beside_writer)
     stele_log *log;
     OK(stele_open(dir, &o, &log));
     OK(stele_close(log));
-    int pipefd[2];
-    ck_assert_int_eq(pipe(pipefd), 0);
+    int ready[2], go[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        close(pipefd[0]);
-        _exit(child_writer(dir, pipefd[1]));
+        close(ready[0]);
+        close(go[1]);
+        _exit(child_writer(dir, ready[1], go[0]));
     }
-    close(pipefd[1]);
+    close(ready[1]);
+    close(go[0]);
     char byte;
-    REQUIRE(read(pipefd[0], &byte, 1) == 1, "the writer process did not start");
-    close(pipefd[0]);
+    REQUIRE(read(ready[0], &byte, 1) == 1, "the writer process did not start");
+    close(ready[0]);
     stele_log *ro = reopen(dir, 1);
     stele_cursor *c;
     OK(stele_cursor_open(ro, "c", &c));
@@ -855,13 +862,19 @@ START_TEST(test_commit_beside_writer)
         beside += !exited;
         EXPECT(stele_cursor_commit(c, BESIDE_RECORDS + 1), STELE_ERR_INVALID);
         ck_assert(strstr(stele_errmsg(), "beyond the log's last acknowledged LSN"));
+        if (committed == BESIDE_RECORDS / 2) {
+            /* The writer waits for this byte, holding the log writable. */
+            ck_assert_int_eq(exited, 0);
+            REQUIRE(write(go[1], "g", 1) == 1, "cannot wake the writer process");
+        }
     }
+    close(go[1]);
     stele_iter_close(it);
     ck_assert_uint_eq(committed, BESIDE_RECORDS);
     if (!exited)
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer process: status %d (see its stderr)", status);
-    ck_assert_uint_gt(beside, 0); /* commits happened while the other process held the log */
+    ck_assert_uint_ge(beside, BESIDE_RECORDS / 2); /* commits while the other process held the log */
     uint64_t pos;
     OK(stele_cursor_position(c, &pos));
     ck_assert_uint_eq(pos, BESIDE_RECORDS);
