@@ -10,25 +10,38 @@
  *    (created or truncated), fdatasyncs it, renames it over NAME.cursor and
  *    fsyncs the consumers directory. The rename is the commit point: a crash
  *    before it leaves the old file (and a stray .tmp, removed at the next
- *    writable open), a crash after it the new one; the directory sync makes
- *    the rename itself durable before the commit is reported done.
+ *    open that gets the lock), a crash after it the new one; the directory
+ *    sync makes the rename itself durable before the commit is reported done.
  *  - NAME.dead is append-only: one checksummed record per dead letter or per
  *    resolution, each written at the end of the file with an fdatasync before
  *    the call returns. A crash can only leave a torn last append, which
- *    readers stop at and a writable open cuts; anything else that fails a
- *    check is corruption.
+ *    readers stop at and the lock holder's open cuts; anything else that
+ *    fails a check is corruption.
  *
  * The files go through the log's I/O seam (log->aux_io when the log has one,
  * as the index checkpoint does, else log->io), so the fault-injecting
  * backend reaches them. A failed commit or append fences the cursor handle:
  * what the files hold is then known only by reading them again (reopen).
+ *
+ * The consumer's state is the consumer's, not the log writer's: a handle on
+ * a read-only log changes it as well as one on a writable log. What makes
+ * changes safe is NAME.lock: the handle that holds its flock is the only one
+ * that writes NAME.cursor and NAME.dead, removes a stray .tmp or cuts a torn
+ * tail. Another handle (another process, or a second handle of this one)
+ * still opens, reads the files afresh at each look, and gets LOCKED naming
+ * the holder's pid for every change. Commits never point past what the log
+ * handle shows, and a read-only log handle shows only durable records
+ * (SPEC.md §10.2), so a cursor never survives a crash its record does not.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "checksum.h"
 #include "endian.h"
@@ -48,6 +61,12 @@
 /* A dead-letter file larger than this is refused rather than read into memory. */
 #define DEAD_FILE_SIZE_MAX (256u * 1024u * 1024u)
 #define CONSUMERS_DIR "consumers"
+/* As for the writer lock (engine/log.c): io_uring can keep a killed
+ * process's files, and so its flock, alive briefly after kill -9
+ * (RELIABILITY S32), so a busy consumer lock is retried this long before the
+ * handle settles for reading. */
+#define LOCK_WAIT_MS 1000
+#define LOCK_POLL_MS 10
 
 _Static_assert(STELE_CURSOR_NAME_SIZE_MAX == 64, "SPEC.md §16.1 names at most 64 bytes");
 _Static_assert(DEAD_RECORD_SIZE_MAX < 4096, "a dead-letter record is one small write");
@@ -62,6 +81,11 @@ struct stele_cursor {
     char path[4300];         /* DIR/consumers/NAME.cursor */
     char tmp[4300];          /* ... .tmp */
     char dead_path[4300];    /* DIR/consumers/NAME.dead */
+    char lock_path[4300];    /* DIR/consumers/NAME.lock */
+    int lock_fd;             /* holds the flock on lock_path; -1 when not exclusive */
+    int exclusive;           /* this handle holds the consumer's lock: it may change the files */
+    int lock_code;           /* when not exclusive: LOCKED, or READ_ONLY (no lock file could be made) */
+    char lock_msg[4608];     /* ... and why, naming the holder's pid or the errno */
     uint64_t position;
     uint64_t dead_seed;      /* STELE_SEED_DEAD bound to the log's id */
     uint64_t dead_end;       /* where the next dead-letter record goes */
@@ -92,6 +116,21 @@ static int name_valid(const char *name)
 static uint64_t last_acked_lsn(stele_log *log)
 {
     return __atomic_load_n(&log->visible_lsn, __ATOMIC_ACQUIRE);
+}
+
+/* The log handle's last LSN in *out_last, caught up with the files first
+ * when it is read-only and lsn is beyond it (another process writes). */
+static int log_shows(const stele_cursor *c, uint64_t lsn, uint64_t *out_last)
+{
+    uint64_t last = last_acked_lsn(c->log);
+    if (lsn > last && c->log->opts.read_only) {
+        int code = log_refresh(c->log);
+        if (code)
+            return code;
+        last = last_acked_lsn(c->log);
+    }
+    *out_last = last;
+    return STELE_OK;
 }
 
 static uint64_t durable_lsn(stele_log *log)
@@ -197,11 +236,15 @@ static int cursor_load(stele_cursor *c)
     free(buf);
     if (code)
         return code;
-    /* A writer's view of the log is authoritative: a cursor beyond it would
-     * skip records appended from now on. */
-    if (!c->log->opts.read_only && pos > last_acked_lsn(c->log))
+    /* Every commit was of a durable record, so a cursor beyond the log would
+     * skip records appended from now on. A read-only log handle may be
+     * behind another process's commit: it catches up first. */
+    uint64_t last;
+    if ((code = log_shows(c, pos, &last)) != STELE_OK)
+        return code;
+    if (pos > last)
         return err_set(STELE_ERR_CORRUPT, "%s offset 40: position %llu is beyond the log's last LSN %llu", c->path,
-                       (unsigned long long)pos, (unsigned long long)last_acked_lsn(c->log));
+                       (unsigned long long)pos, (unsigned long long)last);
     c->position = pos;
     return STELE_OK;
 }
@@ -231,8 +274,8 @@ static int fence(stele_cursor *c, int code)
 
 static int check_writable(stele_cursor *c, const char *op)
 {
-    if (c->log->opts.read_only)
-        return err_set(STELE_ERR_READ_ONLY, "%s consumer %s: %s is open read-only", op, c->name, c->log->dir);
+    if (!c->exclusive)
+        return err_set(c->lock_code, "%s consumer %s: %s", op, c->name, c->lock_msg);
     if (c->fenced)
         return err_set(STELE_ERR_FENCED, "%s consumer %s: an earlier write failed (%s); reopen the cursor", op,
                        c->name, c->fence_msg);
@@ -260,8 +303,8 @@ static int cursor_store(stele_cursor *c, uint64_t lsn)
     if (code == STELE_OK && (r = io->ops->sync_dir(io, c->dir)) < 0)
         code = err_sys(-r, "sync directory", c->dir);
     if (code) {
-        /* Best effort: a stray .tmp is harmless (the next writable open
-         * removes it); the code already says what failed. */
+        /* Best effort: a stray .tmp is harmless (the next open holding the
+         * lock removes it); the code already says what failed. */
         io->ops->unlink(io, c->tmp);
         return code;
     }
@@ -282,12 +325,16 @@ int stele_cursor_commit(stele_cursor *c, uint64_t lsn)
                        (unsigned long long)lsn, (unsigned long long)c->position);
     if (lsn == c->position)
         return STELE_OK;
-    uint64_t last = last_acked_lsn(c->log);
+    uint64_t last;
+    if ((code = log_shows(c, lsn, &last)) != STELE_OK)
+        return code;
     if (lsn > last)
         return err_set(STELE_ERR_INVALID, "commit consumer %s: LSN %llu is beyond the log's last acknowledged LSN %llu",
                        c->name, (unsigned long long)lsn, (unsigned long long)last);
     /* In modes interval and none an acknowledged record may not be durable
-     * yet; a cursor must never survive a crash that the record does not. */
+     * yet; a cursor must never survive a crash that the record does not. (A
+     * read-only log handle shows durable records only: durable_lsn is its
+     * last LSN, and no sync is needed.) */
     if (lsn > durable_lsn(c->log) && (code = stele_sync(c->log)) != STELE_OK)
         return code;
     if ((code = cursor_store(c, lsn)) != STELE_OK)
@@ -301,7 +348,8 @@ int stele_cursor_position(stele_cursor *c, uint64_t *out_lsn)
     err_clear();
     if (!c || !out_lsn)
         return err_set(STELE_ERR_INVALID, "cursor position: cursor and out_lsn are required");
-    if (c->log->opts.read_only) {
+    /* Only the lock holder changes the file: another handle reads it afresh. */
+    if (!c->exclusive) {
         int code = cursor_load(c);
         if (code)
             return code;
@@ -470,8 +518,8 @@ static int dead_scan(const stele_cursor *c, struct dead_scan *s)
     return code;
 }
 
-/* A writable open cuts a torn tail so that the next append follows the last
- * whole record (the cut bytes were never acknowledged). */
+/* An open holding the lock cuts a torn tail so that the next append follows
+ * the last whole record (the cut bytes were never acknowledged). */
 static int dead_open(stele_cursor *c)
 {
     struct dead_scan s;
@@ -479,7 +527,7 @@ static int dead_open(stele_cursor *c)
     if (code)
         return code;
     c->dead_end = s.valid_end;
-    if (!c->log->opts.read_only && s.valid_end < s.size) {
+    if (c->exclusive && s.valid_end < s.size) {
         int fd = c->io->ops->open(c->io, c->dead_path, O_WRONLY | O_CLOEXEC, 0);
         int r = fd < 0 ? fd : c->io->ops->ftruncate(c->io, fd, s.valid_end);
         if (r >= 0)
@@ -553,7 +601,10 @@ int stele_dead_letter_add(stele_cursor *c, const stele_dead_letter *dl)
     int code = check_writable(c, "dead letter for");
     if (code)
         return code;
-    if (dl->lsn == 0 || dl->lsn > last_acked_lsn(c->log))
+    uint64_t last;
+    if ((code = log_shows(c, dl->lsn, &last)) != STELE_OK)
+        return code;
+    if (dl->lsn == 0 || dl->lsn > last)
         return err_set(STELE_ERR_INVALID, "dead letter for consumer %s: LSN %llu is not an acknowledged record",
                        c->name, (unsigned long long)dl->lsn);
     if (dl->key_size > STELE_KEY_SIZE_MAX || dl->reason_size > STELE_DEAD_REASON_SIZE_MAX ||
@@ -636,6 +687,72 @@ void stele_dead_letter_free(stele_dead_letter *items)
 
 /* -------------------------------------------------------- open and close */
 
+/* The handle cannot make the lock file (a directory it may not write, a
+ * read-only file system): it reads, and changes are READ_ONLY, naming why. */
+static int lock_unavailable(stele_cursor *c, int e, const char *op, const char *path)
+{
+    if (e != EACCES && e != EPERM && e != EROFS)
+        return err_sys(e, op, path);
+    c->lock_code = STELE_ERR_READ_ONLY;
+    snprintf(c->lock_msg, sizeof c->lock_msg, "cannot be changed from this process: %s %s: %s", op, path,
+             strerror(e));
+    return STELE_OK;
+}
+
+/* The pid the holder wrote into the lock file, as text ("unknown" if none). */
+static void lock_holder(int fd, char *dst, size_t dst_capacity)
+{
+    ssize_t n = pread(fd, dst, dst_capacity - 1, 0);
+    dst[n > 0 ? n : 0] = '\0';
+    dst[strcspn(dst, "\n")] = '\0';
+    if (!*dst)
+        snprintf(dst, dst_capacity, "unknown");
+}
+
+/* SPEC.md §16.1: one process changes a consumer at a time. Takes
+ * flock(LOCK_EX | LOCK_NB) on NAME.lock, retrying a busy lock for up to
+ * LOCK_WAIT_MS, and writes our pid there for the message another handle
+ * gets. A lock held elsewhere is not an error: the handle reads. The file is
+ * never deleted (deleting a lock file while another process waits on it lets
+ * two holders in). mkdir and the lock file are outside the I/O seam, as the
+ * writer lock is: neither holds data. */
+static int lock_take(stele_cursor *c)
+{
+    if (mkdir(c->dir, 0755) != 0 && errno != EEXIST)
+        return lock_unavailable(c, errno, "create directory", c->dir);
+    int fd = posix_open(NULL, c->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return lock_unavailable(c, -fd, "open", c->lock_path);
+    for (int waited_ms = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; waited_ms += LOCK_POLL_MS) {
+        int e = errno;
+        if (e != EWOULDBLOCK && e != EINTR) {
+            close(fd);
+            return err_sys(e, "lock", c->lock_path);
+        }
+        if (waited_ms >= LOCK_WAIT_MS) {
+            char holder[32];
+            lock_holder(fd, holder, sizeof holder);
+            close(fd);
+            c->lock_code = STELE_ERR_LOCKED;
+            snprintf(c->lock_msg, sizeof c->lock_msg, "locked by another process (pid %s holds %s)", holder,
+                     c->lock_path);
+            return STELE_OK;
+        }
+        struct timespec ts = {0, LOCK_POLL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        int code = err_sys(errno, "write pid to", c->lock_path);
+        close(fd);
+        return code;
+    }
+    c->lock_fd = fd;
+    c->exclusive = 1;
+    return STELE_OK;
+}
+
 static int cursor_paths(stele_cursor *c)
 {
     const char *d = c->log->dir;
@@ -643,8 +760,10 @@ static int cursor_paths(stele_cursor *c)
     int n2 = snprintf(c->path, sizeof c->path, "%s/%s.cursor", c->dir, c->name);
     int n3 = snprintf(c->tmp, sizeof c->tmp, "%s.tmp", c->path);
     int n4 = snprintf(c->dead_path, sizeof c->dead_path, "%s/%s.dead", c->dir, c->name);
+    int n5 = snprintf(c->lock_path, sizeof c->lock_path, "%s/%s.lock", c->dir, c->name);
     if (n1 < 0 || (size_t)n1 >= sizeof c->dir || n2 < 0 || (size_t)n2 >= sizeof c->path || n3 < 0 ||
-        (size_t)n3 >= sizeof c->tmp || n4 < 0 || (size_t)n4 >= sizeof c->dead_path)
+        (size_t)n3 >= sizeof c->tmp || n4 < 0 || (size_t)n4 >= sizeof c->dead_path || n5 < 0 ||
+        (size_t)n5 >= sizeof c->lock_path)
         return err_set(STELE_ERR_INVALID, "cursor %s: the log's path %s is too long", c->name, d);
     return STELE_OK;
 }
@@ -663,9 +782,12 @@ int stele_cursor_open(stele_log *log, const char *name, stele_cursor **out_curso
     c->log = log;
     c->io = cursor_io(log);
     snprintf(c->name, sizeof c->name, "%s", name);
+    c->lock_fd = -1;
     c->dead_seed = stele_checksum(log->meta.log_id, STELE_LOG_ID_SIZE, STELE_SEED_DEAD);
     int code = cursor_paths(c);
-    if (code == STELE_OK && !log->opts.read_only) {
+    if (code == STELE_OK)
+        code = lock_take(c);
+    if (code == STELE_OK && c->exclusive) {
         /* A commit that crashed before its rename left this; the cursor
          * file itself is whole either way. */
         int r = c->io->ops->unlink(c->io, c->tmp);
@@ -677,7 +799,7 @@ int stele_cursor_open(stele_log *log, const char *name, stele_cursor **out_curso
     if (code == STELE_OK)
         code = dead_open(c);
     if (code) {
-        free(c);
+        stele_cursor_close(c);
         return code;
     }
     struct stat st;
@@ -686,7 +808,21 @@ int stele_cursor_open(stele_log *log, const char *name, stele_cursor **out_curso
     return STELE_OK;
 }
 
+int stele_cursor_exclusive(stele_cursor *c)
+{
+    err_clear();
+    if (!c)
+        return err_set(STELE_ERR_INVALID, "cursor exclusive: cursor is required");
+    if (c->exclusive)
+        return STELE_OK;
+    return err_set(c->lock_code, "consumer %s: %s", c->name, c->lock_msg);
+}
+
 void stele_cursor_close(stele_cursor *c)
 {
+    if (!c)
+        return;
+    if (c->lock_fd >= 0)
+        close(c->lock_fd); /* releases the flock */
     free(c);
 }

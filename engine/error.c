@@ -22,7 +22,7 @@ const char *stele_strerror(int code)
     case STELE_ERR_IO: return "I/O error";
     case STELE_ERR_NOSPACE: return "no space left on device";
     case STELE_ERR_CORRUPT: return "corruption detected";
-    case STELE_ERR_LOCKED: return "log is locked by another writer";
+    case STELE_ERR_LOCKED: return "locked by another process (the log's writer, or a consumer's holder)";
     case STELE_ERR_NOT_FOUND: return "not found";
     case STELE_ERR_FENCED: return "log is fenced after a failed write or sync; reopen it";
     case STELE_ERR_TOO_LARGE: return "too large";

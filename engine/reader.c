@@ -336,9 +336,11 @@ int stele_stats_get(stele_log *log, stele_stats *out)
     if (!log || !out)
         return err_set(STELE_ERR_INVALID, "stats: log and out are required");
     if (log->opts.read_only) {
+        /* A fenced read-only handle still reports what it shows (fenced = 1). */
         int code = log_refresh(log);
-        if (code)
+        if (code && code != STELE_ERR_FENCED)
             return code;
+        err_clear();
     }
     stele_stats ix = {0};
     if (index_lock_current(log) == STELE_OK) {

@@ -385,6 +385,37 @@ static int load_segment(stele_log *log, uint64_t first, uint64_t seq, uint64_t p
     return code;
 }
 
+/* A read-only handle's sync of the segment it scanned (SPEC.md §10.2): the
+ * writing process may have written batches into the page cache that it has
+ * not synced yet, and a power loss would take them back after a reader acted
+ * on them. fdatasync through our own O_RDONLY descriptor writes back the
+ * file's dirty pages whoever wrote them, so every batch read before the call
+ * is durable once it returns. A failure poisons the handle like a writer's
+ * failed sync (RELIABILITY S9): a later sync that succeeds proves nothing
+ * about pages whose write-back failed, so nothing new is exposed until the
+ * log is reopened. */
+static int sync_scanned(stele_log *log, struct segment *seg)
+{
+    int fd, code = segment_fd_acquire(log, seg, &fd);
+    if (code)
+        return code;
+    int r = log->io->ops->fdatasync(log->io, fd);
+    segment_fd_release(log, seg);
+    if (r == 0)
+        return STELE_OK;
+    code = err_set(err_code_from_errno(-r), "sync %s before exposing LSNs up to %llu (read-only handle): %s",
+                   seg->path, (unsigned long long)seg->last_lsn, strerror(-r));
+    pthread_mutex_lock(&log->q_lock);
+    if (!log->fenced) {
+        log->fenced = 1;
+        log->fence_code = code;
+        snprintf(log->fence_msg, sizeof log->fence_msg, "%s", stele_errmsg());
+    }
+    log->stats.fenced = 1;
+    pthread_mutex_unlock(&log->q_lock);
+    return code;
+}
+
 int recover_segments(stele_log *log)
 {
     uint64_t *firsts = NULL;
@@ -419,18 +450,34 @@ int recover_segments(stele_log *log)
         return code;
     struct segment *act = log_active(log);
     uint64_t last = act ? act->last_lsn : 0;
+    /* A read-only handle exposes durable batches only (SPEC.md §10.2): the
+     * last segment is synced unless it is sealed and read-only (sealing
+     * syncs the footer before the mode changes, §7.3). */
+    int settled = act && segment_sealed(act) && !(act->mode & 0222);
+    if (log->opts.read_only && act && act->last_lsn >= act->first_lsn && !settled &&
+        (code = sync_scanned(log, act)) != STELE_OK)
+        return code;
     log->durable_lsn = log->written_lsn = last;
     __atomic_store_n(&log->visible_lsn, last, __ATOMIC_RELEASE); /* index.c reads it without q_lock */
     return STELE_OK;
 }
 
 /* Read-only handles: picks up what the writing process appended since the
- * last look, following it into new segments. */
+ * last look, following it into new segments. Only batches that are durable
+ * are made visible: each segment holding batches read in this call is synced
+ * (sync_scanned) after they were read and before the visible LSN covers them,
+ * so a batch written while the sync runs waits for the next refresh. */
 int log_refresh(stele_log *log)
 {
     pthread_mutex_lock(&log->refresh_lock);
     int code = STELE_OK;
-    for (;;) {
+    pthread_mutex_lock(&log->q_lock);
+    uint64_t upto = log->visible_lsn;
+    if (log->fenced)
+        code = err_set(STELE_ERR_FENCED, "%s: refreshing %s: %s (reopen the log)", stele_strerror(STELE_ERR_FENCED),
+                       log->dir, log->fence_msg);
+    pthread_mutex_unlock(&log->q_lock);
+    while (code == STELE_OK) {
         struct segment *seg = log_active(log);
         if (seg && !segment_sealed(seg)) {
             struct stat st;
@@ -440,7 +487,15 @@ int log_refresh(stele_log *log)
             }
             while (take_batch(log, seg, (uint64_t)st.st_size, 0, &code))
                 ;
-            if (code || !footer_here(log, seg, (uint64_t)st.st_size))
+            if (code)
+                break;
+            int sealed = footer_here(log, seg, (uint64_t)st.st_size);
+            if (seg->last_lsn > upto) {
+                if ((code = sync_scanned(log, seg)) != STELE_OK)
+                    break;
+                upto = seg->last_lsn;
+            }
+            if (!sealed)
                 break;
             segment_set_sealed(seg);
         }
@@ -461,11 +516,10 @@ int log_refresh(stele_log *log)
             break;
         }
     }
-    struct segment *act = log_active(log);
     pthread_mutex_lock(&log->q_lock);
-    if (act && act->last_lsn > log->visible_lsn) {
-        log->durable_lsn = log->written_lsn = act->last_lsn;
-        __atomic_store_n(&log->visible_lsn, act->last_lsn, __ATOMIC_RELEASE);
+    if (upto > log->visible_lsn) {
+        log->durable_lsn = log->written_lsn = upto;
+        __atomic_store_n(&log->visible_lsn, upto, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&log->q_lock);
     pthread_mutex_unlock(&log->refresh_lock);

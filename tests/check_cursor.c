@@ -6,8 +6,10 @@
  *  - Commit and reopen: positions survive closing the cursor and the log;
  *    committing the same position again writes nothing; a position below the
  *    current one or beyond the last acknowledged LSN is INVALID and changes
- *    nothing; a read-only handle reads positions (and sees a writer's later
- *    commits) but every change is READ_ONLY.
+ *    nothing; a handle on a read-only log changes the consumer too (catching
+ *    up with the writer to commit its new records), while a second handle of
+ *    the same consumer reads the holder's commits and gets LOCKED, naming the
+ *    consumer and the pid, for every change, until the holder closes.
  *  - Names: every name outside 1..64 characters of [A-Za-z0-9._-] is INVALID.
  *  - Faults: on the fault-injecting backend the Nth metadata operation
  *    (create of the .tmp, rename), the Nth sync (directory, fdatasync) and the
@@ -29,13 +31,29 @@
  *    torn tail (a truncated last record, or zeros) is cut by a writable open
  *    and appends continue after it; a failed append fences the handle and
  *    leaves nothing visible.
+ *  - Other processes (fork): while this process holds a consumer, a child
+ *    opens it through a read-only log handle, reads its position and dead
+ *    letters, and gets LOCKED naming the consumer and this pid for every
+ *    change; once the holder closes, a child takes the lock (its pid in the
+ *    lock file) and commits. A consumer commits through a read-only log
+ *    handle, record by record, while a child process holds the log writable
+ *    and appends; every record is seen once, in order, and a commit past what
+ *    the handle shows is INVALID. Where no lock file can be made (an
+ *    immutable consumers/ directory stands in for a read-only file system),
+ *    the consumer opens for reading and changes are READ_ONLY naming the path
+ *    and errno.
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checksum.h"
@@ -104,6 +122,8 @@ static stele_log *reopen(const char *dir, int read_only)
     return log;
 }
 
+static void expect_list(stele_cursor *c, int include_resolved, const char *want);
+
 static uint64_t position_of(stele_log *log, const char *name)
 {
     stele_cursor *c;
@@ -159,22 +179,40 @@ START_TEST(test_commit_reopen)
 
     log = reopen(dir, 0);
     ck_assert_uint_eq(position_of(log, "c1"), RECORDS);
-    /* A read-only handle beside the writer reads the writer's later commits. */
+    /* Through a read-only log handle the consumer changes too: its handle
+     * holds the consumer's lock, so a second handle (here on the writable
+     * log, in the same process) reads and every change of it is LOCKED. */
     stele_log *ro = reopen(dir, 1);
     stele_cursor *rc;
     OK(stele_cursor_open(ro, "c1", &rc));
+    OK(stele_cursor_exclusive(rc));
     OK(stele_cursor_position(rc, &pos));
     ck_assert_uint_eq(pos, RECORDS);
     append_events(log, 2);
     OK(stele_cursor_open(log, "c1", &c));
-    OK(stele_cursor_commit(c, RECORDS + 2));
-    OK(stele_cursor_position(rc, &pos));
-    ck_assert_uint_eq(pos, RECORDS + 2);
-    EXPECT(stele_cursor_commit(rc, RECORDS + 2), STELE_ERR_READ_ONLY);
+    EXPECT(stele_cursor_exclusive(c), STELE_ERR_LOCKED);
+    char pid[32];
+    snprintf(pid, sizeof pid, "pid %ld holds", (long)getpid());
+    REQUIRE(strstr(stele_errmsg(), "consumer c1") && strstr(stele_errmsg(), pid) &&
+            strstr(stele_errmsg(), "consumers/c1.lock"), "LOCKED names neither consumer, pid nor lock: %s",
+            stele_errmsg());
+    EXPECT(stele_cursor_commit(c, RECORDS + 2), STELE_ERR_LOCKED);
+    REQUIRE(strstr(stele_errmsg(), "commit consumer c1") && strstr(stele_errmsg(), pid), "%s", stele_errmsg());
     stele_dead_letter dl = {.lsn = 1, .attempts = 1};
-    EXPECT(stele_dead_letter_add(rc, &dl), STELE_ERR_READ_ONLY);
-    EXPECT(stele_dead_letter_resolve(rc, 1), STELE_ERR_READ_ONLY);
+    EXPECT(stele_dead_letter_add(c, &dl), STELE_ERR_LOCKED);
+    EXPECT(stele_dead_letter_resolve(c, 1), STELE_ERR_LOCKED);
+    /* The read-only handle catches up with the writer's appends to commit. */
+    OK(stele_cursor_commit(rc, RECORDS + 2));
+    EXPECT(stele_cursor_commit(rc, RECORDS + 3), STELE_ERR_INVALID);
+    OK(stele_cursor_position(c, &pos)); /* the other handle reads the holder's commit */
+    ck_assert_uint_eq(pos, RECORDS + 2);
+    OK(stele_dead_letter_add(rc, &dl));
+    expect_list(c, 0, "1:::1::dead");
     stele_cursor_close(rc);
+    stele_cursor_close(c);
+    OK(stele_cursor_open(log, "c1", &c)); /* closing released the lock */
+    OK(stele_cursor_exclusive(c));
+    OK(stele_dead_letter_resolve(c, 1));
     stele_cursor_close(c);
     OK(stele_close(ro));
     OK(stele_close(log));
@@ -581,6 +619,275 @@ START_TEST(test_dead_letter_fault)
 }
 END_TEST
 
+/* ------------------------------------------------- other processes */
+
+/* Runs fn(dir) in a child process; its exit status (0 = every check held). */
+static int in_child(const char *dir, int (*fn)(const char *dir))
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(fn(dir));
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+/* In a child: says which check failed, and why, on stderr. */
+static int child_fail(int code, const char *what)
+{
+    fprintf(stderr, "child check %d failed: %s: %s\n", code, what, stele_errmsg());
+    return code;
+}
+
+/* The parent holds consumer c (position 3, a dead letter at LSN 2): this
+ * process opens it for reading; every change is LOCKED naming the parent. */
+static int child_sees_locked(const char *dir)
+{
+    stele_options o = opts_posix(0);
+    o.read_only = 1;
+    stele_log *log;
+    stele_cursor *c;
+    if (stele_open(dir, &o, &log) != STELE_OK)
+        return child_fail(10, "open read-only");
+    if (stele_cursor_open(log, "c", &c) != STELE_OK)
+        return child_fail(11, "cursor open");
+    char holder[64];
+    snprintf(holder, sizeof holder, "pid %ld holds", (long)getppid());
+    if (stele_cursor_exclusive(c) != STELE_ERR_LOCKED || !strstr(stele_errmsg(), "consumer c:") ||
+        !strstr(stele_errmsg(), holder))
+        return child_fail(12, "exclusive is LOCKED naming the consumer and the parent's pid");
+    uint64_t pos = 0;
+    if (stele_cursor_position(c, &pos) != STELE_OK || pos != 3)
+        return child_fail(13, "position reads 3");
+    if (stele_cursor_commit(c, 4) != STELE_ERR_LOCKED || !strstr(stele_errmsg(), holder))
+        return child_fail(14, "commit is LOCKED");
+    stele_dead_letter d = dl_make(5, "k5", "exit 1", 1, "");
+    if (stele_dead_letter_add(c, &d) != STELE_ERR_LOCKED)
+        return child_fail(15, "dead letter add is LOCKED");
+    if (stele_dead_letter_resolve(c, 2) != STELE_ERR_LOCKED)
+        return child_fail(16, "resolve is LOCKED");
+    stele_dead_letter *items;
+    size_t n;
+    if (stele_dead_letter_list(c, 1, &items, &n) != STELE_OK || n != 1 || items[0].lsn != 2)
+        return child_fail(17, "the dead letters read");
+    stele_dead_letter_free(items);
+    stele_cursor_close(c);
+    return stele_close(log) == STELE_OK ? 0 : child_fail(18, "close");
+}
+
+/* The parent has closed its handle: this process gets the lock and commits. */
+static int child_takes_over(const char *dir)
+{
+    stele_options o = opts_posix(0);
+    o.read_only = 1;
+    stele_log *log;
+    stele_cursor *c;
+    if (stele_open(dir, &o, &log) != STELE_OK || stele_cursor_open(log, "c", &c) != STELE_OK)
+        return child_fail(20, "open");
+    if (stele_cursor_exclusive(c) != STELE_OK)
+        return child_fail(21, "exclusive once the holder closed");
+    if (stele_cursor_commit(c, 5) != STELE_OK || stele_dead_letter_resolve(c, 2) != STELE_OK)
+        return child_fail(22, "commit and resolve through a read-only log handle");
+    char *lock = consumer_file(dir, "c.lock");
+    size_t size;
+    uint8_t *text = tu_read_file(lock, &size);
+    char want[32];
+    int n = snprintf(want, sizeof want, "%ld\n", (long)getpid());
+    int pid_ok = text && size == (size_t)n && memcmp(text, want, size) == 0;
+    free(text);
+    free(lock);
+    if (!pid_ok)
+        return child_fail(23, "the lock file holds the holder's pid as text");
+    stele_cursor_close(c);
+    return stele_close(log) == STELE_OK ? 0 : child_fail(24, "close");
+}
+
+START_TEST(test_lock_other_process)
+{
+    char *dir;
+    stele_log *log = new_log(&dir);
+    stele_cursor *c;
+    OK(stele_cursor_open(log, "c", &c));
+    OK(stele_cursor_exclusive(c));
+    OK(stele_cursor_commit(c, 3));
+    stele_dead_letter d = dl_make(2, "k2", "exit 1", 1, "");
+    OK(stele_dead_letter_add(c, &d));
+    int status = in_child(dir, child_sees_locked);
+    REQUIRE(status == 0, "child beside the holder: status %d (see its stderr)", status);
+    OK(stele_cursor_commit(c, 4)); /* the holder is unaffected */
+    uint64_t pos;
+    OK(stele_cursor_position(c, &pos));
+    ck_assert_uint_eq(pos, 4);
+    stele_cursor_close(c);
+    status = in_child(dir, child_takes_over);
+    REQUIRE(status == 0, "child after the holder closed: status %d (see its stderr)", status);
+    ck_assert_uint_eq(position_of(log, "c"), 5);
+    OK(stele_cursor_open(log, "c", &c));
+    expect_list(c, 0, "");
+    stele_cursor_close(c);
+    OK(stele_close(log));
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+/* A consumer whose lock file cannot be made (here consumers/ is immutable,
+ * as on a read-only file system) still opens for reading; changes are
+ * READ_ONLY naming the lock file and errno. Skipped where the immutable flag
+ * cannot be set (not root, or a file system without it). */
+START_TEST(test_lock_file_unavailable)
+{
+    char *dir;
+    stele_log *log = new_log(&dir);
+    stele_cursor *c = NULL;
+    OK(stele_cursor_open(log, "a", &c)); /* makes consumers/ */
+    stele_cursor_close(c);
+    char *consumers = consumer_file(dir, "");
+    int fd = open(consumers, O_RDONLY | O_DIRECTORY);
+    ck_assert_int_ge(fd, 0);
+    int flags = 0;
+    int immutable = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+    flags |= FS_IMMUTABLE_FL;
+    if (!immutable || ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0) {
+        fprintf(stderr, "test_lock_file_unavailable skipped: cannot make %s immutable: %s\n", consumers,
+                strerror(errno));
+        close(fd);
+    } else {
+        /* Everything is observed before the flag goes, so a failure leaves
+         * no directory that cannot be removed. */
+        char msg_open[512], msg_excl[512], msg_commit[512];
+        c = NULL;
+        int open_code = stele_cursor_open(log, "b", &c);
+        snprintf(msg_open, sizeof msg_open, "%s", stele_errmsg());
+        int excl_code = c ? stele_cursor_exclusive(c) : -1;
+        snprintf(msg_excl, sizeof msg_excl, "%s", stele_errmsg());
+        int commit_code = c ? stele_cursor_commit(c, 1) : -1;
+        snprintf(msg_commit, sizeof msg_commit, "%s", stele_errmsg());
+        uint64_t pos = 99;
+        int pos_code = c ? stele_cursor_position(c, &pos) : -1;
+        stele_cursor_close(c);
+        flags &= ~FS_IMMUTABLE_FL;
+        int cleared = ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+        close(fd);
+        ck_assert_msg(cleared, "cannot clear the immutable flag of %s", consumers);
+        REQUIRE(open_code == STELE_OK, "open without a lock file: %s: %s", stele_strerror(open_code), msg_open);
+        REQUIRE(excl_code == STELE_ERR_READ_ONLY && strstr(msg_excl, "consumer b") && strstr(msg_excl, "b.lock") &&
+                strstr(msg_excl, "Operation not permitted"), "exclusive gave %d: %s", excl_code, msg_excl);
+        REQUIRE(commit_code == STELE_ERR_READ_ONLY && strstr(msg_commit, "commit consumer b"), "commit gave %d: %s",
+                commit_code, msg_commit);
+        ck_assert_int_eq(pos_code, STELE_OK);
+        ck_assert_uint_eq(pos, 0);
+    }
+    free(consumers);
+    OK(stele_close(log));
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+#define BESIDE_RECORDS 300
+
+/* The writer process: holds the log writable, says so on ready, appends
+ * BESIDE_RECORDS events one by one, and half-way waits for a byte on go, so
+ * that the consumer provably commits while this process holds the log. */
+static int child_writer(const char *dir, int ready, int go)
+{
+    stele_options o = opts_posix(0);
+    stele_log *log;
+    if (stele_open(dir, &o, &log) != STELE_OK)
+        return child_fail(30, "open writable");
+    if (write(ready, "w", 1) != 1)
+        return child_fail(31, "signal ready");
+    for (int i = 0; i < BESIDE_RECORDS; i++) {
+        char byte;
+        if (i == BESIDE_RECORDS / 2 && read(go, &byte, 1) != 1)
+            return child_fail(34, "wait for the consumer");
+        stele_event e = {.type = "t", .type_size = 1, .payload = &i, .payload_size = sizeof i};
+        if (stele_append(log, &e, NULL) != STELE_OK)
+            return child_fail(32, "append");
+        if (i % 16 == 0) {
+            struct timespec ts = {0, 2 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return stele_close(log) == STELE_OK ? 0 : child_fail(33, "close");
+}
+
+/* A consumer commits through a read-only log handle while another process
+ * holds the log writable and appends: every record is seen once, in order,
+ * each commit succeeds, and none may point past what the handle shows. */
+START_TEST(test_commit_beside_writer)
+{
+    char *dir = tu_tmpdir("cursor-beside");
+    stele_options o = opts_posix(1);
+    stele_log *log;
+    OK(stele_open(dir, &o, &log));
+    OK(stele_close(log));
+    int ready[2], go[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(ready[0]);
+        close(go[1]);
+        _exit(child_writer(dir, ready[1], go[0]));
+    }
+    close(ready[1]);
+    close(go[0]);
+    char byte;
+    REQUIRE(read(ready[0], &byte, 1) == 1, "the writer process did not start");
+    close(ready[0]);
+    stele_log *ro = reopen(dir, 1);
+    stele_cursor *c;
+    OK(stele_cursor_open(ro, "c", &c));
+    OK(stele_cursor_exclusive(c));
+    stele_iter *it;
+    OK(stele_iter_open(ro, 1, &it));
+    uint64_t committed = 0, beside = 0;
+    int status = 0, exited = 0;
+    uint64_t deadline = now_ns() + UINT64_C(60) * 1000000000u;
+    while (committed < BESIDE_RECORDS && now_ns() < deadline) {
+        const stele_record *rec = NULL;
+        OK(stele_iter_next(it, 100, &rec));
+        if (!rec)
+            continue;
+        REQUIRE(rec->lsn == committed + 1, "record %llu after %llu", (unsigned long long)rec->lsn,
+                (unsigned long long)committed);
+        if (!exited && waitpid(pid, &status, WNOHANG) == pid)
+            exited = 1;
+        OK(stele_cursor_commit(c, rec->lsn));
+        committed = rec->lsn;
+        beside += !exited;
+        EXPECT(stele_cursor_commit(c, BESIDE_RECORDS + 1), STELE_ERR_INVALID);
+        ck_assert(strstr(stele_errmsg(), "beyond the log's last acknowledged LSN"));
+        if (committed == BESIDE_RECORDS / 2) {
+            /* The writer waits for this byte, holding the log writable. */
+            ck_assert_int_eq(exited, 0);
+            REQUIRE(write(go[1], "g", 1) == 1, "cannot wake the writer process");
+        }
+    }
+    close(go[1]);
+    stele_iter_close(it);
+    ck_assert_uint_eq(committed, BESIDE_RECORDS);
+    if (!exited)
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer process: status %d (see its stderr)", status);
+    ck_assert_uint_ge(beside, BESIDE_RECORDS / 2); /* commits while the other process held the log */
+    uint64_t pos;
+    OK(stele_cursor_position(c, &pos));
+    ck_assert_uint_eq(pos, BESIDE_RECORDS);
+    stele_cursor_close(c);
+    OK(stele_close(ro));
+    log = reopen(dir, 0);
+    ck_assert_uint_eq(position_of(log, "c"), BESIDE_RECORDS);
+    OK(stele_close(log));
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cursor");
@@ -594,6 +901,9 @@ int main(void)
     tcase_add_test(tc, test_dead_letters);
     tcase_add_test(tc, test_dead_damage_and_torn_tail);
     tcase_add_test(tc, test_dead_letter_fault);
+    tcase_add_test(tc, test_lock_other_process);
+    tcase_add_test(tc, test_commit_beside_writer);
+    tcase_add_test(tc, test_lock_file_unavailable);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

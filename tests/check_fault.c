@@ -39,6 +39,11 @@
  *    acknowledged, same invariants; a torn batch is cut at reopen.
  *  - Opening (creating, recovering a torn tail) with the Nth I/O call failing:
  *    the open fails cleanly or works, and a later plain open finds the log whole.
+ *  - Read-only handles expose durable batches only (SPEC.md §10.2): their
+ *    open syncs the active segment; a refresh whose sync fails returns the
+ *    errno and path, makes nothing new visible and fences the handle; a batch
+ *    written while a refresh's sync runs (a hook in the backend's fdatasync
+ *    appends through the writer) is not exposed by that refresh.
  */
 #include <check.h>
 #include <dirent.h>
@@ -1097,6 +1102,156 @@ START_TEST(test_low_fds_closed)
 }
 END_TEST
 
+/* ---------------------------------------- read-only handles: durable only */
+
+/* Appends n events without keys to log. */
+static void append_plain(stele_log *log, int n)
+{
+    for (int i = 0; i < n; i++) {
+        stele_event e = {.type = "t", .type_size = 1, .payload = "x", .payload_size = 1};
+        OK(stele_append(log, &e, NULL));
+    }
+}
+
+static uint64_t visible_of(stele_log *log)
+{
+    return __atomic_load_n(&log->visible_lsn, __ATOMIC_ACQUIRE);
+}
+
+/* A read-only handle makes a batch visible only after syncing the segment
+ * through its own descriptor (SPEC.md §10.2): when that sync fails, the
+ * refresh fails with the errno and the segment's path, nothing new becomes
+ * visible, and the handle stays so (FENCED) until reopened; a reopened
+ * handle sees everything. Opening syncs too, and a refresh that finds
+ * nothing new does not sync. */
+START_TEST(test_read_only_sync_fails)
+{
+    char *dir = tu_tmpdir("fault-ro-sync");
+    stele_options wo = opts_small();
+    wo.create = 1;
+    stele_log *w = NULL;
+    OK(stele_open(dir, &wo, &w));
+    append_plain(w, 3);
+
+    struct io *io = io_fault_create(io_posix_create());
+    stele_options ro = opts_small();
+    ro.read_only = 1;
+    stele_log *r = NULL;
+    OK(stele_open_io(dir, &ro, io, &r));
+    ck_assert_uint_eq(visible_of(r), 3);
+    ck_assert_uint_eq(io_fault_count(io, IO_FAULT_SYNC), 1); /* the open synced the active segment */
+    ck_assert_uint_eq(stats_of(r).last_lsn, 3);
+    ck_assert_uint_eq(io_fault_count(io, IO_FAULT_SYNC), 1); /* nothing new: no sync */
+
+    append_plain(w, 2);
+    io_fault_arm(io, IO_FAULT_SYNC, 1, EIO, 0);
+    stele_record *rec = NULL;
+    EXPECT(stele_get(r, 4, &rec), STELE_ERR_IO);
+    REQUIRE(strstr(stele_errmsg(), "00000000000000000001.seg") && strstr(stele_errmsg(), "Input/output error") &&
+            strstr(stele_errmsg(), "sync"), "the message names neither the segment, the sync nor errno: %s",
+            stele_errmsg());
+    ck_assert_uint_eq(visible_of(r), 3);
+    io_fault_arm(io, 0, 0, 0, 0);
+    /* A later sync that succeeds proves nothing about pages whose write-back
+     * failed: the handle exposes nothing new until it is reopened. */
+    EXPECT(stele_get(r, 4, &rec), STELE_ERR_FENCED);
+    ck_assert(strstr(stele_errmsg(), "Input/output error"));
+    stele_iter *it;
+    OK(stele_iter_open(r, 4, &it));
+    const stele_record *ir = NULL;
+    EXPECT(stele_iter_next(it, 0, &ir), STELE_ERR_FENCED);
+    ck_assert_ptr_null(ir);
+    stele_iter_close(it);
+    stele_stats st = stats_of(r);
+    ck_assert_uint_eq(st.last_lsn, 3);
+    ck_assert_int_eq(st.fenced, 1);
+    OK(stele_get(r, 3, &rec)); /* what was visible stays readable */
+    stele_record_free(rec);
+    OK(stele_close(r));
+
+    /* Opening syncs: a failed sync fails the open. */
+    io = io_fault_create(io_posix_create());
+    io_fault_arm(io, IO_FAULT_SYNC, 1, EIO, 0);
+    r = NULL;
+    EXPECT(stele_open_io(dir, &ro, io, &r), STELE_ERR_IO);
+    ck_assert(strstr(stele_errmsg(), "00000000000000000001.seg"));
+
+    OK(stele_open(dir, &ro, &r));
+    ck_assert_uint_eq(visible_of(r), 5);
+    OK(stele_close(r));
+    OK(stele_close(w));
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+/* The POSIX backend with a hook run at the start of the first armed
+ * fdatasync (the backend ignores its io argument, so its ops can be reused). */
+struct hook_io {
+    struct io io;
+    struct io_ops ops;
+    struct io *base;
+    stele_log *writer;       /* appended to by the hook */
+    int armed;
+};
+
+static int hook_fdatasync(struct io *io, int fd)
+{
+    struct hook_io *h = (struct hook_io *)io;
+    if (h->armed) {
+        h->armed = 0;
+        append_plain(h->writer, 1); /* written and synced while the reader's sync runs */
+    }
+    return h->base->ops->fdatasync(h->base, fd);
+}
+
+static void hook_destroy(struct io *io)
+{
+    struct hook_io *h = (struct hook_io *)io;
+    h->base->ops->destroy(h->base);
+    free(h);
+}
+
+/* A refresh exposes the batches it read before its sync started, never one
+ * written meanwhile: that one waits for the next refresh (and its sync). */
+START_TEST(test_read_only_sync_order)
+{
+    char *dir = tu_tmpdir("fault-ro-order");
+    stele_options wo = opts_small();
+    wo.create = 1;
+    stele_log *w = NULL;
+    OK(stele_open(dir, &wo, &w));
+    append_plain(w, 3);
+    struct hook_io *h = calloc(1, sizeof *h);
+    h->base = io_posix_create();
+    h->ops = *h->base->ops;
+    h->ops.fdatasync = hook_fdatasync;
+    h->ops.destroy = hook_destroy;
+    h->io.ops = &h->ops;
+    h->writer = w;
+    stele_options ro = opts_small();
+    ro.read_only = 1;
+    stele_log *r = NULL;
+    OK(stele_open_io(dir, &ro, &h->io, &r));
+    ck_assert_uint_eq(visible_of(r), 3);
+    append_plain(w, 2);
+    h->armed = 1;
+    stele_record *rec = NULL;
+    OK(stele_get(r, 5, &rec));
+    stele_record_free(rec);
+    ck_assert_int_eq(h->armed, 0);
+    ck_assert_uint_eq(stats_of(w).last_lsn, 6);
+    ck_assert_uint_eq(visible_of(r), 5); /* LSN 6 was written after the sync started */
+    OK(stele_get(r, 6, &rec));
+    ck_assert_uint_eq(rec->lsn, 6);
+    stele_record_free(rec);
+    OK(stele_close(r));
+    OK(stele_close(w));
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *fault_suite(void)
 {
     Suite *s = suite_create("fault");
@@ -1121,6 +1276,12 @@ static Suite *fault_suite(void)
     tc = tcase_create("reads_and_fds");
     tcase_add_test(tc, test_sealed_read_eio);
     tcase_add_test(tc, test_low_fds_closed);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("read_only");
+    tcase_add_test(tc, test_read_only_sync_fails);
+    tcase_add_test(tc, test_read_only_sync_order);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 

@@ -18,6 +18,13 @@
  * multi-threaded process) in a process group of its own, so that a timeout
  * kills everything it started and a terminal's Ctrl-C reaches only us: on
  * SIGINT or SIGTERM we let the event in hand finish, commit and exit 0.
+ *
+ * The log is opened read-only in every mode (SPEC.md §16.1: the cursor is
+ * the consumer's, guarded by its own lock), so replay runs beside the process
+ * that writes the log, and --follow delivers that process's appends once
+ * they are durable. Before delivering we make sure this run holds the
+ * consumer's lock (stele_cursor_exclusive): a second replay of the consumer
+ * stops before delivering anything it could not commit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -107,9 +114,11 @@ static const char *const replay_manual[] = {
     "  events are delivered again one at a time and only those that fail become dead letters.\n"
     "  Each retry and dead letter is reported on stderr. Events the filters exclude are passed\n"
     "  over (the cursor moves past them).\n"
-    "  Delivering takes the log's writer lock, since cursor commits are writes (--dry-run and\n"
-    "  --dead-letters open the log read-only): while another process writes the log, replay fails\n"
-    "  (\"log is locked\"), and under --follow no other process can append until replay exits.\n",
+    "  Replay opens the log read-only, so it runs beside the process that writes the log and, with\n"
+    "  --follow, delivers that process's appends as they become durable (a read-only reader sees\n"
+    "  durable records only). Delivering (and --redrive) takes the consumer's lock,\n"
+    "  DIR/consumers/NAME.lock: one replay per consumer at a time; a second one exits 1 naming the\n"
+    "  pid that holds it. --dead-letters and --dry-run need no lock and run beside a replay.\n",
     "\n"
     "OPTIONS\n"
     "  --consumer NAME     the consumer whose cursor and dead letters are used (required)\n"
@@ -150,8 +159,9 @@ static const char *const replay_manual[] = {
     "\n"
     "EXIT STATUS\n"
     "  0 done (or stopped by a signal); 1 a dead letter with --on-dead-letter stop, a redrive that\n"
-    "  left dead letters, or another failure; 2 usage; 4 no log in DIR; 5 a damaged cursor or\n"
-    "  dead-letter file (never reset: the message names the file and offset).\n"
+    "  left dead letters, another replay of the consumer running (the message names its pid), or\n"
+    "  another failure; 2 usage; 4 no log in DIR; 5 a damaged cursor or dead-letter file (never\n"
+    "  reset: the message names the file and offset).\n"
     "\n"
     "EXAMPLES\n"
     "  stele replay /var/lib/pay --consumer mailer --exec './send-mail.sh' --max-attempts 8\n"
@@ -1020,16 +1030,22 @@ static int redrive(struct replay *r)
 static int run(struct replay *r, const char *dir)
 {
     const struct replay_args *a = r->a;
-    stele_options opts;
-    stele_options_init(&opts);
-    opts.read_only = a->dead_letters || a->dry_run; /* these change nothing */
-    int rc = cli_open_log(r->ctx, dir, &opts, &r->log);
+    /* Read-only in every mode: the cursor and dead letters are the
+     * consumer's (its own lock), not the log writer's, so replay runs beside
+     * the process that writes the log and --follow sees its appends. */
+    int rc = cli_open_read_only(r->ctx, dir, &r->log);
     if (rc)
         return rc;
     stele_iter *iter = NULL;
     int code = stele_cursor_open(r->log, a->consumer, &r->cur);
     if (code != STELE_OK) {
         rc = cli_fail(r->ctx, code, "opening consumer %s", a->consumer);
+        goto done;
+    }
+    /* Delivering needs the consumer to itself: a commit that could not be
+     * made would redeliver, so find out before delivering anything. */
+    if (!a->dead_letters && !a->dry_run && (code = stele_cursor_exclusive(r->cur)) != STELE_OK) {
+        rc = cli_fail(r->ctx, code, "replaying consumer %s", a->consumer);
         goto done;
     }
     if ((code = stele_cursor_position(r->cur, &r->committed)) != STELE_OK) {
@@ -1052,10 +1068,6 @@ static int run(struct replay *r, const char *dir)
 done:
     stele_iter_close(iter);
     stele_cursor_close(r->cur);
-    if (opts.read_only) {
-        stele_close(r->log); /* read-only: nothing to flush, nothing to report */
-        return rc;
-    }
     return cli_close_log(r->ctx, r->log, dir, rc);
 }
 

@@ -3,7 +3,8 @@
  *
  * A log is a directory of checksummed, append-only segment files. One process
  * writes a log at a time (an exclusive lock); any number of threads in it may
- * append and read concurrently; other processes may open it read-only.
+ * append and read concurrently; other processes may open it read-only (they
+ * see its durable records) and run consumers with their own cursors.
  *
  * Conventions:
  *  - Every fallible function returns a stele_code (0 = STELE_OK). The code is
@@ -46,7 +47,8 @@ typedef enum stele_code {
     STELE_ERR_IO = 2,              /* a system call failed; the message names it, the path and errno */
     STELE_ERR_NOSPACE = 3,         /* ENOSPC or EDQUOT */
     STELE_ERR_CORRUPT = 4,         /* bytes on disk fail a check; the message names file, offset, LSN */
-    STELE_ERR_LOCKED = 5,          /* another process holds the log's write lock */
+    STELE_ERR_LOCKED = 5,          /* another process holds the log's write lock, or another handle a
+                                      consumer's lock (the message names which and the holder's pid) */
     STELE_ERR_NOT_FOUND = 6,       /* no such log, LSN or key */
     STELE_ERR_FENCED = 7,          /* an earlier write or sync failed: no more writes until reopen */
     STELE_ERR_TOO_LARGE = 8,       /* a field, record or batch exceeds its limit */
@@ -56,7 +58,8 @@ typedef enum stele_code {
     STELE_ERR_NOMEM = 11,          /* memory allocation failed */
     STELE_ERR_FORMAT = 12,         /* a format version this library does not read */
     STELE_ERR_EXISTS = 13,         /* creating a log where one already exists */
-    STELE_ERR_READ_ONLY = 14,      /* a write on a handle opened read-only */
+    STELE_ERR_READ_ONLY = 14,      /* a write on a handle opened read-only, or a change to a consumer
+                                      whose lock file cannot be made (a read-only file system) */
     STELE_ERR_OUTCOME_UNKNOWN = 15,/* the write or sync carrying this append failed: it may or may
                                       not be on disk. Reopen, then retry with the same key. */
     STELE_ERR_CLOSED = 16,         /* the handle is closing */
@@ -94,7 +97,10 @@ typedef enum stele_io_backend {
 
 typedef struct stele_options {
     int create;                    /* 1: create the log when dir holds none (dir itself may be created). Default 0. */
-    int read_only;                 /* 1: no lock, never writes; sees what writers have written. Default 0. */
+    int read_only;                 /* 1: no writer lock, never writes the log; sees what writers have made
+                                      durable (it fdatasyncs the active segment, through its own
+                                      descriptor, before new records become visible: SPEC.md §10.2).
+                                      Default 0. */
     stele_durability durability;   /* Default STELE_DURABILITY_DEFAULT (the log's own default). */
     uint32_t sync_interval_ms;     /* interval mode: ms between syncs. Default 100, bounds [1, 60000]. */
     stele_io_backend io_backend;   /* Default STELE_IO_URING. */
@@ -217,6 +223,12 @@ typedef struct stele_log stele_log;
 /* Opens (and with opts->create, creates) the log in dir. opts may be NULL for
  * defaults. A writer takes an exclusive lock and recovers the log: a torn tail
  * is cut (and counted in stats); damage to durable bytes fails the open.
+ * A read-only handle takes no lock and never writes the log, and shows durable
+ * records only: before records become visible to it (at open, and whenever it
+ * catches up with the writer) it fdatasyncs the segment holding them through
+ * its own descriptor. If that sync fails, the call fails (IO, NOSPACE, naming
+ * the segment), nothing new becomes visible, and every later catch-up of the
+ * handle is FENCED until it is reopened (SPEC.md §10.2).
  * Returns STELE_OK, INVALID (bad option: the message names the field), NOT_FOUND
  * (no log and not create), LOCKED (the message names the holder's pid), CORRUPT,
  * FORMAT, IO, NOSPACE, NOMEM. */
@@ -304,7 +316,7 @@ STELE_API void stele_record_free(stele_record *rec);
  * until their outcome. Compensations are never forgotten.
  *
  * Queries see acknowledged records only (up to stats.last_lsn). On a
- * read-only handle they see what the writer had acknowledged when the handle
+ * read-only handle they see what the writer had made durable when the handle
  * last caught up (every query catches up first). */
 
 typedef enum stele_state {
@@ -388,10 +400,23 @@ STELE_API STELE_NODISCARD int stele_iter_open_stream(stele_log *log, const void 
  * offset), never reset. They are auxiliary files: the log itself never
  * depends on them.
  *
- * A cursor handle belongs to one thread at a time; open at most one handle
- * per name per log at a time (only the writer process may change them: a
- * read-only log handle may read cursors and dead letters, not change them).
- * Close cursors before their log. */
+ * The consumer's state is the consumer's, not the log writer's: it changes
+ * through a read-only log handle as well as a writable one, so a consumer
+ * runs beside the process that writes the log. One handle changes a
+ * consumer at a time: stele_cursor_open takes an exclusive flock on
+ * DIR/consumers/NAME.lock (created as needed; it holds the holder's pid as
+ * text). A handle that does not get it (another process, or another handle
+ * of this one, holds it) still opens and reads the position and the dead
+ * letters afresh at each call, but every change is LOCKED, the message naming
+ * the consumer and the holder's pid; stele_cursor_exclusive tells which kind
+ * of handle this is. The lock is released by stele_cursor_close (or the
+ * process's death). A commit or dead letter never names an LSN beyond what
+ * the log handle shows (a read-only handle catches up first, and shows
+ * durable records only), so a cursor never survives a crash its record does
+ * not.
+ *
+ * A cursor handle belongs to one thread at a time. Close cursors before
+ * their log. */
 
 #define STELE_CURSOR_NAME_SIZE_MAX 64u    /* a consumer name: 1..64 bytes of [A-Za-z0-9._-] */
 #define STELE_DEAD_REASON_SIZE_MAX 1024u  /* stele_dead_letter.reason, bytes */
@@ -401,9 +426,13 @@ typedef struct stele_cursor stele_cursor;
 
 /* Opens the consumer cursor name of log, reading its position and checking
  * its files. Nothing is created until the first commit or dead letter; a
- * cursor that was never committed is at position 0. On a writable log a
- * temporary file left by a commit that crashed is removed, and a torn tail of
- * the dead-letter file (an append that never completed) is cut. Returns OK,
+ * cursor that was never committed is at position 0. The consumers/ directory
+ * and the lock file are created as needed, and the lock is taken (a busy
+ * lock is retried for up to 1 s, since io_uring can keep a killed process's
+ * files open briefly). With the lock, a temporary file left by a commit that
+ * crashed is removed, and a torn tail of the dead-letter file (an append that
+ * never completed) is cut. Without it the cursor opens for reading only: that
+ * is not an error (see stele_cursor_exclusive). Returns OK,
  * INVALID (name empty, longer than STELE_CURSOR_NAME_SIZE_MAX or not of
  * [A-Za-z0-9._-], or "." or ".."), CORRUPT (a cursor or dead-letter file fails
  * a check: the message names the path and offset; nothing is changed), FORMAT
@@ -412,8 +441,10 @@ typedef struct stele_cursor stele_cursor;
 STELE_API STELE_NODISCARD int stele_cursor_open(stele_log *log, const char *name, stele_cursor **out_cursor);
 
 /* The committed position: the last LSN the consumer finished, 0 = none. On a
- * read-only log the file is read again first, so a writer's commits are
- * seen. Returns OK, CORRUPT, IO, NOMEM. */
+ * handle without the consumer's lock the file is read again first, so the
+ * holder's commits are seen. Returns OK, CORRUPT, IO, NOMEM (and, on a
+ * read-only log that must catch up to check the position, the errors of
+ * catching up: IO, FENCED). */
 STELE_API STELE_NODISCARD int stele_cursor_position(stele_cursor *cursor, uint64_t *out_lsn);
 
 /* Makes lsn the committed position, durably: when it returns OK the new
@@ -421,14 +452,26 @@ STELE_API STELE_NODISCARD int stele_cursor_position(stele_cursor *cursor, uint64
  * replaced whole: temporary file, fdatasync, rename, directory fsync).
  * Committing the current position again is OK and writes nothing. Returns
  * OK, INVALID (lsn below the current position: positions never go back; or
- * beyond the log's last acknowledged LSN), READ_ONLY (the log handle is
- * read-only), FENCED (an earlier commit or dead letter of this handle
- * failed: reopen the cursor, which reads what the files hold), IO, NOSPACE
- * (the message names the path and errno). After a failure the committed
- * position is the old one or the new one; reopening tells which. */
+ * beyond the log's last acknowledged LSN, which on a read-only log handle is
+ * its last durable LSN once it has caught up), LOCKED (another handle holds
+ * the consumer's lock: the message names the consumer and the holder's pid),
+ * READ_ONLY (no lock file could be made, e.g. a read-only file system: the
+ * message names the path and errno), FENCED (an earlier commit or dead letter
+ * of this handle failed: reopen the cursor, which reads what the files hold),
+ * IO, NOSPACE (the message names the path and errno). After a failure the
+ * committed position is the old one or the new one; reopening tells which. */
 STELE_API STELE_NODISCARD int stele_cursor_commit(stele_cursor *cursor, uint64_t lsn);
 
-/* Closes the cursor (nothing to flush: every commit is durable). NULL is fine. */
+/* Whether this handle may change the consumer: OK when it holds the
+ * consumer's lock, LOCKED when another handle does (the message names the
+ * consumer and the holder's pid), READ_ONLY when no lock file could be made
+ * (the message names the path and errno), INVALID without a cursor. A tool
+ * that is about to deliver events calls it first, so that it stops before
+ * delivering anything it could not commit. */
+STELE_API STELE_NODISCARD int stele_cursor_exclusive(stele_cursor *cursor);
+
+/* Closes the cursor and releases the consumer's lock (nothing to flush:
+ * every commit is durable). NULL is fine. */
 STELE_API void stele_cursor_close(stele_cursor *cursor);
 
 /* A record the consumer gave up on. */
@@ -448,13 +491,13 @@ typedef struct stele_dead_letter {
  * Recording an LSN again replaces what the list says about it (reason,
  * attempts, time) and makes it dead again if it was resolved. Does not move
  * the position. Returns OK, INVALID (lsn 0 or beyond the log's last
- * acknowledged LSN, or a field over its limit), READ_ONLY, FENCED, IO,
- * NOSPACE. */
+ * acknowledged LSN, or a field over its limit), LOCKED, READ_ONLY, FENCED,
+ * IO, NOSPACE. */
 STELE_API STELE_NODISCARD int stele_dead_letter_add(stele_cursor *cursor, const stele_dead_letter *dl);
 
 /* Marks the dead letter of lsn resolved (redriven successfully), durably
  * like stele_dead_letter_add. Returns OK, NOT_FOUND (no dead letter has that
- * LSN, or it is resolved already), READ_ONLY, FENCED, IO, NOSPACE. */
+ * LSN, or it is resolved already), LOCKED, READ_ONLY, FENCED, IO, NOSPACE. */
 STELE_API STELE_NODISCARD int stele_dead_letter_resolve(stele_cursor *cursor, uint64_t lsn);
 
 /* Lists the cursor's dead letters in LSN order, one per LSN (the latest

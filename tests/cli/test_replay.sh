@@ -17,7 +17,13 @@
 #    --redrive delivers and resolves; SIGTERM lets the event in hand finish,
 #    commits and exits 0; --follow, --dry-run, filters, --rate, the progress
 #    line on a terminal (and only there), usage errors,
-#    a damaged cursor file (exit 5, never reset), --help.
+#    a damaged cursor file (exit 5, never reset), --help;
+#  - beside a writer (another process holding the log writable and appending
+#    slowly through a FIFO): one-shot replays run again and again and a
+#    --follow replay runs, and by the end each delivered every event exactly
+#    once, in order, with no gap; a second replay of a consumer being replayed
+#    exits 1 naming the lock file and the holder's pid, while --dead-letters
+#    and --dry-run run beside it.
 # The cursor's position is read from its file as SPEC.md §16.2 lays it out
 # (u64 at offset 40), independently of the tool.
 source "$(dirname "$0")/lib.sh"
@@ -336,6 +342,104 @@ cmp -s "$L/consumers/c1.cursor" "$T/c1.flipped" || fail "a damaged cursor file w
 cp "$T/c1.saved" "$L/consumers/c1.cursor"
 run 0 "$STELE" replay "$L" --consumer c1 --stdout
 check_eq "$(wc -c <"$T/out")" 0 "the restored cursor is where it was"
+
+# --- beside a writer: another process holds the log writable (`stele append --jsonl` fed from a
+# FIFO) and appends slowly while one-shot replays run again and again and a --follow replay runs;
+# by the end every event was delivered exactly once, in order, with no gap
+W=$T/live
+LIVE=300
+run 0 "$STELE" init "$W"
+wpos() { od -An -tu8 -j40 -N8 "$W/consumers/$1.cursor" | tr -d ' '; }
+lines() { if [ -e "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+wait_lines() { # wait_lines FILE N: until FILE has at least N lines (30 s at most)
+    local i
+    for i in $(seq 1 300); do
+        [ "$(lines "$1")" -lt "$2" ] || return 0
+        sleep 0.1
+    done
+    fail "$1: $(lines "$1") lines after 30 s, expected $2"
+}
+event_line() { printf '{"type":"t","key":"e%d","data":{"n":%d}}\n' "$1" "$1"; }
+mkfifo "$T/feed"
+"$STELE" append "$W" --jsonl <"$T/feed" >"$T/live.acks" 2>"$T/live.append.err" &
+apid=$!
+exec 7>"$T/feed"
+event_line 1 >&7
+wait_lines "$T/live.acks" 1
+run 1 "$STELE" append "$W" --data '"x"'
+grep -q "locked by another process.*pid $apid" "$T/err" || fail "the writer does not hold the log: $(cat "$T/err")"
+timeout --preserve-status 120 "$STELE" replay "$W" --consumer follow --stdout --batch 1 --follow \
+    >"$T/live.follow" 2>"$T/live.follow.err" &
+fpid=$!
+(for i in $(seq 2 "$LIVE"); do
+    event_line "$i"
+    [ $((i % 10)) -ne 0 ] || sleep 0.05
+done >&7) &
+gpid=$!
+rounds=0
+first=
+while kill -0 "$gpid" 2>/dev/null; do
+    "$STELE" replay "$W" --consumer once --stdout --batch 7 >>"$T/live.once" 2>"$T/live.once.err" ||
+        fail "a one-shot replay beside the writer failed: $(cat "$T/live.once.err")"
+    rounds=$((rounds + 1))
+    [ -n "$first" ] || first=$(lines "$T/live.once")
+    sleep 0.1
+done
+wait "$gpid"
+wait_lines "$T/live.acks" "$LIVE"
+kill -0 "$apid" 2>/dev/null || fail "the writer exited before the end"
+run 0 "$STELE" replay "$W" --consumer once --stdout --batch 7
+check_stderr_empty "one-shot replay beside the writer"
+cat "$T/out" >>"$T/live.once"
+[ "$rounds" -ge 3 ] && [ "$first" -lt "$LIVE" ] ||
+    fail "the one-shot replays did not run while the writer appended ($rounds rounds, $first events first)"
+check_eq "$(jq -r .lsn "$T/live.once" | tr '\n' ' ')" "$(seq 1 "$LIVE" | tr '\n' ' ')" \
+    "one-shot replays beside a writer: every event exactly once, in order ($rounds rounds)"
+check_eq "$(jq -r .key "$T/live.once" | sed -n '1p;$p' | tr '\n' ' ')" "e1 e$LIVE " "the events are the writer's"
+check_eq "$(wpos once)" "$LIVE" "one-shot cursor"
+echo "beside a writer: $rounds one-shot replays, the first delivered $first of $LIVE events" >&2
+wait_lines "$T/live.follow" "$LIVE"
+kill -TERM "$fpid"
+rc=0
+wait "$fpid" || rc=$?
+check_eq "$rc" 0 "--follow beside a writer ends with SIGTERM, exit 0 (stderr: $(cat "$T/live.follow.err"))"
+check_eq "$(jq -r .lsn "$T/live.follow" | tr '\n' ' ')" "$(seq 1 "$LIVE" | tr '\n' ' ')" \
+    "--follow saw another process's appends: every event exactly once, in order"
+check_eq "$(wpos follow)" "$LIVE" "--follow cursor"
+
+# --- one replay per consumer at a time: a second one exits 1 naming the lock and its holder;
+# --dead-letters and --dry-run run beside it
+printf '%s\n' '#!/bin/sh' 'cat >/dev/null' 'touch "$OUT.started"' \
+    'while [ ! -e "$OUT.release" ]; do sleep 0.05; done' >"$H/block.sh"
+chmod +x "$H/block.sh"
+export OUT=$T/block
+"$STELE" replay "$W" --consumer dup --exec "$H/block.sh" --batch 100 >/dev/null 2>"$T/dup.err" &
+dpid=$!
+for _ in $(seq 1 300); do [ ! -e "$OUT.started" ] || break; sleep 0.1; done
+[ -e "$OUT.started" ] || fail "the first replay never ran its handler: $(cat "$T/dup.err")"
+run 1 "$STELE" replay "$W" --consumer dup --stdout
+check_stderr_line "a second replay of the same consumer"
+grep -q "replaying consumer dup: .*pid $dpid holds $W/consumers/dup.lock" "$T/err" ||
+    fail "the second replay does not name the lock and its holder: $(cat "$T/err")"
+check_eq "$(wc -c <"$T/out")" 0 "the second replay delivered nothing"
+run 1 "$STELE" replay "$W" --consumer dup --redrive --stdout
+grep -q "pid $dpid holds" "$T/err" || fail "--redrive beside a replay: $(cat "$T/err")"
+run 0 "$STELE" replay "$W" --consumer dup --dead-letters
+check_stderr_empty "--dead-letters beside a replay of the consumer"
+run 0 "$STELE" replay "$W" --consumer dup --stdout --dry-run --from "$((LIVE - 1))"
+check_jq "$T/out" "[.[].lsn] == [$((LIVE - 1)),$LIVE]" "--dry-run beside a replay of the consumer"
+touch "$OUT.release"
+rc=0
+wait "$dpid" || rc=$?
+check_eq "$rc" 0 "the first replay finished (stderr: $(cat "$T/dup.err"))"
+check_eq "$(wpos dup)" "$LIVE" "the first replay committed"
+run 0 "$STELE" replay "$W" --consumer dup --stdout
+check_eq "$(wc -c <"$T/out")" 0 "the lock was released and nothing is left"
+exec 7>&-
+rc=0
+wait "$apid" || rc=$?
+check_eq "$rc" 0 "the writer process (stderr: $(cat "$T/live.append.err"))"
+check_eq "$(wc -l <"$T/live.acks")" "$LIVE" "the writer acknowledged every event"
 
 # --- --help reads like a manual
 run 0 "$STELE" replay --help
