@@ -47,6 +47,7 @@ struct batch_ref {
     uint64_t offset;
     uint32_t record_count;
     uint32_t frame_size;
+    uint64_t recorded_at_ns; /* of every record of the batch (SPEC.md §4) */
 };
 
 struct segment {
@@ -192,6 +193,17 @@ struct stele_log {
 
     stele_stats stats;       /* counters, under q_lock */
 
+    /* Per-segment read indexes (segidx.c, SPEC.md §19). */
+    pthread_mutex_t segidx_lock; /* one load or rebuild of a sealed segment's table at a time */
+    struct io *segidx_io;    /* index files' I/O: plain POSIX, owned (tests: segidx_set_io) */
+    int segidx_io_owned;
+    pthread_t segidx_thread; /* writes the index file of the segment just sealed */
+    int segidx_started;      /* segidx_thread is to be joined */
+    struct {                 /* counters: __atomic, so that readers take no lock to count */
+        uint64_t loaded, rebuilt, written, write_failures, read_batches, read_bytes;
+        char note[160];      /* under q_lock */
+    } rstats;
+
     /* Tests: called (under q_lock) just before a sync-mode batch is
      * acknowledged, with where it was written, so a simulated disk can check
      * that those bytes and their directory entry are durable (I0). */
@@ -238,7 +250,26 @@ static inline void segment_set_sealed(struct segment *seg)
 {
     __atomic_store_n(&seg->sealed, 1, __ATOMIC_RELEASE);
 }
+/* segidx.c (SPEC.md §19): makes seg's batch table present, from its index
+ * file or (missing, damaged, stale) rebuilt from the segment. */
 int segment_ensure_index(stele_log *log, struct segment *seg);
+/* The writer, once a seal is durable: writes seg's index file on a thread of
+ * its own; segidx_write_wait joins it. Failures are counted, never fatal. */
+void segidx_write_start(stele_log *log, struct segment *seg);
+void segidx_write_wait(stele_log *log);
+/* Writable open: makes sure the newest sealed segment has its index file. */
+void segidx_open_check(stele_log *log);
+/* Counts one batch frame of bytes read for a reader. */
+void segidx_count_read(stele_log *log, uint64_t bytes);
+void segidx_stats(stele_log *log, stele_stats *out);
+/* Tests: index files' I/O goes through io from now on (not owned), e.g. a
+ * fault-injecting backend. By default it has a plain POSIX backend of its
+ * own, so that faults injected into the log's I/O, which the tests count
+ * call by call, meet only the segments' I/O. */
+void segidx_set_io(stele_log *log, struct io *io);
+/* The recorded time of a batch: its first record's (all of a batch share
+ * it); 0, or -1 when that record fails its checks. */
+int batch_recorded_at(const uint8_t *raw, size_t raw_size, uint64_t first_lsn, uint64_t seed, uint64_t *out_ns);
 
 /* batch reading (segment_io.c): reads and checks one frame, decompressing
  * into *raw (malloc'd, grown as needed). */

@@ -51,12 +51,11 @@ void record_from_fmt(const struct fmt_record *r, uint64_t lsn, stele_record *out
     };
 }
 
+/* Every store of visible_lsn is atomic, so readers need no lock to see it:
+ * a scan asks once per record and must not contend with the writer. */
 static uint64_t visible(stele_log *log)
 {
-    pthread_mutex_lock(&log->q_lock);
-    uint64_t v = log->visible_lsn;
-    pthread_mutex_unlock(&log->q_lock);
-    return v;
+    return __atomic_load_n(&log->visible_lsn, __ATOMIC_ACQUIRE);
 }
 
 /* Finds the batch holding lsn (which must be visible). */
@@ -368,6 +367,7 @@ int stele_stats_get(stele_log *log, stele_stats *out)
     out->first_lsn = log->visible_lsn ? 1 : 0;
     out->fenced = log->fenced;
     pthread_mutex_unlock(&log->q_lock);
+    segidx_stats(log, out);
     pthread_rwlock_rdlock(&log->seg_lock);
     out->segment_count = log->seg_count;
     for (size_t i = 0; i < log->seg_count; i++) {
