@@ -283,6 +283,24 @@ struct batch_buf {
 };
 void batch_buf_free(struct batch_buf *b);
 int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref, struct batch_buf *b);
+/* Checks the frame of ref at frame (already read) as batch_read does. */
+int batch_check(stele_log *log, struct segment *seg, const struct batch_ref *ref, const uint8_t *frame,
+                struct batch_buf *b);
+/* Sequential reads (iterators, readahead.c): the batch of ref, from one
+ * large read of the batches after it when the previous batch served was the
+ * one just before it; a single frame otherwise. b->body may point into ra
+ * until the next call. */
+struct readahead {
+    uint8_t *buf;
+    size_t cap;
+    const struct segment *seg; /* whose bytes [off, off + len) buf holds */
+    uint64_t off;
+    size_t len;
+    uint64_t next_off;       /* offset after the last batch served */
+};
+int batch_read_ahead(stele_log *log, struct segment *seg, const struct batch_ref *ref, struct batch_buf *b,
+                     struct readahead *ra);
+void readahead_free(struct readahead *ra);
 /* Decompresses a stored body into b->raw (or points b->body at it). */
 int batch_body_open(struct batch_buf *b, const uint8_t *stored, const char *path, uint64_t offset);
 

@@ -19,6 +19,7 @@ struct stele_iter {
     stele_log *log;
     uint64_t next_lsn;
     struct batch_buf b;
+    struct readahead ra;     /* sequential batches in one large read */
     struct segment *seg;
     struct batch_ref ref;
     size_t rec_off;          /* offset of record next_lsn in the current batch body */
@@ -106,7 +107,7 @@ static int load_batch(struct stele_iter *it)
     it->have_batch = 0;
     int code = locate(it->log, it->next_lsn, &it->seg, &it->ref);
     if (code == STELE_OK)
-        code = batch_read(it->log, it->seg, &it->ref, &it->b);
+        code = batch_read_ahead(it->log, it->seg, &it->ref, &it->b, &it->ra);
     if (code)
         return code;
     it->rec_off = 0;
@@ -149,6 +150,7 @@ int log_scan(stele_log *log, uint64_t from_lsn, int (*fn)(void *ctx, uint64_t ls
         if ((code = fn(ctx, it.next_lsn - 1, &rec)) != STELE_OK)
             break;
     batch_buf_free(&it.b);
+    readahead_free(&it.ra);
     return code;
 }
 
@@ -188,6 +190,7 @@ int stele_get(stele_log *log, uint64_t lsn, stele_record **out_rec)
         }
     }
     batch_buf_free(&it.b);
+    readahead_free(&it.ra);
     return code;
 }
 
@@ -326,6 +329,7 @@ void stele_iter_close(stele_iter *it)
     if (!it)
         return;
     batch_buf_free(&it->b);
+    readahead_free(&it->ra);
     free(it);
 }
 

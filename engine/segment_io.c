@@ -346,6 +346,29 @@ int batch_body_open(struct batch_buf *b, const uint8_t *stored, const char *path
     return STELE_OK;
 }
 
+int batch_check(stele_log *log, struct segment *seg, const struct batch_ref *ref, const uint8_t *frame,
+                struct batch_buf *b)
+{
+    (void)log;
+    uint64_t chain;
+    enum fmt_status st = fmt_batch_header_decode(frame, ref->frame_size, seg->seed, &b->header, &chain);
+    if (st == FMT_OK && (b->header.first_lsn != ref->first_lsn || b->header.record_count != ref->record_count ||
+                         fmt_batch_frame_size(b->header.stored_size) != ref->frame_size))
+        st = FMT_BAD_FIELD;
+    if (st == FMT_OK)
+        st = fmt_batch_body_check(&b->header, frame + STELE_BATCH_HEADER_SIZE,
+                                  ref->frame_size - STELE_BATCH_HEADER_SIZE, seg->seed);
+    /* The padding after the body must be zero too: it is part of the frame,
+     * and garbage there would be a torn or misdirected write. */
+    if (st == FMT_OK && !fmt_is_zero(frame + STELE_BATCH_HEADER_SIZE + b->header.stored_size,
+                                     ref->frame_size - STELE_BATCH_HEADER_SIZE - b->header.stored_size))
+        st = FMT_BAD_FIELD;
+    if (st != FMT_OK)
+        return err_set(STELE_ERR_CORRUPT, "%s offset %llu: batch at LSN %llu %s", seg->path,
+                       (unsigned long long)ref->offset, (unsigned long long)ref->first_lsn, fmt_status_str(st));
+    return batch_body_open(b, frame + STELE_BATCH_HEADER_SIZE, seg->path, ref->offset);
+}
+
 int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref, struct batch_buf *b)
 {
     int code = grow(&b->frame, &b->frame_cap, ref->frame_size);
@@ -362,21 +385,5 @@ int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref,
                        "read batch at %s offset %llu (LSN %llu): %s", seg->path,
                        (unsigned long long)ref->offset, (unsigned long long)ref->first_lsn,
                        r == -ENODATA ? "file ends early" : strerror(-r));
-    uint64_t chain;
-    enum fmt_status st = fmt_batch_header_decode(b->frame, ref->frame_size, seg->seed, &b->header, &chain);
-    if (st == FMT_OK && (b->header.first_lsn != ref->first_lsn || b->header.record_count != ref->record_count ||
-                         fmt_batch_frame_size(b->header.stored_size) != ref->frame_size))
-        st = FMT_BAD_FIELD;
-    if (st == FMT_OK)
-        st = fmt_batch_body_check(&b->header, b->frame + STELE_BATCH_HEADER_SIZE,
-                                  ref->frame_size - STELE_BATCH_HEADER_SIZE, seg->seed);
-    /* The padding after the body must be zero too: it is part of the frame,
-     * and garbage there would be a torn or misdirected write. */
-    if (st == FMT_OK && !fmt_is_zero(b->frame + STELE_BATCH_HEADER_SIZE + b->header.stored_size,
-                                     ref->frame_size - STELE_BATCH_HEADER_SIZE - b->header.stored_size))
-        st = FMT_BAD_FIELD;
-    if (st != FMT_OK)
-        return err_set(STELE_ERR_CORRUPT, "%s offset %llu: batch at LSN %llu %s", seg->path,
-                       (unsigned long long)ref->offset, (unsigned long long)ref->first_lsn, fmt_status_str(st));
-    return batch_body_open(b, b->frame + STELE_BATCH_HEADER_SIZE, seg->path, ref->offset);
+    return batch_check(log, seg, ref, b->frame, b);
 }
