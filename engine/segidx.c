@@ -341,6 +341,13 @@ struct write_job {
 /* Writes seg's index file from j (the protocol is in the head comment);
  * returns the code, the message saying what failed. Removes the temporary
  * file on failure. */
+/* Like err_sys, but the message leads with the reason, so that it survives
+ * the 160 bytes of stats.read_index_note whatever the path's length. */
+static int write_fail(int e, const char *op, const char *path)
+{
+    return err_set(err_code_from_errno(e), "%s: %s %s", strerror(e), op, path);
+}
+
 static int write_file(struct write_job *j)
 {
     stele_log *log = j->log;
@@ -364,21 +371,21 @@ static int write_file(struct write_job *j)
         goto done;
     }
     if ((fd = io->ops->open(io, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-        code = err_sys(-fd, "create", tmp);
+        code = write_fail(-fd, "create", tmp);
         goto done;
     }
     if ((r = io->ops->write(io, fd, buf, size, 0, 1)) < 0) {
-        code = err_sys(-r, "write and sync", tmp);
+        code = write_fail(-r, "write and sync", tmp);
         goto done;
     }
     io->ops->close(io, fd);
     fd = -1;
     if ((r = io->ops->rename(io, tmp, path)) < 0) {
-        code = err_sys(-r, "rename into place", tmp);
+        code = write_fail(-r, "rename into place", tmp);
         goto done;
     }
     if ((r = io->ops->sync_dir(io, log->dir)) < 0)
-        code = err_sys(-r, "sync directory", log->dir);
+        code = write_fail(-r, "sync directory", log->dir);
 done:
     if (fd >= 0)
         io->ops->close(io, fd);
@@ -396,7 +403,7 @@ static void account_write(stele_log *log, int code)
         return;
     }
     count(&log->rstats.write_failures, 1);
-    note(log, "read index not written (the segment itself is intact): %s", stele_errmsg());
+    note(log, "read index not written (segment intact): %s", stele_errmsg());
 }
 
 /* Fills j's header for seg; reads the footer's checksum. */
