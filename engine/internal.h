@@ -73,6 +73,8 @@ struct segment {
     size_t index_count;
     size_t index_cap;
     int indexed;
+    int index_from_file;     /* the table came from the index file (segidx.c) */
+    int index_distrusted;    /* it disagreed with the segment: rebuild, never load the file again */
 };
 
 /* An append (or sync) request: on the caller's stack for the blocking calls,
@@ -259,6 +261,11 @@ void segidx_write_start(stele_log *log, struct segment *seg);
 void segidx_write_wait(stele_log *log);
 /* Writable open: makes sure the newest sealed segment has its index file. */
 void segidx_open_check(stele_log *log);
+/* A read found seg's batch where its table, loaded from the index file,
+ * said it was not: forgets the table so that the next read rebuilds it from
+ * the segment (SPEC.md §19.3). Returns 1 if so, 0 when the table did not
+ * come from a file (then the segment itself is damaged). */
+int segidx_distrust(stele_log *log, struct segment *seg, uint64_t offset);
 /* Counts one batch frame of bytes read for a reader. */
 void segidx_count_read(stele_log *log, uint64_t bytes);
 void segidx_stats(stele_log *log, stele_stats *out);

@@ -108,6 +108,16 @@ static int load_batch(struct stele_iter *it)
     int code = locate(it->log, it->next_lsn, &it->seg, &it->ref);
     if (code == STELE_OK)
         code = batch_read_ahead(it->log, it->seg, &it->ref, &it->b, &it->ra);
+    /* A table loaded from an index file that points at no such batch is
+     * wrong, not the segment (SPEC.md §19.3): once rebuilt from the
+     * segment, the read is tried again and its verdict stands. */
+    if (code == STELE_ERR_CORRUPT && segidx_distrust(it->log, it->seg, it->ref.offset)) {
+        err_clear();
+        it->ra.len = 0;
+        code = locate(it->log, it->next_lsn, &it->seg, &it->ref);
+        if (code == STELE_OK)
+            code = batch_read_ahead(it->log, it->seg, &it->ref, &it->b, &it->ra);
+    }
     if (code)
         return code;
     it->rec_off = 0;

@@ -473,7 +473,7 @@ void segidx_write_start(stele_log *log, struct segment *seg)
 /* ------------------------------------------------------------- lookups */
 
 /* Installs refs as seg's table unless another thread did first. */
-static void install(struct segment *seg, struct batch_ref *refs, size_t n)
+static void install(struct segment *seg, struct batch_ref *refs, size_t n, int from_file)
 {
     pthread_mutex_lock(&seg->index_lock);
     if (!seg->indexed) {
@@ -481,6 +481,7 @@ static void install(struct segment *seg, struct batch_ref *refs, size_t n)
         seg->index = refs;
         seg->index_count = seg->index_cap = n;
         seg->indexed = 1;
+        seg->index_from_file = from_file;
         refs = NULL;
     }
     pthread_mutex_unlock(&seg->index_lock);
@@ -497,11 +498,13 @@ static int ensure_locked(stele_log *log, struct segment *seg, int fd)
     char why[sizeof seg->path + 400];
     struct batch_ref *refs = NULL;
     size_t n = seg->batch_count;
-    if ((code = load_file(log, seg, ck, &refs, why, sizeof why)) != STELE_OK)
+    if (seg->index_distrusted)
+        snprintf(why, sizeof why, "%s" STELE_SEGIDX_SUFFIX ": disagreed with the segment", seg->path);
+    else if ((code = load_file(log, seg, ck, &refs, why, sizeof why)) != STELE_OK)
         return code;
     if (refs) {
         count(&log->rstats.loaded, 1);
-        install(seg, refs, n);
+        install(seg, refs, n, 1);
         return STELE_OK;
     }
     if ((code = rebuild(log, seg, fd, &refs, &n)) != STELE_OK)
@@ -516,8 +519,29 @@ static int ensure_locked(stele_log *log, struct segment *seg, int fd)
         account_write(log, write_file(&j));
         err_clear();
     }
-    install(seg, refs, n);
+    install(seg, refs, n, 0);
     return STELE_OK;
+}
+
+int segidx_distrust(stele_log *log, struct segment *seg, uint64_t offset)
+{
+    pthread_mutex_lock(&log->segidx_lock);
+    pthread_mutex_lock(&seg->index_lock);
+    int from_file = seg->indexed && seg->index_from_file;
+    if (from_file) {
+        free(seg->index);
+        seg->index = NULL;
+        seg->index_count = seg->index_cap = 0;
+        seg->indexed = 0;
+        seg->index_from_file = 0;
+        seg->index_distrusted = 1;
+    }
+    pthread_mutex_unlock(&seg->index_lock);
+    pthread_mutex_unlock(&log->segidx_lock);
+    if (from_file)
+        note(log, "read index of %s disagreed with the segment at offset %llu: rebuilding", seg->path,
+             (unsigned long long)offset);
+    return from_file;
 }
 
 int segment_ensure_index(stele_log *log, struct segment *seg)

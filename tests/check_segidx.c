@@ -22,6 +22,9 @@
  *    says why, every record of the segment identical; a read-only handle
  *    leaves the file as it is, a writable one rewrites it byte for byte as
  *    the seal wrote it.
+ *  - An index that checks out but lies (an entry moved by a block, its
+ *    checksum fixed up): the read finds no batch there, the table is
+ *    rebuilt from the segment and the read answers right.
  *  - Faults (engine/io_fault.c on the index files' I/O, segidx_set_io): the
  *    1st, 2nd, ... call of a rewrite fails and every later one too, as in a
  *    crash (among them: between the temporary file's sync and its rename).
@@ -41,6 +44,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "checksum.h"
 #include "segidx.h"
 #include "stele.h"
 #include "testutil.h"
@@ -464,6 +468,48 @@ START_TEST(test_untrusted_rebuilt)
 }
 END_TEST
 
+/* An index that checks out but lies (an entry moved one block, the checksum
+ * fixed up): the read finds no batch there, the table is rebuilt from the
+ * segment, the read answers right, and stats say so. */
+START_TEST(test_tampered_index_distrusted)
+{
+    struct fixture f;
+    fixture_make(&f, "segidx-tampered");
+    size_t si = 3, j = 0;
+    const struct seg *s = &f.segs[si];
+    while (j + 2 < s->nb && s->b[j + 1].offset + STELE_BLOCK_SIZE >= s->b[j + 2].offset)
+        j++;
+    REQUIRE(j + 2 < s->nb, "no batch of segment %zu spans two blocks (seed %llu)", si, (unsigned long long)f.seed);
+    char *p = idx_of(s);
+    size_t size;
+    uint8_t *buf = tu_read_file(p, &size);
+    ck_assert_ptr_nonnull(buf);
+    uint8_t *e = buf + STELE_SEGIDX_HEADER_SIZE + (j + 1) * STELE_SEGIDX_ENTRY_SIZE + 8;
+    uint64_t off = s->b[j + 1].offset + STELE_BLOCK_SIZE;
+    for (int i = 0; i < 8; i++)
+        e[i] = (uint8_t)(off >> (8 * i));
+    uint64_t ck = stele_checksum(buf + 8, size - 8, STELE_SEED_SEGIDX);
+    for (int i = 0; i < 8; i++)
+        buf[i] = (uint8_t)(ck >> (8 * i));
+    struct fmt_segidx_header h;
+    uint64_t bad;
+    ck_assert_int_eq(fmt_segidx_decode(buf, size, &h, &bad), FMT_OK); /* it checks out */
+    ck_assert_int_eq(tu_write_file(p, buf, size), 0);
+    stele_log *log = open_log(f.dir, 1);
+    check_get(log, s->b[j + 1].first_lsn);
+    stele_stats st = stats_of(log);
+    REQUIRE(st.read_index_loaded == 1 && st.read_index_rebuilt == 1, "loaded %llu rebuilt %llu",
+            (unsigned long long)st.read_index_loaded, (unsigned long long)st.read_index_rebuilt);
+    REQUIRE(strstr(st.read_index_note, "disagreed"), "note: %s", st.read_index_note);
+    check_segment_reads(log, s);
+    ck_assert_uint_eq(stats_of(log).read_index_rebuilt, 1);
+    OK(stele_close(log));
+    free(buf);
+    free(p);
+    fixture_free(&f);
+}
+END_TEST
+
 START_TEST(test_read_only_never_writes)
 {
     struct fixture f;
@@ -570,6 +616,7 @@ static Suite *segidx_suite(void)
     tcase_add_test(tc, test_reads_use_index);
     tcase_add_test(tc, test_active_segment_in_memory);
     tcase_add_test(tc, test_untrusted_rebuilt);
+    tcase_add_test(tc, test_tampered_index_distrusted);
     tcase_add_test(tc, test_read_only_never_writes);
     tcase_add_test(tc, test_fault_during_rewrite);
     tcase_set_timeout(tc, 120);
