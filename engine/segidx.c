@@ -422,16 +422,20 @@ static int job_header(stele_log *log, struct segment *seg, struct write_job *j)
     return code;
 }
 
-static void *write_main(void *arg)
+static void write_job_run(struct write_job *j)
 {
-    struct write_job *j = arg;
-    pthread_setname_np(pthread_self(), "stele-segidx");
     int code = job_header(j->log, j->seg, j);
     if (code == STELE_OK)
         code = write_file(j);
     account_write(j->log, code);
     free(j->refs);
     free(j);
+}
+
+static void *write_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "stele-segidx");
+    write_job_run(arg);
     return NULL;
 }
 
@@ -463,7 +467,7 @@ void segidx_write_start(stele_log *log, struct segment *seg)
     }
     *j = (struct write_job){.log = log, .seg = seg, .refs = refs, .count = n};
     if (pthread_create(&log->segidx_thread, NULL, write_main, j) != 0) {
-        write_main(j); /* no thread: written here, the writer waits */
+        write_job_run(j); /* no thread: written here, the writer waits */
         err_clear();
         return;
     }
