@@ -47,6 +47,8 @@ struct config {
     stele_io_backend backend;
     uint64_t index_keys;             /* --index N: the index benchmark (index_bench.c) instead of a sweep */
     long long checkpoint_records;    /* --checkpoint-records N for stele; -1 = the engine's default */
+    int read_scan, read_get, read_since; /* --read-*: the read benchmark (read_bench.c) instead of a sweep */
+    uint64_t read_size;              /* --read-size BYTES: the log it builds */
 };
 
 /* One record to append; key_size is 0 when the record has no key. */
@@ -148,6 +150,8 @@ static inline size_t bench_format_key(char *dst, int id, uint64_t seq)
 
 /* index_bench.c: the index's memory per key and reopen times at keys keys, in dir. */
 int index_bench(const struct config *cfg, uint64_t keys, const char *dir);
+/* read_bench.c: verified scans, gets by LSN and --since lookups on a log of cfg->read_size bytes built in dir. */
+int read_bench(const struct config *cfg, const char *dir);
 /* Removes dir and everything under it; 0 or -1 after printing why. */
 int bench_remove_tree(const char *dir);
 int run_once(const struct config *cfg, const struct target *t, int threads, const char *parent_dir,

@@ -59,6 +59,10 @@ static void usage(FILE *f)
             "                                  interleaved; prints the keyed/unkeyed ratio\n"
             "       stele-bench --index KEYS [--record-size BYTES] [--runs N] [--dir PATH] [--json]\n"
             "                   the index at KEYS keys: memory per key, reopen with its checkpoint vs rebuilt\n"
+            "       stele-bench [--read-scan] [--read-get] [--read-since] [--read-size BYTES] [--batch N] [--runs N]\n"
+            "                   [--dir PATH] [--json]   reads on a log of BYTES (default 1 GiB) of realistic JSON\n"
+            "                   events (--batch per append, default 64): verified scan GB/s, get by LSN and\n"
+            "                   --since latency (median, p99), from the page cache\n"
             "defaults: --record-size 100 --threads 1 --inflight 1 --batch 1 --durability sync --duration 5 --runs 1\n"
             "peers: sqlite (WAL, synchronous=FULL, unique key, a transaction per event), rocksdb (sync writes),\n"
             "       fdatasync (write + fdatasync per event under a mutex); with --durability interval or none\n"
@@ -166,6 +170,14 @@ static int apply_option(int c, const char *arg, struct config *cfg)
         cfg->index_keys = (uint64_t)n;
         return 0;
     case 'p': cfg->dir = arg; return 0;
+    case '1': cfg->read_scan = 1; return 0;
+    case '2': cfg->read_get = 1; return 0;
+    case '3': cfg->read_since = 1; return 0;
+    case '4':
+        if (parse_long(arg, 1 << 20, 1L << 42, &n) != 0)
+            return -1;
+        cfg->read_size = (uint64_t)n;
+        return 0;
     case 'j': cfg->json = 1; return 0;
     case 'g': cfg->plot_path = arg; return 0;
     case 'P': cfg->backend = STELE_IO_POSIX; return 0;
@@ -185,6 +197,8 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         {"json", no_argument, 0, 'j'},              {"plot", required_argument, 0, 'g'},
         {"posix", no_argument, 0, 'P'},             {"help", no_argument, 0, 'h'},
         {"index", required_argument, 0, 'x'},       {"checkpoint-records", required_argument, 0, 'c'},
+        {"read-scan", no_argument, 0, '1'},         {"read-get", no_argument, 0, '2'},
+        {"read-since", no_argument, 0, '3'},        {"read-size", required_argument, 0, '4'},
         {0, 0, 0, 0}};
     int c, idx = -1;
     while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {
@@ -384,7 +398,7 @@ int main(int argc, char **argv)
 {
     struct config cfg = {.record_size = 100, .thread_list = {1}, .thread_list_count = 1, .inflight = 1, .batch = 1,
                          .durability = STELE_DURABILITY_SYNC, .duration_s = 5, .runs = 1,
-                         .backend = STELE_IO_URING, .checkpoint_records = -1};
+                         .backend = STELE_IO_URING, .checkpoint_records = -1, .read_size = 1ull << 30};
     const struct target *targets[BENCH_PEERS_MAX + 1];
     int target_count = 0;
     if (parse_args(argc, argv, &cfg) != 0) {
@@ -422,6 +436,19 @@ int main(int argc, char **argv)
             return 1;
         }
         rc = index_bench(&cfg, cfg.index_keys, sub) == 0 ? 0 : 1;
+        bench_remove_tree(sub);
+        if (!cfg.dir)
+            rmdir(dir);
+        return rc;
+    }
+    if (cfg.read_scan || cfg.read_get || cfg.read_since) {
+        char sub[4200];
+        snprintf(sub, sizeof sub, "%s/read-XXXXXX", dir);
+        if (check_dir(dir) != 0 || !mkdtemp(sub)) {
+            fprintf(stderr, "stele-bench: cannot create a directory in %s: %s\n", dir, strerror(errno));
+            return 1;
+        }
+        rc = read_bench(&cfg, sub) == 0 ? 0 : 1;
         bench_remove_tree(sub);
         if (!cfg.dir)
             rmdir(dir);

@@ -47,6 +47,7 @@ struct batch_ref {
     uint64_t offset;
     uint32_t record_count;
     uint32_t frame_size;
+    uint64_t recorded_at_ns; /* of every record of the batch (SPEC.md §4) */
 };
 
 struct segment {
@@ -74,6 +75,8 @@ struct segment {
     size_t index_count;
     size_t index_cap;
     int indexed;
+    int index_from_file;     /* the table came from the index file (segidx.c) */
+    int index_distrusted;    /* it disagreed with the segment: rebuild, never load the file again */
 };
 
 /* An append (or sync) request: on the caller's stack for the blocking calls,
@@ -194,6 +197,17 @@ struct stele_log {
 
     stele_stats stats;       /* counters, under q_lock */
 
+    /* Per-segment read indexes (segidx.c, SPEC.md §19). */
+    pthread_mutex_t segidx_lock; /* one load or rebuild of a sealed segment's table at a time */
+    struct io *segidx_io;    /* index files' I/O: plain POSIX, owned (tests: segidx_set_io) */
+    int segidx_io_owned;
+    pthread_t segidx_thread; /* writes the index file of the segment just sealed */
+    int segidx_started;      /* segidx_thread is to be joined */
+    struct {                 /* counters: __atomic, so that readers take no lock to count */
+        uint64_t loaded, rebuilt, written, write_failures, read_batches, read_bytes;
+        char note[160];      /* under q_lock */
+    } rstats;
+
     /* Tests: called (under q_lock) just before a sync-mode batch is
      * acknowledged, with where it was written, so a simulated disk can check
      * that those bytes and their directory entry are durable (I0). */
@@ -243,7 +257,31 @@ static inline void segment_set_sealed(struct segment *seg)
 {
     __atomic_store_n(&seg->sealed, 1, __ATOMIC_RELEASE);
 }
+/* segidx.c (SPEC.md §19): makes seg's batch table present, from its index
+ * file or (missing, damaged, stale) rebuilt from the segment. */
 int segment_ensure_index(stele_log *log, struct segment *seg);
+/* The writer, once a seal is durable: writes seg's index file on a thread of
+ * its own; segidx_write_wait joins it. Failures are counted, never fatal. */
+void segidx_write_start(stele_log *log, struct segment *seg);
+void segidx_write_wait(stele_log *log);
+/* Writable open: makes sure the newest sealed segment has its index file. */
+void segidx_open_check(stele_log *log);
+/* A read found seg's batch where its table, loaded from the index file,
+ * said it was not: forgets the table so that the next read rebuilds it from
+ * the segment (SPEC.md §19.3). Returns 1 if so, 0 when the table did not
+ * come from a file (then the segment itself is damaged). */
+int segidx_distrust(stele_log *log, struct segment *seg, uint64_t offset);
+/* Counts one batch frame of bytes read for a reader. */
+void segidx_count_read(stele_log *log, uint64_t bytes);
+void segidx_stats(stele_log *log, stele_stats *out);
+/* Tests: index files' I/O goes through io from now on (not owned), e.g. a
+ * fault-injecting backend. By default it has a plain POSIX backend of its
+ * own, so that faults injected into the log's I/O, which the tests count
+ * call by call, meet only the segments' I/O. */
+void segidx_set_io(stele_log *log, struct io *io);
+/* The recorded time of a batch: its first record's (all of a batch share
+ * it); 0, or -1 when that record fails its checks. */
+int batch_recorded_at(const uint8_t *raw, size_t raw_size, uint64_t first_lsn, uint64_t seed, uint64_t *out_ns);
 
 /* batch reading (segment_io.c): reads and checks one frame, decompressing
  * into *raw (malloc'd, grown as needed). */
@@ -257,6 +295,24 @@ struct batch_buf {
 };
 void batch_buf_free(struct batch_buf *b);
 int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref, struct batch_buf *b);
+/* Checks the frame of ref at frame (already read) as batch_read does. */
+int batch_check(stele_log *log, struct segment *seg, const struct batch_ref *ref, const uint8_t *frame,
+                struct batch_buf *b);
+/* Sequential reads (iterators, readahead.c): the batch of ref, from one
+ * large read of the batches after it when the previous batch served was the
+ * one just before it; a single frame otherwise. b->body may point into ra
+ * until the next call. */
+struct readahead {
+    uint8_t *buf;
+    size_t cap;
+    const struct segment *seg; /* whose bytes [off, off + len) buf holds */
+    uint64_t off;
+    size_t len;
+    uint64_t next_off;       /* offset after the last batch served */
+};
+int batch_read_ahead(stele_log *log, struct segment *seg, const struct batch_ref *ref, struct batch_buf *b,
+                     struct readahead *ra);
+void readahead_free(struct readahead *ra);
 /* Decompresses a stored body into b->raw (or points b->body at it). */
 int batch_body_open(struct batch_buf *b, const uint8_t *stored, const char *path, uint64_t offset);
 

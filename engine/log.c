@@ -381,12 +381,16 @@ static stele_log *log_alloc(const char *dir, const stele_options *opts, struct i
     pthread_cond_init(&log->done_cond, NULL);
     pthread_cond_init(&log->sync_cond, NULL);
     pthread_mutex_init(&log->idx_lock, NULL);
+    pthread_mutex_init(&log->segidx_lock, NULL);
     return log;
 }
 
 static void log_free(stele_log *log)
 {
     index_checkpoint_wait(log);
+    segidx_write_wait(log);
+    if (log->segidx_io_owned)
+        log->segidx_io->ops->destroy(log->segidx_io);
     if (log->aux_io)
         log->aux_io->ops->destroy(log->aux_io);
     for (size_t i = 0; i < log->seg_count; i++)
@@ -405,6 +409,7 @@ static void log_free(stele_log *log)
     pthread_cond_destroy(&log->sync_cond);
     index_free(log);
     pthread_mutex_destroy(&log->idx_lock);
+    pthread_mutex_destroy(&log->segidx_lock);
     XXH3_freeState(log->file_hash);
     free(log->buf);
     free(log->dir);
@@ -436,6 +441,13 @@ int stele_open_io(const char *dir, const stele_options *opts, struct io *io, ste
         io->ops->destroy(io);
         return err_set(STELE_ERR_NOMEM, "out of memory opening %s", dir);
     }
+    /* The read indexes' files (SPEC.md §19) have an I/O backend of their
+     * own: plain POSIX, used from reader threads and the index writer's. */
+    if (!(log->segidx_io = io_posix_create())) {
+        code = err_set(STELE_ERR_NOMEM, "out of memory opening %s", dir);
+        goto fail;
+    }
+    log->segidx_io_owned = 1;
     code = read_meta(io, dir, &log->meta);
     if (code == STELE_ERR_NOT_FOUND && opts->create && !opts->read_only) {
         code = create_with(io, dir, opts);
@@ -451,6 +463,8 @@ int stele_open_io(const char *dir, const stele_options *opts, struct io *io, ste
         goto fail;
     if ((code = recover_segments(log)) != STELE_OK)
         goto fail;
+    if (!opts->read_only)
+        segidx_open_check(log); /* SPEC.md §19.2; never fails the open */
     if (!opts->read_only && (code = writer_start(log)) != STELE_OK)
         goto fail;
     *out_log = log;

@@ -184,10 +184,14 @@ static int take_batch(stele_log *log, struct segment *seg, uint64_t file_size, i
     uint64_t frame = fmt_batch_frame_size(h.stored_size);
     if (off + frame > file_size || off + frame + STELE_FOOTER_SIZE > seg->capacity)
         return 0;
-    struct batch_ref ref = {lsn, off, h.record_count, (uint32_t)frame};
+    struct batch_ref ref = {lsn, off, h.record_count, (uint32_t)frame, 0};
     struct batch_buf b = {0};
     int code = batch_read(log, seg, &ref, &b);
     if (code == STELE_OK && fmt_batch_records(&b.header, b.body, b.header.raw_size, seg->seed, NULL, NULL, NULL) != FMT_OK)
+        code = STELE_ERR_CORRUPT;
+    /* The batch's recorded time, for reads by time (SPEC.md §19): its
+     * first record's, which fmt_batch_records has just checked. */
+    if (code == STELE_OK && batch_recorded_at(b.body, b.header.raw_size, lsn, seg->seed, &ref.recorded_at_ns) != 0)
         code = STELE_ERR_CORRUPT;
     if (code == STELE_OK && hash)
         XXH3_64bits_update(log->file_hash, b.frame, frame);

@@ -363,75 +363,6 @@ int segment_open_sealed(stele_log *log, struct segment *seg, uint64_t file_size)
     return STELE_OK;
 }
 
-/* Scans a sealed segment's batch headers (not bodies) into refs. */
-static int build_index(stele_log *log, struct segment *seg, int fd, struct batch_ref **refs, size_t *count,
-                       size_t *cap)
-{
-    uint64_t off = STELE_SEGMENT_HEADER_SIZE, lsn = seg->first_lsn, chain = seg->prev_chain;
-    uint8_t hb[STELE_BATCH_HEADER_SIZE];
-    while (off < seg->data_end) {
-        int r = io_read_full(log->io, fd, hb, sizeof hb, off);
-        if (r < 0)
-            return err_set(err_code_from_errno(-r), "read batch header at %s offset %llu: %s", seg->path,
-                           (unsigned long long)off, r == -ENODATA ? "file ends early" : strerror(-r));
-        struct fmt_batch_header h;
-        uint64_t next_chain;
-        enum fmt_status st = fmt_batch_header_decode(hb, sizeof hb, seg->seed, &h, &next_chain);
-        uint64_t frame = st == FMT_OK ? fmt_batch_frame_size(h.stored_size) : 0;
-        if (st == FMT_OK && (h.first_lsn != lsn || h.prev_chain != chain || off + frame > seg->data_end))
-            st = FMT_BAD_FIELD;
-        if (st != FMT_OK)
-            return err_set(STELE_ERR_CORRUPT, "%s offset %llu: batch header at LSN %llu %s", seg->path,
-                           (unsigned long long)off, (unsigned long long)lsn, fmt_status_str(st));
-        struct batch_ref ref = {h.first_lsn, off, h.record_count, (uint32_t)frame};
-        int code = refs_push(refs, count, cap, &ref);
-        if (code)
-            return code;
-        off += frame;
-        lsn += h.record_count;
-        chain = next_chain;
-    }
-    if (lsn != seg->last_lsn + 1 || chain != seg->chain)
-        return err_set(STELE_ERR_CORRUPT, "%s: batches end at LSN %llu but the footer says %llu",
-                       seg->path, (unsigned long long)(lsn - 1), (unsigned long long)seg->last_lsn);
-    return STELE_OK;
-}
-
-int segment_ensure_index(stele_log *log, struct segment *seg)
-{
-    pthread_mutex_lock(&seg->index_lock);
-    int indexed = seg->indexed;
-    pthread_mutex_unlock(&seg->index_lock);
-    if (indexed)
-        return STELE_OK;
-    /* Built outside the lock (it reads the file); if two readers race, the
-     * first to finish installs its index and the other drops its copy. */
-    struct batch_ref *refs = NULL;
-    size_t count = 0, cap = 0;
-    int fd;
-    int code = segment_fd_acquire(log, seg, &fd);
-    if (code)
-        return code;
-    code = build_index(log, seg, fd, &refs, &count, &cap);
-    segment_fd_release(log, seg);
-    if (code) {
-        free(refs);
-        return code;
-    }
-    pthread_mutex_lock(&seg->index_lock);
-    if (!seg->indexed) {
-        free(seg->index);
-        seg->index = refs;
-        seg->index_count = count;
-        seg->index_cap = cap;
-        seg->indexed = 1;
-        refs = NULL;
-    }
-    pthread_mutex_unlock(&seg->index_lock);
-    free(refs);
-    return STELE_OK;
-}
-
 void batch_buf_free(struct batch_buf *b)
 {
     free(b->frame);
@@ -478,6 +409,29 @@ int batch_body_open(struct batch_buf *b, const uint8_t *stored, const char *path
     return STELE_OK;
 }
 
+int batch_check(stele_log *log, struct segment *seg, const struct batch_ref *ref, const uint8_t *frame,
+                struct batch_buf *b)
+{
+    (void)log;
+    uint64_t chain;
+    enum fmt_status st = fmt_batch_header_decode(frame, ref->frame_size, seg->seed, &b->header, &chain);
+    if (st == FMT_OK && (b->header.first_lsn != ref->first_lsn || b->header.record_count != ref->record_count ||
+                         fmt_batch_frame_size(b->header.stored_size) != ref->frame_size))
+        st = FMT_BAD_FIELD;
+    if (st == FMT_OK)
+        st = fmt_batch_body_check(&b->header, frame + STELE_BATCH_HEADER_SIZE,
+                                  ref->frame_size - STELE_BATCH_HEADER_SIZE, seg->seed);
+    /* The padding after the body must be zero too: it is part of the frame,
+     * and garbage there would be a torn or misdirected write. */
+    if (st == FMT_OK && !fmt_is_zero(frame + STELE_BATCH_HEADER_SIZE + b->header.stored_size,
+                                     ref->frame_size - STELE_BATCH_HEADER_SIZE - b->header.stored_size))
+        st = FMT_BAD_FIELD;
+    if (st != FMT_OK)
+        return err_set(STELE_ERR_CORRUPT, "%s offset %llu: batch at LSN %llu %s", seg->path,
+                       (unsigned long long)ref->offset, (unsigned long long)ref->first_lsn, fmt_status_str(st));
+    return batch_body_open(b, frame + STELE_BATCH_HEADER_SIZE, seg->path, ref->offset);
+}
+
 int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref, struct batch_buf *b)
 {
     int code = grow(&b->frame, &b->frame_cap, ref->frame_size);
@@ -488,26 +442,11 @@ int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref,
         return code;
     int r = io_read_full(log->io, fd, b->frame, ref->frame_size, ref->offset);
     segment_fd_release(log, seg);
+    segidx_count_read(log, ref->frame_size);
     if (r < 0)
         return err_set(err_code_from_errno(-r) == STELE_ERR_NOT_FOUND ? STELE_ERR_IO : err_code_from_errno(-r),
                        "read batch at %s offset %llu (LSN %llu): %s", seg->path,
                        (unsigned long long)ref->offset, (unsigned long long)ref->first_lsn,
                        r == -ENODATA ? "file ends early" : strerror(-r));
-    uint64_t chain;
-    enum fmt_status st = fmt_batch_header_decode(b->frame, ref->frame_size, seg->seed, &b->header, &chain);
-    if (st == FMT_OK && (b->header.first_lsn != ref->first_lsn || b->header.record_count != ref->record_count ||
-                         fmt_batch_frame_size(b->header.stored_size) != ref->frame_size))
-        st = FMT_BAD_FIELD;
-    if (st == FMT_OK)
-        st = fmt_batch_body_check(&b->header, b->frame + STELE_BATCH_HEADER_SIZE,
-                                  ref->frame_size - STELE_BATCH_HEADER_SIZE, seg->seed);
-    /* The padding after the body must be zero too: it is part of the frame,
-     * and garbage there would be a torn or misdirected write. */
-    if (st == FMT_OK && !fmt_is_zero(b->frame + STELE_BATCH_HEADER_SIZE + b->header.stored_size,
-                                     ref->frame_size - STELE_BATCH_HEADER_SIZE - b->header.stored_size))
-        st = FMT_BAD_FIELD;
-    if (st != FMT_OK)
-        return err_set(STELE_ERR_CORRUPT, "%s offset %llu: batch at LSN %llu %s", seg->path,
-                       (unsigned long long)ref->offset, (unsigned long long)ref->first_lsn, fmt_status_str(st));
-    return batch_body_open(b, b->frame + STELE_BATCH_HEADER_SIZE, seg->path, ref->offset);
+    return batch_check(log, seg, ref, b->frame, b);
 }

@@ -36,7 +36,17 @@ struct verifier {
     struct idx *streams;     /* every stream's versions so far: they must be dense (SPEC.md §5) */
     const char *cur_path;    /* the batch being walked, for problems found per record */
     uint64_t cur_off;
+    /* Large reads (SPEC.md §19.5): bytes [chunk_off, chunk_off + chunk_len)
+     * of the segment being walked, so that its batches cost one pread per
+     * VERIFY_CHUNK_SIZE instead of two each. */
+    int chunk_fd;
+    uint8_t *chunk;
+    size_t chunk_cap;
+    uint64_t chunk_off;
+    size_t chunk_len;
 };
+
+#define VERIFY_CHUNK_SIZE (8u << 20)
 
 static void problem(struct verifier *v, const char *path, uint64_t offset, uint64_t lsn, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -74,6 +84,38 @@ static int read_at(int fd, void *buf, size_t len, uint64_t off)
     return posix_pread(NULL, fd, buf, len, off) == (ssize_t)len ? 0 : -1;
 }
 
+/* Bytes [off, off + len) of fd, which must lie before limit (the end of
+ * what the walk may read), from the chunk or a new large read; NULL (errno
+ * set) when they cannot be read. */
+static const uint8_t *chunk_at(struct verifier *v, int fd, uint64_t off, size_t len, uint64_t limit)
+{
+    if (fd == v->chunk_fd && off >= v->chunk_off && off + len <= v->chunk_off + v->chunk_len)
+        return v->chunk + (off - v->chunk_off);
+    size_t want = limit - off < VERIFY_CHUNK_SIZE ? (size_t)(limit - off) : VERIFY_CHUNK_SIZE;
+    if (want < len)
+        want = len;
+    if (want > v->chunk_cap) {
+        uint8_t *p = realloc(v->chunk, want);
+        if (!p) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        v->chunk = p;
+        v->chunk_cap = want;
+    }
+    v->chunk_fd = -1;
+    ssize_t got = posix_pread(NULL, fd, v->chunk, want, off);
+    if (got < 0 || (size_t)got < len) {
+        if (got >= 0)
+            errno = ENODATA; /* the file ends early */
+        return NULL;
+    }
+    v->chunk_fd = fd;
+    v->chunk_off = off;
+    v->chunk_len = (size_t)got;
+    return v->chunk;
+}
+
 /* A record's stream version is its position in its stream: 1, 2, 3, ...
  * in LSN order (SPEC.md §5). The engine's index relies on it, so verify
  * checks it too: a log verify finds clean always opens. */
@@ -99,18 +141,18 @@ static int check_stream(void *ctx, uint64_t lsn, const struct fmt_record *rec, s
 static uint64_t check_batch(struct verifier *v, const char *path, int fd, uint64_t off, uint64_t file_size,
                             uint64_t seed, struct walk *w, XXH3_state_t *hash, int report)
 {
-    uint8_t hb[STELE_BATCH_HEADER_SIZE];
+    const uint8_t *hb;
     struct fmt_batch_header h;
     uint64_t chain;
-    if (off + sizeof hb > file_size)
+    if (off + STELE_BATCH_HEADER_SIZE > file_size)
         return 0;
-    if (read_at(fd, hb, sizeof hb, off) != 0) {
+    if ((hb = chunk_at(v, fd, off, STELE_BATCH_HEADER_SIZE, file_size)) == NULL) {
         /* Never silent: a sealed segment's footer check relies on a
          * problem having been reported when the walk stops early. */
         problem(v, path, off, w->next_lsn, "read failed: %s", strerror(errno));
         return 0;
     }
-    enum fmt_status st = fmt_batch_header_decode(hb, sizeof hb, seed, &h, &chain);
+    enum fmt_status st = fmt_batch_header_decode(hb, STELE_BATCH_HEADER_SIZE, seed, &h, &chain);
     if (st != FMT_OK) {
         if (report)
             problem(v, path, off, w->next_lsn, "batch header %s", fmt_status_str(st));
@@ -125,23 +167,14 @@ static uint64_t check_batch(struct verifier *v, const char *path, int fd, uint64
             problem(v, path, off, w->next_lsn, "%s", bad);
         return 0;
     }
-    if (v->b.frame_cap < frame) {
-        uint8_t *p = realloc(v->b.frame, frame);
-        if (!p) {
-            problem(v, path, off, w->next_lsn, "out of memory for a %llu-byte batch: not checked",
-                    (unsigned long long)frame);
-            return 0;
-        }
-        v->b.frame = p;
-        v->b.frame_cap = frame;
-    }
-    if (read_at(fd, v->b.frame, frame, off) != 0) {
+    const uint8_t *fr = chunk_at(v, fd, off, (size_t)frame, file_size);
+    if (!fr) {
         if (report)
             problem(v, path, off, w->next_lsn, "read failed: %s", strerror(errno));
         return 0;
     }
     v->b.header = h;
-    const uint8_t *stored = v->b.frame + STELE_BATCH_HEADER_SIZE;
+    const uint8_t *stored = fr + STELE_BATCH_HEADER_SIZE;
     st = fmt_batch_body_check(&h, stored, frame - STELE_BATCH_HEADER_SIZE, seed);
     if (st == FMT_OK && !fmt_is_zero(stored + h.stored_size, frame - STELE_BATCH_HEADER_SIZE - h.stored_size))
         st = FMT_BAD_FIELD;
@@ -165,7 +198,7 @@ static uint64_t check_batch(struct verifier *v, const char *path, int fd, uint64
         return 0;
     }
     if (hash)
-        XXH3_64bits_update(hash, v->b.frame, frame);
+        XXH3_64bits_update(hash, fr, frame);
     w->next_lsn += h.record_count;
     w->chain = chain;
     v->rep.batches++;
@@ -259,6 +292,7 @@ static void verify_segment(struct verifier *v, const char *path, uint64_t first_
         return;
     }
     uint64_t seed, capacity, size = (uint64_t)st.st_size;
+    v->chunk_fd = -1; /* fd numbers are reused: the chunk held another file's bytes */
     v->rep.segments++;
     if (check_header(v, path, fd, first_lsn, w, &seed, &capacity, hash) != 0) {
         close(fd);
@@ -361,7 +395,7 @@ int stele_verify(const char *dir, stele_verify_fn fn, void *ctx, stele_verify_re
     err_clear();
     if (!dir)
         return err_set(STELE_ERR_INVALID, "verify: no directory given");
-    struct verifier v = {.dir = dir, .fn = fn, .ctx = ctx};
+    struct verifier v = {.dir = dir, .fn = fn, .ctx = ctx, .chunk_fd = -1};
     uint64_t *firsts = NULL;
     size_t n = 0;
     int code = load_meta(&v);
@@ -384,6 +418,7 @@ int stele_verify(const char *dir, stele_verify_fn fn, void *ctx, stele_verify_re
     XXH3_freeState(hash);
     idx_free(v.streams);
     batch_buf_free(&v.b);
+    free(v.chunk);
     free(firsts);
     if (out)
         *out = v.rep;

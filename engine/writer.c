@@ -448,6 +448,7 @@ static int roll(stele_log *log)
         code = segment_seal(log, seg);
     if (code)
         return code;
+    segidx_write_start(log, seg); /* SPEC.md §19.2: after the seal is durable; never fatal */
     index_maintain(log);
     struct segment *next;
     code = segment_create(log, seg->seq + 1, seg->last_lsn + 1, seg->chain, &next);
@@ -529,7 +530,7 @@ static int write_round(stele_log *log, struct segment *seg, struct round *rd, in
                        datasync ? "write and sync" : "write", seg->path, (unsigned long long)seg->data_end,
                        (unsigned long long)rd->first_lsn, (unsigned long long)(rd->next_lsn - 1), strerror(-r));
     XXH3_64bits_update(log->file_hash, frame, frame_size);
-    struct batch_ref ref = {rd->first_lsn, seg->data_end, h.record_count, (uint32_t)frame_size};
+    struct batch_ref ref = {rd->first_lsn, seg->data_end, h.record_count, (uint32_t)frame_size, rd->recorded_at_ns};
     code = segment_index_add(seg, &ref);
     __atomic_store_n(&seg->data_end, seg->data_end + frame_size, __ATOMIC_RELAXED);
     seg->last_lsn = rd->next_lsn - 1;

@@ -4,8 +4,9 @@
  *
  * --from/--to bound the LSN (both inclusive). --since/--until bound the
  * recorded time (inclusive): recorded_at never decreases along the log, so
- * --since starts with a binary search over stele_get instead of a scan, and
- * --until ends the read at the first later record. --type matches exactly.
+ * --since starts where stele_lsn_at_time says (a binary search in the
+ * segments' read indexes, SPEC.md §19, reading no record), and --until ends
+ * the read at the first later record. --type matches exactly.
  * --stream S reads only S's records, in version order (which is LSN order),
  * from the engine's stream index instead of filtering a scan of the whole
  * log; the other filters apply to them as usual. --limit stops after that
@@ -86,29 +87,15 @@ static int field_is(const char *want, const char *s, size_t n)
     return !want || (strlen(want) == n && memcmp(want, s, n) == 0);
 }
 
-/* The first LSN >= lo whose recorded time is >= since (last + 1 if none):
- * a binary search, valid because recorded times never decrease. */
+/* The first LSN >= lo whose recorded time is >= since (last + 1 if none). */
 static int seek_since(const struct cli_ctx *ctx, stele_log *log, uint64_t lo, uint64_t since,
                       uint64_t *out_lsn)
 {
-    stele_stats st;
-    int code = stele_stats_get(log, &st);
+    uint64_t lsn;
+    int code = stele_lsn_at_time(log, since, &lsn);
     if (code != STELE_OK)
-        return cli_fail(ctx, code, "reading the log's stats");
-    uint64_t hi = st.last_lsn + 1; /* exclusive */
-    while (lo < hi) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        stele_record *rec;
-        code = stele_get(log, mid, &rec);
-        if (code != STELE_OK)
-            return cli_fail(ctx, code, "reading LSN %llu", (unsigned long long)mid);
-        if (rec->recorded_at_ns < since)
-            lo = mid + 1;
-        else
-            hi = mid;
-        stele_record_free(rec);
-    }
-    *out_lsn = lo;
+        return cli_fail(ctx, code, "finding the first record at --since");
+    *out_lsn = lsn > lo ? lsn : lo;
     return 0;
 }
 

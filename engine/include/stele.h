@@ -367,6 +367,13 @@ STELE_API void stele_pending_free(stele_pending_item *items);
 STELE_API STELE_NODISCARD int stele_stream_version(stele_log *log, const void *stream, size_t stream_size,
                                                    uint64_t *out_version, uint64_t *out_lsn);
 
+/* The first LSN recorded at or after time_ns (recorded_at_ns, which never
+ * decreases along the log), or stats.last_lsn + 1 when none is (yet). Answered
+ * from the per-segment read indexes (SPEC.md §19): a binary search over the
+ * segments, then within one, reading no record. Start an iterator there to
+ * read from a time. Returns OK, INVALID, CORRUPT, IO, NOMEM. */
+STELE_API STELE_NODISCARD int stele_lsn_at_time(stele_log *log, uint64_t time_ns, uint64_t *out_lsn);
+
 /* ------------------------------------------------------------ iterators */
 
 typedef struct stele_iter stele_iter;
@@ -555,6 +562,15 @@ typedef struct stele_stats {
     uint64_t recovery_torn_bytes;  /* bytes of torn tail cut */
     uint64_t recovery_torn_batches;
     uint64_t recovery_stray_files; /* unfinished segment files removed */
+    /* reads and the per-segment read indexes (SPEC.md §19), counters since open */
+    uint64_t read_batches;         /* batch frames read by get, iterators and recovery */
+    uint64_t read_bytes;           /* bytes of segment files they read, index rebuilds included */
+    uint64_t read_index_loaded;    /* sealed segments whose index file was loaded and trusted */
+    uint64_t read_index_rebuilt;   /* sealed segments whose index was rebuilt from the segment, because its
+                                      file was missing, damaged or stale (read_index_note says which) */
+    uint64_t read_index_written;   /* index files written (at seals, and after rebuilds by a writable handle) */
+    uint64_t read_index_write_failures; /* index files that could not be written; never fatal */
+    char read_index_note[160];     /* the last index rebuilt or not written, and why; "" if none */
 } stele_stats;
 
 STELE_API STELE_NODISCARD int stele_stats_get(stele_log *log, stele_stats *out);

@@ -38,6 +38,7 @@
 #include "idx.h"
 #include "record.h"
 #include "segment.h"
+#include "segidx.h"
 #include "stele.h"
 
 #define SEGMENT_SIZE (64u * 1024u)
@@ -392,6 +393,17 @@ static void index_seeds(void)
     index_seed("keys-200", 200);
 }
 
+/* A read index file (SPEC.md §19) as the engine wrote it at a seal, saved
+ * as mode 0 and mode 1 (checksum fixed up after mutation). */
+static void segidx_seed(const char *name, const uint8_t *file, size_t size)
+{
+    for (uint8_t mode = 0; mode < 2; mode++) {
+        char seed_name[64];
+        snprintf(seed_name, sizeof seed_name, "%s-mode%u", name, (unsigned)mode);
+        put("segidx", seed_name, &mode, 1, file, size);
+    }
+}
+
 static void rm_dir(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -469,6 +481,16 @@ int main(int argc, char **argv)
     event_json_seeds();
     roundtrip_seeds();
     index_seeds();
+    size_t x1_size;
+    uint8_t *x1 = slurp(a, "00000000000000000001.seg" STELE_SEGIDX_SUFFIX, &x1_size);
+    segidx_seed("a1", x1, x1_size);
+    free(x1);
+    uint8_t empty[STELE_SEGIDX_HEADER_SIZE];
+    struct fmt_segidx_header eh = {.segment_seed = seed1, .first_lsn = 7, .last_lsn = 6, .data_end = 4096,
+                                   .footer_checksum = 0x1234};
+    if (fmt_segidx_encode(&eh, NULL, empty, sizeof empty) != sizeof empty)
+        die("segidx encode");
+    segidx_seed("empty-segment", empty, sizeof empty);
     free(torn);
     free(meta);
     free(s1);
