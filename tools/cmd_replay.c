@@ -701,7 +701,9 @@ static int attempt_all(struct replay *r, const struct batch *b, enum delivery *o
 /* Event i of b as a batch of its own (pointing into b). */
 static struct batch batch_single(const struct batch *b, size_t i, const char **line)
 {
-    const char *end = strchr(*line, '\n'); /* compact JSON has no raw newline: one line per event */
+    /* Compact JSON has no raw newline: one line per event. The text is not
+     * NUL-terminated, so the search is bounded by its size. */
+    const char *end = memchr(*line, '\n', (size_t)(b->text + b->size - *line));
     struct batch one = {.text = (char *)*line, .size = (size_t)(end - *line) + 1, .lsn = &b->lsn[i],
                         .key = &b->key[i], .count = 1};
     *line = end + 1;
