@@ -485,12 +485,18 @@ static uint8_t *maybe_compress(stele_log *log, struct fmt_batch_header *h)
         err_clear();
         return log->buf; /* compression is an optimisation: fall back to raw */
     }
-    size_t n = ZSTD_compressCCtx(log->cctx, log->zbuf + STELE_BATCH_HEADER_SIZE, bound,
-                                 log->buf + STELE_BATCH_HEADER_SIZE, h->raw_size, log->meta.compression_level);
+    /* SPEC.md §18.2: the newest dictionary, once it is durable. */
+    uint32_t dict_id;
+    const ZSTD_CDict *cdict = dict_writer_current(log, &dict_id);
+    uint8_t *dst = log->zbuf + STELE_BATCH_HEADER_SIZE;
+    const uint8_t *src = log->buf + STELE_BATCH_HEADER_SIZE;
+    size_t n = cdict ? ZSTD_compress_usingCDict(log->cctx, dst, bound, src, h->raw_size, cdict)
+                     : ZSTD_compressCCtx(log->cctx, dst, bound, src, h->raw_size, log->compression_level);
     if (ZSTD_isError(n) || n >= h->raw_size)
         return log->buf;
     h->stored_size = (uint32_t)n;
     h->compression = FMT_COMPRESSION_ZSTD;
+    h->dict_id = cdict ? dict_id : 0;
     return log->zbuf;
 }
 
@@ -829,6 +835,8 @@ int writer_start(stele_log *log)
         code = err_set(STELE_ERR_NOMEM, "out of memory for a zstd context");
         goto fail;
     }
+    if ((code = dict_writer_open(log)) != STELE_OK)
+        goto fail;
     /* SPEC.md §4: recorded time never decreases, also across restarts: the
      * floor is the log's last record (the active segment may be empty). */
     log->last_recorded_at_ns = 0;
@@ -860,6 +868,7 @@ fail:
     index_free(log);
     ZSTD_freeCCtx(log->cctx);
     log->cctx = NULL;
+    dict_writer_close(log);
     return code;
 }
 
@@ -884,6 +893,7 @@ void writer_stop(stele_log *log)
     log->pool = NULL;
     ZSTD_freeCCtx(log->cctx);
     log->cctx = NULL;
+    dict_writer_close(log);
     free(log->zbuf);
     log->zbuf = NULL;
 }
