@@ -6,7 +6,8 @@
 # use, batches with a dictionary, a better ratio) and read back unchanged; a
 # second training makes dictionary 2 while dictionary 1's batches stay
 # readable; a missing or damaged dictionary file makes get and verify fail
-# with exit 5 naming the file, and restoring it makes the log whole again.
+# with exit 5 naming the file, and restoring it makes the log whole again; a
+# backup copies the dictionaries and the copy reads.
 source "$(dirname "$0")/lib.sh"
 L=$T/log
 run 2 "$STELE" init "$L" --compression zstd --compression-level 20
@@ -91,3 +92,9 @@ grep -q 'checksum mismatch' "$T/err" || fail "get says why: $(cat "$T/err")"
 cp "$T/d1" "$D1"
 run 0 "$STELE" verify "$L"
 check_jq "$T/out" '.[0].problems == 0' "restored"
+
+# A backup carries the dictionaries: the copy verifies and reads.
+run 0 "$STELE" backup "$L" "$T/copy"
+[ -f "$T/copy/0000000001.dict" ] && [ -f "$T/copy/0000000002.dict" ] || fail "backup without the dictionaries"
+cmp "$D1" "$T/copy/0000000001.dict" || fail "dictionary 1 copied differently"
+run 0 "$STELE" get "$T/copy" --lsn 1501
