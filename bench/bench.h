@@ -46,6 +46,10 @@ struct config {
     stele_io_backend backend;
     uint64_t index_keys;             /* --index N: the index benchmark (index_bench.c) instead of a sweep */
     long long checkpoint_records;    /* --checkpoint-records N for stele; -1 = the engine's default */
+    int compression_ratio;           /* --compression-ratio: the compression workload (compress_bench.c) */
+    size_t events;                   /* --events N: realistic events it generates */
+    uint64_t seed;                   /* --seed N: their seed */
+    int level;                       /* --level N: the zstd level */
 };
 
 /* One record to append; key_size is 0 when the record has no key. */
@@ -145,6 +149,8 @@ static inline size_t bench_format_key(char *dst, int id, uint64_t seq)
     return len;
 }
 
+/* compress_bench.c: the --compression-ratio workload in dir; 0, or -1 after printing why. */
+int compress_bench(const struct config *cfg, const char *dir);
 /* index_bench.c: the index's memory per key and reopen times at keys keys, in dir. */
 int index_bench(const struct config *cfg, uint64_t keys, const char *dir);
 /* Removes dir and everything under it; 0 or -1 after printing why. */
