@@ -50,6 +50,7 @@ struct config {
     size_t events;                   /* --events N: realistic events it generates */
     uint64_t seed;                   /* --seed N: their seed */
     int level;                       /* --level N: the zstd level */
+    uint32_t dict_size;              /* --dict-size BYTES: the dictionary's capacity, 0 = the engine's default */
 };
 
 /* One record to append; key_size is 0 when the record has no key. */

@@ -14,8 +14,8 @@
  * value) three logs get the same N events (--events, default 100000) in
  * appends of that many: no compression, zstd at --level L (default 3)
  * without a dictionary, and zstd at L with a dictionary trained on the first
- * fifth of the events (stele_dict_train over exactly those, the default
- * dictionary size). Only the last four fifths are counted in all three
+ * fifth of the events (stele_dict_train over exactly those; --dict-size,
+ * default the engine's 110 KiB). Only the last four fifths are counted in all three
  * (stele_compression_get before and after them): raw bytes (the records as
  * encoded), stored bytes (the batch bodies as written) and frame bytes (what
  * the batches occupy in the segment files: 64-byte header, body, padding to
@@ -218,11 +218,15 @@ static int append_range(stele_log *log, const struct event_pool *p, uint64_t fro
     return 0;
 }
 
+static uint32_t dict_size_max; /* --dict-size, 0 = the engine's default */
+
 static int train_on(stele_log *log, uint64_t records, const char *dir, stele_dict_info *out)
 {
     stele_dict_options d;
     stele_dict_options_init(&d);
     d.sample_records = records;
+    if (dict_size_max)
+        d.dict_size_max = dict_size_max;
     int code = stele_dict_train(log, &d, out);
     return code == STELE_OK ? 0 : fail("training a dictionary for", dir, code);
 }
@@ -410,6 +414,7 @@ static int throughput(const struct config *cfg, const struct event_pool *keyed, 
 
 int compress_bench(const struct config *cfg, const char *dir)
 {
+    dict_size_max = cfg->dict_size;
     struct event_pool p = pool_make(cfg->seed, cfg->events);
     if (!p.text) {
         fprintf(stderr, "stele-bench: out of memory for %zu events\n", cfg->events);

@@ -58,7 +58,7 @@ static void usage(FILE *f)
             "                                  interleaved; prints the keyed/unkeyed ratio\n"
             "       stele-bench --index KEYS [--record-size BYTES] [--runs N] [--dir PATH] [--json]\n"
             "                   the index at KEYS keys: memory per key, reopen with its checkpoint vs rebuilt\n"
-            "       stele-bench --compression-ratio [--events N] [--seed N] [--level L] [--batch N]\n"
+            "       stele-bench --compression-ratio [--events N] [--seed N] [--level L] [--dict-size BYTES] [--batch N]\n"
             "                   [--durability D] [--duration SECONDS] [--runs N] [--dir PATH] [--json]\n"
             "                   realistic JSON events (seeded): stored bytes without compression, with zstd\n"
             "                   at level L, with zstd and a dictionary trained on the first fifth; then\n"
@@ -185,6 +185,11 @@ static int apply_option(int c, const char *arg, struct config *cfg)
             return -1;
         cfg->level = (int)n;
         return 0;
+    case 'Z':
+        if (parse_long(arg, 256, 1048576, &n) != 0)
+            return -1;
+        cfg->dict_size = (uint32_t)n;
+        return 0;
     case 'p': cfg->dir = arg; return 0;
     case 'j': cfg->json = 1; return 0;
     case 'g': cfg->plot_path = arg; return 0;
@@ -207,6 +212,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         {"index", required_argument, 0, 'x'},       {"checkpoint-records", required_argument, 0, 'c'},
         {"compression-ratio", no_argument, 0, 'C'}, {"events", required_argument, 0, 'E'},
         {"seed", required_argument, 0, 'S'},        {"level", required_argument, 0, 'L'},
+        {"dict-size", required_argument, 0, 'Z'},
         {0, 0, 0, 0}};
     int c, idx = -1;
     while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {

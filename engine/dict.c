@@ -397,15 +397,15 @@ static int grow_to(void **p, size_t *cap, size_t need, size_t elem, size_t limit
     return STELE_OK;
 }
 
-/* Appends one record's variable bytes (type, stream, key, actor, payload:
- * what repeats across records; the fixed header is mostly LSNs, times and
- * checksums) as one sample; sets *out_full instead when it would take the
- * sample past cap bytes. */
-static int sample_add(struct sample *s, const stele_record *r, size_t cap, int *out_full)
+/* Appends one record, as encoded in a batch body (SPEC.md §5: the 64-byte
+ * header, then type, stream, key, actor and payload, contiguous), as one
+ * sample: what the compressor sees, headers included, since their constant
+ * bytes (sizes, kinds, the high bytes of times) repeat too. Sets *out_full
+ * instead when it would take the sample past cap bytes. */
+static int sample_add(struct sample *s, const struct fmt_record *r, uint64_t lsn, size_t cap, int *out_full)
 {
-    size_t n = r->type_size + r->stream_size + r->key_size + r->actor_size + r->payload_size;
-    if (n == 0)
-        return STELE_OK;
+    size_t n = STELE_RECORD_HEADER_SIZE + (size_t)r->type_size + r->stream_size + r->key_size + r->actor_size +
+               r->payload_size;
     if (s->size + n > cap) {
         *out_full = 1;
         return STELE_OK;
@@ -415,21 +415,31 @@ static int sample_add(struct sample *s, const stele_record *r, size_t cap, int *
         code = grow_to((void **)&s->sizes, &s->sizes_cap, s->count + 1, sizeof *s->sizes, SIZE_MAX / sizeof(size_t));
     if (code)
         return code;
-    const struct {
-        const void *p;
-        size_t n;
-    } parts[] = {{r->type, r->type_size}, {r->stream, r->stream_size}, {r->key, r->key_size},
-                 {r->actor, r->actor_size}, {r->payload, r->payload_size}};
-    size_t at = s->size;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        if (parts[i].n)
-            memcpy(s->buf + at, parts[i].p, parts[i].n);
-        at += parts[i].n;
-    }
+    /* fmt_record_decode points type at the byte after the header, and the
+     * variable fields follow one another (stele_get copies them as one). */
+    memcpy(s->buf + s->size, r->type - STELE_RECORD_HEADER_SIZE, n);
     s->sizes[s->count++] = n;
-    s->size = at;
-    s->last_lsn = r->lsn;
+    s->size += n;
+    s->last_lsn = lsn;
     return STELE_OK;
+}
+
+struct sample_scan {
+    struct sample *s;
+    uint64_t last;
+    size_t cap;
+    int full;
+};
+
+#define SCAN_DONE (-1) /* not a stele_code: ends log_scan early */
+
+static int sample_one(void *ctx, uint64_t lsn, const struct fmt_record *rec)
+{
+    struct sample_scan *sc = ctx;
+    if (lsn > sc->last)
+        return SCAN_DONE;
+    int code = sample_add(sc->s, rec, lsn, sc->cap, &sc->full);
+    return code ? code : sc->full ? SCAN_DONE : STELE_OK;
 }
 
 /* The sample (SPEC.md §18.2): the newest sample_records acknowledged
@@ -442,19 +452,9 @@ static int sample_collect(stele_log *log, const stele_dict_options *o, struct sa
     if (last == 0)
         return err_set(STELE_ERR_INVALID, "train a dictionary for %s: the log holds no records", log->dir);
     uint64_t from = last > o->sample_records ? last - o->sample_records + 1 : 1;
-    stele_iter *it;
-    int code = stele_iter_open(log, from, &it);
-    if (code)
-        return code;
-    int full = 0;
-    while (code == STELE_OK && !full) {
-        const stele_record *r;
-        if ((code = stele_iter_next(it, 0, &r)) != STELE_OK || !r || r->lsn > last)
-            break;
-        code = sample_add(s, r, (size_t)o->sample_size_max, &full);
-    }
-    stele_iter_close(it);
-    return code;
+    struct sample_scan sc = {.s = s, .last = last, .cap = (size_t)o->sample_size_max};
+    int code = log_scan(log, from, sample_one, &sc);
+    return code == SCAN_DONE ? STELE_OK : code;
 }
 
 /* Writes the file durably (module comment) through the log's I/O seam. */

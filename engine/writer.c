@@ -490,8 +490,17 @@ static uint8_t *maybe_compress(stele_log *log, struct fmt_batch_header *h)
     const ZSTD_CDict *cdict = dict_writer_current(log, &dict_id);
     uint8_t *dst = log->zbuf + STELE_BATCH_HEADER_SIZE;
     const uint8_t *src = log->buf + STELE_BATCH_HEADER_SIZE;
-    size_t n = cdict ? ZSTD_compress_usingCDict(log->cctx, dst, bound, src, h->raw_size, cdict)
-                     : ZSTD_compressCCtx(log->cctx, dst, bound, src, h->raw_size, log->compression_level);
+    size_t n;
+    if (cdict) {
+        /* ZSTD_compress2 with the sticky parameters set at start: the frame
+         * declares its content size and does not repeat the dictionary's id,
+         * which the batch header carries (4 bytes a batch, SPEC.md §18.2). */
+        n = ZSTD_CCtx_refCDict(log->cctx, cdict);
+        if (!ZSTD_isError(n))
+            n = ZSTD_compress2(log->cctx, dst, bound, src, h->raw_size);
+    } else {
+        n = ZSTD_compressCCtx(log->cctx, dst, bound, src, h->raw_size, log->compression_level);
+    }
     if (ZSTD_isError(n) || n >= h->raw_size)
         return log->buf;
     h->stored_size = (uint32_t)n;
@@ -833,6 +842,11 @@ int writer_start(stele_log *log)
         goto fail;
     if (log->meta.compression == FMT_COMPRESSION_ZSTD && !(log->cctx = ZSTD_createCCtx())) {
         code = err_set(STELE_ERR_NOMEM, "out of memory for a zstd context");
+        goto fail;
+    }
+    if (log->cctx && (ZSTD_isError(ZSTD_CCtx_setParameter(log->cctx, ZSTD_c_contentSizeFlag, 1)) ||
+                      ZSTD_isError(ZSTD_CCtx_setParameter(log->cctx, ZSTD_c_dictIDFlag, 0)))) {
+        code = err_set(STELE_ERR_NOMEM, "zstd refuses the frame parameters of %s", log->dir);
         goto fail;
     }
     if ((code = dict_writer_open(log)) != STELE_OK)

@@ -447,9 +447,9 @@ STELE_API STELE_NODISCARD int stele_stats_get(stele_log *log, stele_stats *out);
 typedef struct stele_dict_options {
     uint64_t sample_records;       /* the newest this-many acknowledged records are the sample, read
                                       oldest first. Default 100000, bounds [16, 10000000]. */
-    uint64_t sample_size_max;      /* ... until their bytes (type, stream, key, actor and payload of
-                                      each record) would exceed this. Default 16 MiB, bounds
-                                      [64 KiB, 256 MiB]. */
+    uint64_t sample_size_max;      /* ... until their bytes (each record as encoded in a batch: the
+                                      64-byte header, type, stream, key, actor, payload) would exceed
+                                      this. Default 16 MiB, bounds [64 KiB, 256 MiB]. */
     uint32_t dict_size_max;        /* the dictionary's capacity. Default 112640 (110 KiB, zstd's
                                       default), bounds [256, 1 MiB]. */
 } stele_dict_options;
