@@ -169,5 +169,7 @@ int plot_write(const struct config *cfg, const struct result *results, int resul
 int plot_available(void);
 
 uint64_t mono_ns(void);
+/* target_stele.c: CPU time so far of this process's thread named name (ns), -1 when there is none. */
+double bench_thread_cpu_ns(const char *name);
 
 #endif

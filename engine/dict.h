@@ -32,6 +32,12 @@ int dict_body_decompress(struct batch_buf *b, const uint8_t *stored, const char 
 /* The highest dictionary id in dir (0 = none) and how many files there are. */
 int dict_scan(const char *dir, uint32_t *out_newest, uint32_t *out_count);
 
+/* SPEC.md §18.2: batches with more raw bytes than this are compressed
+ * without the dictionary (zstd's cut-off for referencing a dictionary's
+ * tables instead of copying them, at levels 3 and 4). An engine choice, not
+ * a format limit: readers take a dictionary on a batch of any size. */
+#define DICT_BATCH_RAW_SIZE_MAX (16u * 1024u)
+
 /* Writer handles of compressing logs: loads the newest dictionary (if any)
  * for the writer. CORRUPT when that file fails a check. */
 int dict_writer_open(struct stele_log *log);

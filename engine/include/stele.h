@@ -437,8 +437,9 @@ STELE_API STELE_NODISCARD int stele_stats_get(stele_log *log, stele_stats *out);
  * compress far better with a dictionary trained on the log's own records
  * (SPEC.md §18): stele_dict_train stores one as file `<id>.dict` in the log
  * directory (ids 1, 2, 3 ...), durably, and the writer compresses every
- * batch it assembles afterwards with the newest dictionary, naming its id in
- * the batch header. Dictionary files are never changed or deleted; readers
+ * batch of up to 16 KiB of records it assembles afterwards with the newest
+ * dictionary, naming its id in the batch header (larger batches are their
+ * own history: they are compressed without one). Dictionary files are never changed or deleted; readers
  * load them by id when a batch names one. A batch whose dictionary is
  * missing or damaged fails to read with STELE_ERR_CORRUPT naming the
  * dictionary file and the batch's segment and offset, and stele_verify
