@@ -51,17 +51,17 @@ size=$(stat -c %s "$D1")
 check_eq "$size" $(($(jq .dict_size "$T/out") + 64)) "file = header + dictionary"
 
 # One event per append: every batch small, where a dictionary matters most.
-head -300 "$T/b" | while read -r line; do printf '%s\n' "$line" | "$STELE" append "$L" --jsonl >/dev/null; done
+head -100 "$T/b" | while read -r line; do printf '%s\n' "$line" | "$STELE" append "$L" --jsonl >/dev/null; done
 run 0 "$STELE" stats "$L"
-check_jq "$T/out" '.[0] | .dict_newest == 1 and .dict_count == 1 and .batches_dict == 300
+check_jq "$T/out" '.[0] | .dict_newest == 1 and .dict_count == 1 and .batches_dict == 100
     and .stored_bytes < .raw_bytes and .compression_ratio > 1' "stats after training"
 run 0 "$STELE" read "$L" --from 1501
-head -300 "$T/b" >"$T/b300"
-jq -s -e --slurpfile b "$T/b300" 'length == 300 and (map(.data) == ($b | map(.data)))' "$T/out" >/dev/null ||
+head -100 "$T/b" >"$T/b100"
+jq -s -e --slurpfile b "$T/b100" 'length == 100 and (map(.data) == ($b | map(.data)))' "$T/out" >/dev/null ||
     fail "events after the training do not read back unchanged"
 
 # Dictionary 2; batches of dictionary 1 still read.
-run 0 "$STELE" append "$L" --jsonl < <(tail -1200 "$T/b")
+run 0 "$STELE" append "$L" --jsonl < <(tail -1400 "$T/b")
 run 0 "$STELE" dict train "$L"
 check_jq "$T/out" '.[0].dict_id == 2' "second dictionary"
 run 0 "$STELE" append "$L" --data '{"id":"pay_x","amount":1,"currency":"EUR"}' --type payment.captured
