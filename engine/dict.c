@@ -583,6 +583,52 @@ out:
     return code;
 }
 
+/* ------------------------------------------------- automatic training */
+
+static void *auto_train_main(void *arg)
+{
+    stele_log *log = arg;
+    pthread_setname_np(pthread_self(), "stele-dict");
+    int code = stele_dict_train(log, NULL, NULL);
+    pthread_mutex_lock(&log->dict_lock);
+    log->auto_train_code = code;
+    snprintf(log->auto_train_note, sizeof log->auto_train_note, "%s", code ? stele_errmsg() : "");
+    pthread_mutex_unlock(&log->dict_lock);
+    return NULL;
+}
+
+void dict_auto_train_check_locked(stele_log *log)
+{
+    /* Once per open, and only for a zstd log that has no dictionary: the
+     * writer found none at open (cdict_id) and none was handed to it. */
+    if (!log->opts.dict_train_records || log->auto_train_started || log->meta.compression != FMT_COMPRESSION_ZSTD ||
+        log->visible_lsn < log->opts.dict_train_records)
+        return;
+    log->auto_train_started = 1;
+    if (log->cdict_id != 0 || __atomic_load_n(&log->cdict_pending, __ATOMIC_ACQUIRE))
+        return;
+    int r = pthread_create(&log->auto_train_thread, NULL, auto_train_main, log);
+    if (r == 0) {
+        log->auto_train_joinable = 1;
+        return;
+    }
+    pthread_mutex_lock(&log->dict_lock);
+    log->auto_train_code = STELE_ERR_IO;
+    snprintf(log->auto_train_note, sizeof log->auto_train_note, "start a training thread: %s", strerror(r));
+    pthread_mutex_unlock(&log->dict_lock);
+}
+
+void dict_auto_train_join(stele_log *log)
+{
+    /* The flag is the writer thread's; joinable once set stays so until here. */
+    pthread_mutex_lock(&log->q_lock);
+    int joinable = log->auto_train_joinable;
+    log->auto_train_joinable = 0;
+    pthread_mutex_unlock(&log->q_lock);
+    if (joinable)
+        pthread_join(log->auto_train_thread, NULL);
+}
+
 /* ---------------------------------------------------------------- stats */
 
 void dict_stats(stele_log *log, stele_stats *out)
@@ -594,6 +640,10 @@ void dict_stats(stele_log *log, stele_stats *out)
     out->dict_count = count;
     out->dict_in_use = __atomic_load_n(&log->dict_in_use, __ATOMIC_RELAXED);
     out->compression_level = log->compression_level;
+    pthread_mutex_lock(&log->dict_lock);
+    out->dict_auto_train_code = log->auto_train_code;
+    snprintf(out->dict_note, sizeof out->dict_note, "%s", log->auto_train_note);
+    pthread_mutex_unlock(&log->dict_lock);
 }
 
 /* Adds the batch headers of seg up to data_end to out. */

@@ -188,6 +188,11 @@ struct stele_log {
     uint32_t cdict_next_id;
     int cdict_pending;       /* cdict_next is set (atomic: the writer looks without the lock) */
     pthread_mutex_t dict_train_lock; /* one stele_dict_train at a time */
+    pthread_t auto_train_thread; /* options.dict_train_records (dict.c) */
+    int auto_train_started;  /* writer thread only: tried once per open */
+    int auto_train_joinable;
+    int auto_train_code;     /* -1 until it finished; under dict_lock */
+    char auto_train_note[160];
     /* The index (index.c, SPEC.md §15), under idx_lock: the writer holds it
      * while it decides and encodes a round; queries hold it briefly. */
     pthread_mutex_t idx_lock;
@@ -317,6 +322,11 @@ int index_stream_lsn(stele_log *log, const void *stream, size_t stream_size, uin
 
 /* dict.c (also dict.h) */
 void dict_stats(stele_log *log, stele_stats *out);
+/* The writer thread, q_lock held, after each round: starts the automatic
+ * training when options.dict_train_records asks for it and it is due. */
+void dict_auto_train_check_locked(stele_log *log);
+/* Waits for an automatic training in progress (stele_close). */
+void dict_auto_train_join(stele_log *log);
 int dict_check_all(const char *dir, const uint8_t log_id[STELE_LOG_ID_SIZE],
                    void (*fn)(void *ctx, const char *path, const char *what), void *ctx);
 

@@ -385,6 +385,7 @@ static stele_log *log_alloc(const char *dir, const stele_options *opts, struct i
     pthread_mutex_init(&log->idx_lock, NULL);
     pthread_mutex_init(&log->dict_lock, NULL);
     pthread_mutex_init(&log->dict_train_lock, NULL);
+    log->auto_train_code = -1;
     return log;
 }
 
@@ -512,6 +513,7 @@ int stele_close(stele_log *log)
         return STELE_OK;
     err_clear();
     int code = STELE_OK;
+    dict_auto_train_join(log); /* it appends nothing, but reads the log and hands the writer a dictionary */
     if (log->writer_started) {
         code = stele_sync(log);
         writer_stop(log);

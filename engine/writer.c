@@ -738,6 +738,7 @@ static void *writer_main(void *arg)
         int code = run_round(log, head, body_max, want_sync || timer, &rd, &wrote);
         pthread_mutex_lock(&log->q_lock);
         finish_round_locked(log, head, &rd, code, wrote);
+        dict_auto_train_check_locked(log);
         if (log->sync_inline) {
             log->sync_inline = 0;
             sync_and_ack_locked(log);

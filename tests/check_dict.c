@@ -31,6 +31,9 @@
  *    never NOMEM or a crash.
  *  - The dictionary file format: every byte flipped and every truncation of
  *    an encoded file is refused by fmt_dict_decode; names parse strictly.
+ *  - Automatic training (options.dict_train_records): once the log holds
+ *    that many records a dictionary is made and later batches use it; not
+ *    again after a reopen that finds one; a close during it waits for it.
  *  - Training refuses an empty log, a read-only handle and options out of
  *    bounds (naming the option); ids go 1, 2, 3; the level override is
  *    checked and reported.
@@ -877,6 +880,64 @@ START_TEST(test_train_errors)
 }
 END_TEST
 
+/* options.dict_train_records: a dictionary is trained once the log holds
+ * that many records, on a thread of its own, and later batches use it; not
+ * before, not again after a reopen that finds one, never on a log without
+ * compression. */
+START_TEST(test_auto_train)
+{
+    uint64_t seed = tu_seed("check_dict automatic training");
+    char *dir = tu_tmpdir("dict-auto");
+    stele_options o = opts_zstd();
+    o.dict_train_records = 1000;
+    stele_log *log = open_log(dir, &o);
+    append_events(log, seed, 0, 996);
+    stele_stats st;
+    OK(stele_stats_get(log, &st));
+    ck_assert_int_eq(st.dict_auto_train_code, -1);
+    ck_assert_uint_eq(st.dict_count, 0);
+    append_events(log, seed, 996, 1000);
+    for (int i = 0; i < 600 && st.dict_auto_train_code == -1; i++) {
+        usleep(50 * 1000);
+        OK(stele_stats_get(log, &st));
+    }
+    REQUIRE(st.dict_auto_train_code == STELE_OK, "automatic training: code %d, note %s", st.dict_auto_train_code,
+            st.dict_note);
+    ck_assert_uint_eq(st.dict_count, 1);
+    append_events(log, seed, 1000, 1200);
+    OK(stele_stats_get(log, &st));
+    ck_assert_uint_eq(st.dict_in_use, 1);
+    ck_assert_uint_eq(check_events(log, seed), 1200);
+    OK(stele_close(log));
+    log = open_log(dir, &o); /* a dictionary exists: no second one */
+    append_events(log, seed, 1200, 1300);
+    OK(stele_stats_get(log, &st));
+    ck_assert_int_eq(st.dict_auto_train_code, -1);
+    OK(stele_close(log));
+    expect_verify_clean(dir, 1300);
+    struct batch_list *l = list_batches(dir);
+    ck_assert_uint_eq(l->dict_id[l->count - 1], 1);
+    free(l);
+
+    /* Closing while the training may still run waits for it. */
+    char *d2 = tu_path(dir, "closing");
+    log = open_log(d2, &o);
+    append_events(log, seed, 0, 1000);
+    OK(stele_close(log));
+    stele_options ro = opts_read_only();
+    log = open_log(d2, &ro);
+    OK(stele_stats_get(log, &st));
+    ck_assert_uint_eq(st.dict_count, 1); /* the training finished before close returned */
+    OK(stele_close(log));
+    char *tmp = tu_path(d2, "0000000001.dict.tmp");
+    ck_assert_int_ne(access(tmp, F_OK), 0);
+    free(tmp);
+    free(d2);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *dict_suite(void)
 {
     Suite *s = suite_create("dict");
@@ -890,6 +951,7 @@ static Suite *dict_suite(void)
     tcase_add_test(tc, test_damaged_dict);
     tcase_add_test(tc, test_flipped_compressed_body);
     tcase_add_test(tc, test_raw_size_lies);
+    tcase_add_test(tc, test_auto_train);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

@@ -104,6 +104,11 @@ typedef struct stele_options {
                                       and at least this many records (and at least half as
                                       many as the index holds keys) came since the last one, and
                                       always at close. Default 1000000; 0 = only at close. */
+    uint64_t dict_train_records;   /* writer handles of zstd logs without a dictionary: once the log
+                                      holds this many records, train one (stele_dict_train with
+                                      default options) on a thread of its own, once per open; its
+                                      outcome is in stele_stats. Default 0 = never. stele_close
+                                      waits for a training in progress. */
     int compression_level_override;/* the zstd level this handle's writer compresses with instead of
                                       the log's own (stele.meta, set at creation). Default 0 = the
                                       log's level; else bounds [1, 19]. Only a log created with
@@ -426,6 +431,9 @@ typedef struct stele_stats {
                                       with (SPEC.md §18.2), 0 = none (or not a writer) */
     uint32_t dict_newest;          /* the highest dictionary id in the log directory, 0 = none */
     uint32_t dict_count;           /* dictionary files in the log directory */
+    int dict_auto_train_code;      /* options.dict_train_records: -1 not run (yet), else the stele_code
+                                      the training returned */
+    char dict_note[160];           /* why that training failed, "" otherwise */
 } stele_stats;
 
 STELE_API STELE_NODISCARD int stele_stats_get(stele_log *log, stele_stats *out);
