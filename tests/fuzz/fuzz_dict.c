@@ -100,6 +100,10 @@ static void batch(const uint8_t *file, size_t n, const uint8_t *frame, size_t fr
     int rc = batch_body_open(&b, frame, "fuzz.seg", 4096);
     FUZZ_CHECK(rc == STELE_OK || rc == STELE_ERR_CORRUPT || rc == STELE_ERR_FORMAT || rc == STELE_ERR_NOMEM,
                "batch_body_open returned %d: %s", rc, stele_errmsg());
+    if (getenv("STELE_FUZZ_VERBOSE"))
+        fprintf(stderr, "fuzz_dict: file %zu bytes (%s), frame %zu bytes, raw_size %u: %s: %s\n", n,
+                fmt_status_str(fmt_dict_decode(file, n, &(struct fmt_dict_header){0}, &(const uint8_t *){NULL})),
+                frame_size, raw, stele_strerror(rc), rc ? stele_errmsg() : "decompressed");
     if (rc == STELE_OK)
         FUZZ_CHECK(b.body == b.raw && b.raw_cap >= raw, "decompressed body not in the bounded buffer");
     if (rc != STELE_OK && b.dict_error)
