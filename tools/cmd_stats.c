@@ -5,6 +5,10 @@
  * the index checkpoint was used), everything else as numbers under the
  * field's own name.
  *
+ * Compression (SPEC.md §18): the level and dictionaries from stele_stats,
+ * the ratio from every batch header (stele_compression_get), see
+ * add_compression.
+ *
  * The log is opened read-only, so the counters "since open" are this
  * process's (zero) and recovery figures describe no recovery: a read-only
  * open does not recover.

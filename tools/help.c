@@ -141,7 +141,10 @@ const char cli_help_backup[] =
 const char cli_help_stats[] =
     "DESCRIPTION\n"
     "  Prints the log's statistics (stele_stats) as one JSON object. The log is opened read-only:\n"
-    "  counters \"since open\" are this process's own.\n"
+    "  counters \"since open\" are this process's own. Compression: compression_level, the newest\n"
+    "  dictionary (dict_newest) and how many there are (dict_count), and from every batch header\n"
+    "  (one small read per batch) raw_bytes, stored_bytes, frame_bytes (on disk, with padding),\n"
+    "  compression_ratio = raw_bytes / stored_bytes, batches, batches_zstd, batches_dict.\n"
     "\n"
     "OPTIONS\n"
     "  --prometheus   the metrics in the Prometheus text exposition format (version 0.0.4):\n"
