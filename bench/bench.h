@@ -49,6 +49,11 @@ struct config {
     long long checkpoint_records;    /* --checkpoint-records N for stele; -1 = the engine's default */
     int read_scan, read_get, read_since; /* --read-*: the read benchmark (read_bench.c) instead of a sweep */
     uint64_t read_size;              /* --read-size BYTES: the log it builds */
+    int compression_ratio;           /* --compression-ratio: the compression workload (compress_bench.c) */
+    size_t events;                   /* --events N: realistic events it generates */
+    uint64_t seed;                   /* --seed N: their seed */
+    int level;                       /* --level N: the zstd level */
+    uint32_t dict_size;              /* --dict-size BYTES: the dictionary's capacity, 0 = the engine's default */
 };
 
 /* One record to append; key_size is 0 when the record has no key. */
@@ -148,6 +153,8 @@ static inline size_t bench_format_key(char *dst, int id, uint64_t seq)
     return len;
 }
 
+/* compress_bench.c: the --compression-ratio workload in dir; 0, or -1 after printing why. */
+int compress_bench(const struct config *cfg, const char *dir);
 /* index_bench.c: the index's memory per key and reopen times at keys keys, in dir. */
 int index_bench(const struct config *cfg, uint64_t keys, const char *dir);
 /* read_bench.c: verified scans, gets by LSN and --since lookups on a log of cfg->read_size bytes built in dir. */
@@ -167,5 +174,7 @@ int plot_write(const struct config *cfg, const struct result *results, int resul
 int plot_available(void);
 
 uint64_t mono_ns(void);
+/* target_stele.c: CPU time so far of this process's thread named name (ns), -1 when there is none. */
+double bench_thread_cpu_ns(const char *name);
 
 #endif

@@ -63,6 +63,12 @@ static void usage(FILE *f)
             "                   [--dir PATH] [--json]   reads on a log of BYTES (default 1 GiB) of realistic JSON\n"
             "                   events (--batch per append, default 64): verified scan GB/s, get by LSN and\n"
             "                   --since latency (median, p99), from the page cache\n"
+            "       stele-bench --compression-ratio [--events N] [--seed N] [--level L] [--dict-size BYTES] [--batch N]\n"
+            "                   [--durability D] [--duration SECONDS] [--runs N] [--dir PATH] [--json]\n"
+            "                   realistic JSON events (seeded): stored bytes without compression, with zstd\n"
+            "                   at level L, with zstd and a dictionary trained on the first fifth; then\n"
+            "                   append throughput with compression off and on, runs interleaved\n"
+            "                   (defaults: --events 100000 --seed 1 --level 3)\n"
             "defaults: --record-size 100 --threads 1 --inflight 1 --batch 1 --durability sync --duration 5 --runs 1\n"
             "peers: sqlite (WAL, synchronous=FULL, unique key, a transaction per event), rocksdb (sync writes),\n"
             "       fdatasync (write + fdatasync per event under a mutex); with --durability interval or none\n"
@@ -169,6 +175,27 @@ static int apply_option(int c, const char *arg, struct config *cfg)
             return -1;
         cfg->index_keys = (uint64_t)n;
         return 0;
+    case 'C': cfg->compression_ratio = 1; return 0;
+    case 'E':
+        if (parse_long(arg, 1000, 10000000L, &n) != 0)
+            return -1;
+        cfg->events = (size_t)n;
+        return 0;
+    case 'S':
+        if (parse_long(arg, 0, 1000000000000L, &n) != 0)
+            return -1;
+        cfg->seed = (uint64_t)n;
+        return 0;
+    case 'L':
+        if (parse_long(arg, 1, 19, &n) != 0)
+            return -1;
+        cfg->level = (int)n;
+        return 0;
+    case 'Z':
+        if (parse_long(arg, 256, 1048576, &n) != 0)
+            return -1;
+        cfg->dict_size = (uint32_t)n;
+        return 0;
     case 'p': cfg->dir = arg; return 0;
     case '1': cfg->read_scan = 1; return 0;
     case '2': cfg->read_get = 1; return 0;
@@ -199,6 +226,9 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         {"index", required_argument, 0, 'x'},       {"checkpoint-records", required_argument, 0, 'c'},
         {"read-scan", no_argument, 0, '1'},         {"read-get", no_argument, 0, '2'},
         {"read-since", no_argument, 0, '3'},        {"read-size", required_argument, 0, '4'},
+        {"compression-ratio", no_argument, 0, 'C'}, {"events", required_argument, 0, 'E'},
+        {"seed", required_argument, 0, 'S'},        {"level", required_argument, 0, 'L'},
+        {"dict-size", required_argument, 0, 'Z'},
         {0, 0, 0, 0}};
     int c, idx = -1;
     while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {
@@ -398,7 +428,8 @@ int main(int argc, char **argv)
 {
     struct config cfg = {.record_size = 100, .thread_list = {1}, .thread_list_count = 1, .inflight = 1, .batch = 1,
                          .durability = STELE_DURABILITY_SYNC, .duration_s = 5, .runs = 1,
-                         .backend = STELE_IO_URING, .checkpoint_records = -1, .read_size = 1ull << 30};
+                         .backend = STELE_IO_URING, .checkpoint_records = -1, .read_size = 1ull << 30,
+                         .events = 100000, .seed = 1, .level = 3};
     const struct target *targets[BENCH_PEERS_MAX + 1];
     int target_count = 0;
     if (parse_args(argc, argv, &cfg) != 0) {
@@ -427,6 +458,17 @@ int main(int argc, char **argv)
     if (!dir) {
         fprintf(stderr, "stele-bench: mkdtemp %s: %s\n", tmpl, strerror(errno));
         return 1;
+    }
+    if (cfg.compression_ratio) {
+        if (cfg.key_cost || cfg.peer_count || cfg.index_keys || cfg.plot_path) {
+            fprintf(stderr, "stele-bench: --compression-ratio measures stele alone: no --key-cost, --peer, --index "
+                            "or --plot with it\n");
+            return 2;
+        }
+        rc = check_dir(dir) == 0 && compress_bench(&cfg, dir) == 0 ? 0 : 1;
+        if (!cfg.dir)
+            rmdir(dir);
+        return rc;
     }
     if (cfg.index_keys) {
         char sub[4200];

@@ -198,7 +198,7 @@ static void stele_thread_close(void *thread)
 
 /* CPU time so far of this process's thread named name (the engine names its
  * threads: stele-writer, stele-syncer, ...), from /proc; -1 when there is none. */
-static double thread_cpu_ns(const char *name)
+double bench_thread_cpu_ns(const char *name)
 {
     DIR *d = opendir("/proc/self/task");
     if (!d)
@@ -236,7 +236,7 @@ static int stele_db_close(void *dbp, struct target_stats *out_stats)
     if (stele_stats_get(db->log, &st) == STELE_OK) {
         out_stats->syncs = st.syncs;
         out_stats->syncs_known = 1;
-        double ns = thread_cpu_ns("stele-writer");
+        double ns = bench_thread_cpu_ns("stele-writer");
         if (ns >= 0 && st.appends_new > 0)
             out_stats->writer_ns_per_record = ns / (double)st.appends_new;
     }

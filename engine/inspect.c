@@ -128,7 +128,7 @@ static uint64_t walk_batch(struct walker *w, uint64_t off, stele_segment_info *o
     }
     w->info = (stele_batch_info){.offset = off, .frame_size = frame, .first_lsn = h.first_lsn,
                                  .record_count = h.record_count, .stored_size = h.stored_size,
-                                 .raw_size = h.raw_size, .compression = (stele_compression)h.compression,
+                                 .raw_size = h.raw_size, .compression = (stele_compression)h.compression, .dict_id = h.dict_id,
                                  .durable_lsn = h.durable_lsn, .chain = chain};
     if (w->fn && w->fn(w->ctx, &w->info, NULL, 0, 0) != 0)
         w->stopped = 1;
@@ -163,6 +163,15 @@ static int read_header(struct walker *w, stele_segment_info *out)
     w->seed = stele_segment_seed(h.log_id, h.seq, h.first_lsn);
     w->next_lsn = h.first_lsn;
     w->chain = h.prev_chain;
+    /* Batches naming a dictionary find it beside the segment (SPEC.md §18). */
+    char dir[4096];
+    const char *slash = strrchr(w->path, '/');
+    int n = slash ? snprintf(dir, sizeof dir, "%.*s", (int)(slash - w->path), w->path)
+                  : snprintf(dir, sizeof dir, ".");
+    if (n < 0 || (size_t)n >= sizeof dir)
+        return err_set(STELE_ERR_INVALID, "segment path too long: %s", w->path);
+    if (!(w->b.dicts = dict_cache_new(slash == w->path ? "/" : dir, h.log_id)))
+        return err_set(STELE_ERR_NOMEM, "out of memory inspecting %s", w->path);
     return STELE_OK;
 }
 
@@ -278,6 +287,7 @@ int stele_segment_inspect(const char *path, stele_inspect_fn fn, void *ctx, stel
     }
 out:
     close(w.fd);
+    dict_cache_free(w.b.dicts);
     batch_buf_free(&w.b);
     if (out)
         *out = info;

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "batch.h"
+#include "dict.h"
 #include "io.h"
 #include "idx.h"
 #include "record.h"
@@ -181,6 +182,22 @@ struct stele_log {
     void *cctx;              /* ZSTD_CCtx when the log compresses */
     uint8_t *zbuf;           /* compressed frame being assembled */
     size_t zbuf_cap;
+    /* Dictionaries (dict.c, SPEC.md §18). */
+    int compression_level;   /* the level this handle compresses with */
+    struct dict_cache *dicts;/* readers' decompression dictionaries */
+    void *cdict;             /* writer thread: ZSTD_CDict of dictionary cdict_id, NULL = none */
+    uint32_t cdict_id;
+    uint32_t dict_in_use;    /* cdict_id, for stats (atomic) */
+    pthread_mutex_t dict_lock; /* guards the hand-over below */
+    void *cdict_next;        /* a new dictionary for the writer to take over */
+    uint32_t cdict_next_id;
+    int cdict_pending;       /* cdict_next is set (atomic: the writer looks without the lock) */
+    pthread_mutex_t dict_train_lock; /* one stele_dict_train at a time */
+    pthread_t auto_train_thread; /* options.dict_train_records (dict.c) */
+    int auto_train_started;  /* writer thread only: tried once per open */
+    int auto_train_joinable;
+    int auto_train_code;     /* -1 until it finished; under dict_lock */
+    char auto_train_note[160];
     /* The index (index.c, SPEC.md §15), under idx_lock: the writer holds it
      * while it decides and encodes a round; queries hold it briefly. */
     pthread_mutex_t idx_lock;
@@ -292,6 +309,9 @@ struct batch_buf {
     size_t raw_cap;
     const uint8_t *body;     /* raw records of the last batch read */
     struct fmt_batch_header header;
+    struct dict_cache *dicts;/* where batches naming a dictionary find it (dict.h; not owned) */
+    void *dctx;              /* ZSTD_DCtx for dictionary batches, made on first use */
+    int dict_error;          /* the last failure was a missing or damaged dictionary */
 };
 void batch_buf_free(struct batch_buf *b);
 int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref, struct batch_buf *b);
@@ -360,6 +380,16 @@ void index_free(stele_log *log);
 /* For stream iterators: LSN of stream's record at version, 0 when there is
  * none that is acknowledged. */
 int index_stream_lsn(stele_log *log, const void *stream, size_t stream_size, uint64_t version, uint64_t *out_lsn);
+
+/* dict.c (also dict.h) */
+void dict_stats(stele_log *log, stele_stats *out);
+/* The writer thread, q_lock held, after each round: starts the automatic
+ * training when options.dict_train_records asks for it and it is due. */
+void dict_auto_train_check_locked(stele_log *log);
+/* Waits for an automatic training in progress (stele_close). */
+void dict_auto_train_join(stele_log *log);
+int dict_check_all(const char *dir, const uint8_t log_id[STELE_LOG_ID_SIZE],
+                   void (*fn)(void *ctx, const char *path, const char *what), void *ctx);
 
 /* reader.c */
 void record_from_fmt(const struct fmt_record *r, uint64_t lsn, stele_record *out);

@@ -90,6 +90,9 @@ static int check_options(const stele_options *o)
         return err_set(STELE_ERR_INVALID, "option compression: %d is not none or zstd", (int)o->compression);
     if (o->compression_level < 1 || o->compression_level > 19)
         return err_set(STELE_ERR_INVALID, "option compression_level: %d is outside [1, 19]", o->compression_level);
+    if (o->compression_level_override != 0 && (o->compression_level_override < 1 || o->compression_level_override > 19))
+        return err_set(STELE_ERR_INVALID, "option compression_level_override: %d is neither 0 nor in [1, 19]",
+                       o->compression_level_override);
     return STELE_OK;
 }
 
@@ -382,6 +385,9 @@ static stele_log *log_alloc(const char *dir, const stele_options *opts, struct i
     pthread_cond_init(&log->sync_cond, NULL);
     pthread_mutex_init(&log->idx_lock, NULL);
     pthread_mutex_init(&log->segidx_lock, NULL);
+    pthread_mutex_init(&log->dict_lock, NULL);
+    pthread_mutex_init(&log->dict_train_lock, NULL);
+    log->auto_train_code = -1;
     return log;
 }
 
@@ -410,6 +416,9 @@ static void log_free(stele_log *log)
     index_free(log);
     pthread_mutex_destroy(&log->idx_lock);
     pthread_mutex_destroy(&log->segidx_lock);
+    dict_cache_free(log->dicts);
+    pthread_mutex_destroy(&log->dict_lock);
+    pthread_mutex_destroy(&log->dict_train_lock);
     XXH3_freeState(log->file_hash);
     free(log->buf);
     free(log->dir);
@@ -458,6 +467,12 @@ int stele_open_io(const char *dir, const stele_options *opts, struct io *io, ste
         goto fail;
     log->durability = opts->durability != STELE_DURABILITY_DEFAULT ? opts->durability
                                                                     : (stele_durability)log->meta.durability;
+    log->compression_level = opts->compression_level_override ? opts->compression_level_override
+                                                              : log->meta.compression_level;
+    if (!(log->dicts = dict_cache_new(dir, log->meta.log_id))) {
+        code = err_set(STELE_ERR_NOMEM, "out of memory opening %s", dir);
+        goto fail;
+    }
     stats_from_meta(log);
     if (!opts->read_only && (code = take_lock(log)) != STELE_OK)
         goto fail;
@@ -513,6 +528,7 @@ int stele_close(stele_log *log)
         return STELE_OK;
     err_clear();
     int code = STELE_OK;
+    dict_auto_train_join(log); /* it appends nothing, but reads the log and hands the writer a dictionary */
     if (log->writer_started) {
         code = stele_sync(log);
         writer_stop(log);

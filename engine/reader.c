@@ -396,5 +396,6 @@ int stele_stats_get(stele_log *log, stele_stats *out)
         out->data_size += data_end;
     }
     pthread_rwlock_unlock(&log->seg_lock);
+    dict_stats(log, out);
     return STELE_OK;
 }

@@ -195,7 +195,15 @@ static int take_batch(stele_log *log, struct segment *seg, uint64_t file_size, i
         code = STELE_ERR_CORRUPT;
     if (code == STELE_OK && hash)
         XXH3_64bits_update(log->file_hash, b.frame, frame);
+    int dict_error = b.dict_error;
     batch_buf_free(&b);
+    /* SPEC.md §18.4: its stored bytes passed their checksum, so the batch
+     * was written whole: a missing or damaged dictionary is damage to the
+     * log, never a torn tail to cut. */
+    if (code == STELE_ERR_CORRUPT && dict_error) {
+        *out_code = code;
+        return 0;
+    }
     if (code == STELE_ERR_CORRUPT) {
         err_clear();
         return 0;

@@ -367,7 +367,10 @@ void batch_buf_free(struct batch_buf *b)
 {
     free(b->frame);
     free(b->raw);
+    ZSTD_freeDCtx(b->dctx);
+    struct dict_cache *dicts = b->dicts;
     memset(b, 0, sizeof *b);
+    b->dicts = dicts; /* not owned: the buffer can be reused */
 }
 
 static int grow(uint8_t **buf, size_t *cap, size_t need)
@@ -400,6 +403,9 @@ int batch_body_open(struct batch_buf *b, const uint8_t *stored, const char *path
     int code = grow(&b->raw, &b->raw_cap, h->raw_size ? h->raw_size : 1);
     if (code)
         return code;
+    b->dict_error = 0;
+    if (h->dict_id != 0) /* SPEC.md §18.4 */
+        return dict_body_decompress(b, stored, path, offset);
     size_t n = ZSTD_decompress(b->raw, h->raw_size, stored, h->stored_size);
     if (ZSTD_isError(n) || n != h->raw_size)
         return err_set(STELE_ERR_CORRUPT, "%s offset %llu: zstd body does not decompress to %u bytes (%s)",
@@ -437,6 +443,7 @@ int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref,
     int code = grow(&b->frame, &b->frame_cap, ref->frame_size);
     if (code)
         return code;
+    b->dicts = log->dicts;
     int fd;
     if ((code = segment_fd_acquire(log, seg, &fd)) != STELE_OK)
         return code;

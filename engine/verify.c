@@ -137,6 +137,26 @@ static int check_stream(void *ctx, uint64_t lsn, const struct fmt_record *rec, s
     return 0;
 }
 
+/* Accounts for a batch frame the walk has passed; returns its size. */
+static uint64_t frame_walked(struct verifier *v, const struct fmt_batch_header *h, const uint8_t *fr,
+                             uint64_t frame, uint64_t chain, struct walk *w, XXH3_state_t *hash)
+{
+    if (hash)
+        XXH3_64bits_update(hash, fr, frame);
+    w->next_lsn += h->record_count;
+    w->chain = chain;
+    v->rep.batches++;
+    v->rep.records += h->record_count;
+    v->rep.bytes += frame;
+    return frame;
+}
+
+/* Reports a dictionary file that fails its checks (SPEC.md §18.3). */
+static void dict_problem(void *ctx, const char *path, const char *what)
+{
+    problem(ctx, path, 0, 0, "%s", what);
+}
+
 /* Checks one batch at off; returns its frame size, or 0 when there is no valid batch there. */
 static uint64_t check_batch(struct verifier *v, const char *path, int fd, uint64_t off, uint64_t file_size,
                             uint64_t seed, struct walk *w, XXH3_state_t *hash, int report)
@@ -184,9 +204,16 @@ static uint64_t check_batch(struct verifier *v, const char *path, int fd, uint64
         return 0;
     }
     if (batch_body_open(&v->b, stored, path, off) != STELE_OK) {
-        if (report)
-            problem(v, path, off, w->next_lsn, "%s", stele_errmsg());
-        return 0;
+        if (!v->b.dict_error) {
+            if (report)
+                problem(v, path, off, w->next_lsn, "%s", stele_errmsg());
+            return 0;
+        }
+        /* SPEC.md §18.4: the frame passed its checksum, so it was written
+         * whole; only its dictionary is missing or damaged. Always a
+         * problem (never a torn tail), and the walk goes on past it. */
+        problem(v, path, off, w->next_lsn, "%s", stele_errmsg());
+        return frame_walked(v, &h, fr, frame, chain, w, hash);
     }
     uint64_t bad_lsn = h.first_lsn;
     v->cur_path = path;
@@ -197,14 +224,7 @@ static uint64_t check_batch(struct verifier *v, const char *path, int fd, uint64
             problem(v, path, off, bad_lsn, "record %s", fmt_status_str(st));
         return 0;
     }
-    if (hash)
-        XXH3_64bits_update(hash, fr, frame);
-    w->next_lsn += h.record_count;
-    w->chain = chain;
-    v->rep.batches++;
-    v->rep.records += h.record_count;
-    v->rep.bytes += frame;
-    return frame;
+    return frame_walked(v, &h, fr, frame, chain, w, hash);
 }
 
 /* After the last batch of the unsealed segment: a torn tail, or damage that
@@ -403,8 +423,11 @@ int stele_verify(const char *dir, stele_verify_fn fn, void *ctx, stele_verify_re
         code = list_dir(&v, &firsts, &n);
     XXH3_state_t *hash = code == STELE_OK ? XXH3_createState() : NULL;
     v.streams = code == STELE_OK ? idx_new(0) : NULL;
-    if (code == STELE_OK && (!hash || !v.streams))
+    v.b.dicts = code == STELE_OK ? dict_cache_new(dir, v.meta.log_id) : NULL;
+    if (code == STELE_OK && (!hash || !v.streams || !v.b.dicts))
         code = err_set(STELE_ERR_NOMEM, "out of memory");
+    if (code == STELE_OK)
+        code = dict_check_all(dir, v.meta.log_id, dict_problem, &v);
     struct walk w = {.next_lsn = 1, .chain = 0, .seq = 0};
     for (size_t i = 0; code == STELE_OK && i < n && !v.stop; i++) {
         char path[4096 + 32];
@@ -417,6 +440,7 @@ int stele_verify(const char *dir, stele_verify_fn fn, void *ctx, stele_verify_re
     v.rep.last_lsn = w.next_lsn - 1;
     XXH3_freeState(hash);
     idx_free(v.streams);
+    dict_cache_free(v.b.dicts);
     batch_buf_free(&v.b);
     free(v.chunk);
     free(firsts);

@@ -24,7 +24,11 @@
  *     segment's capacity with zeros (fallocate, so the copy's own writer
  *     has its space reserved, as SPEC.md §7.2 wants), which is how an
  *     active segment ends.
- *  5. fsync every file, then DEST itself (and its parent when we created
+ *  5. Copy the dictionary files (SPEC.md §18) that appeared since step 2,
+ *     where the ones there then were copied (the inspections of step 4
+ *     decompress with them; a batch of the active segment naming one
+ *     trained during the copy stops that inspection, and the backup fails
+ *     loudly rather than copy short). fsync every file, then DEST itself (and its parent when we created
  *     it), so the copy survives a crash once we report success.
  *  6. Verify DEST with stele_verify (every byte, as `stele verify` does)
  *     and open it read-only: the copy is a valid log, or the backup fails
@@ -255,6 +259,41 @@ static int list_segments(const struct backup *b, char ***out, size_t *out_count)
     return rc;
 }
 
+/* "<10 digits>.dict": a zstd dictionary file (SPEC.md §18). */
+static int is_dict_name(const char *name)
+{
+    return strlen(name) == 15 && strcmp(name + 10, ".dict") == 0 && strspn(name, "0123456789") == 10;
+}
+
+/* Steps 2 and 5: the dictionary files not copied yet. They never change
+ * once in the directory. Before the segments, so that the inspection of the
+ * copies can decompress; after them again, for one trained meanwhile. */
+static int copy_dicts(struct backup *b)
+{
+    DIR *d = opendir(b->dir);
+    if (!d)
+        return sys_fail(b, "opening directory", b->dir);
+    struct dirent *e;
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (!is_dict_name(e->d_name))
+            continue;
+        char src[PATH_SIZE], dst[PATH_SIZE];
+        int fd;
+        snprintf(src, sizeof src, "%s/%s", b->dir, e->d_name);
+        snprintf(dst, sizeof dst, "%s/%s", b->dest, e->d_name);
+        if (access(dst, F_OK) == 0)
+            continue;
+        if ((rc = copy_file(b, src, dst, UINT64_MAX, &fd)) != 0)
+            break;
+        if (fchmod(fd, 0444) != 0)
+            rc = sys_fail(b, "making read-only", dst);
+        close(fd);
+    }
+    closedir(d);
+    return rc;
+}
+
 /* Step 1: DEST is created, or an existing empty directory. *out_created
  * says which (the parent directory is synced then too). */
 static int prepare_dest(const struct backup *b, int *out_created)
@@ -336,13 +375,15 @@ static int run(struct backup *b)
     if (rc != 0)
         return rc;
     stele_close(log); /* it was a log; the copy works on its files */
-    if ((rc = prepare_dest(b, &created)) != 0 || (rc = copy_meta(b)) != 0 ||
+    if ((rc = prepare_dest(b, &created)) != 0 || (rc = copy_meta(b)) != 0 || (rc = copy_dicts(b)) != 0 ||
         (rc = list_segments(b, &names, &n)) != 0)
         goto out;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = i + 1 < n ? copy_sealed(b, names[i]) : copy_last(b, names[i]);
         b->segments++;
     }
+    if (rc == 0)
+        rc = copy_dicts(b);
     if (rc == 0)
         rc = sync_dir(b, b->dest);
     if (rc == 0 && created) {

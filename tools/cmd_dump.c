@@ -9,7 +9,7 @@
  * in LSN order:
  *
  *   segment NAME seq=.. first_lsn=.. file_size=.. capacity=.. created=.. sealed|active
- *     batch @OFFSET frame=.. lsns=F-L records=.. compression=.. stored=.. raw=.. durable_lsn=.. chain=..
+ *     batch @OFFSET frame=.. lsns=F-L records=.. compression=.. stored=.. raw=.. dict=.. durable_lsn=.. chain=..
  *       record lsn=.. +OFFSET size=.. kind=.. type=.. key=.. stream=S@V payload=..B content=.. [backfilled]
  *     end data_end=.. batches=.. records=.. last_lsn=.. durable_lsn=.. durable_end=..: WHY THE WALK STOPPED
  *
@@ -78,9 +78,11 @@ static int show(void *ctx, const stele_batch_info *b, const stele_record *r, uin
     (void)ctx;
     if (!r) {
         printf("  batch @%" PRIu64 " frame=%" PRIu64 " lsns=%" PRIu64 "-%" PRIu64 " records=%" PRIu32
-               " compression=%s stored=%" PRIu32 " raw=%" PRIu32 " durable_lsn=%" PRIu64 " chain=%016" PRIx64 "\n",
+               " compression=%s stored=%" PRIu32 " raw=%" PRIu32 " dict=%" PRIu32 " durable_lsn=%" PRIu64
+               " chain=%016" PRIx64 "\n",
                b->offset, b->frame_size, b->first_lsn, b->first_lsn + b->record_count - 1, b->record_count,
-               cli_compression_name(b->compression), b->stored_size, b->raw_size, b->durable_lsn, b->chain);
+               cli_compression_name(b->compression), b->stored_size, b->raw_size, b->dict_id, b->durable_lsn,
+               b->chain);
         return 0;
     }
     printf("    record lsn=%" PRIu64 " +%" PRIu64 " size=%" PRIu64 " kind=%s", r->lsn, off, size,

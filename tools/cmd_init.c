@@ -1,7 +1,7 @@
 /*
  * cmd_init.c - `stele init DIR`: create a log with the options that are fixed
- * at creation (segment size, idempotency window, compression, default
- * durability). PRODUCT.md, "Command line".
+ * at creation (segment size, idempotency window, compression and its zstd
+ * level, default durability). PRODUCT.md, "Command line".
  *
  * Bounds are the engine's to check (stele_options documents them); an
  * out-of-range value comes back as INVALID naming the field, exit 2.
@@ -24,12 +24,13 @@
 #define BLOCK_SIZE 4096u
 #define RECORD_FIXED_SIZE_MAX (64u + 4u * 255u + 8u)
 
-enum { OPT_SEGMENT_SIZE = 1 + 256, OPT_IDEM_WINDOW, OPT_COMPRESSION, OPT_DURABILITY };
+enum { OPT_SEGMENT_SIZE = 1 + 256, OPT_IDEM_WINDOW, OPT_COMPRESSION, OPT_COMPRESSION_LEVEL, OPT_DURABILITY };
 
 static const struct option init_options[] = {
     {"segment-size", required_argument, NULL, OPT_SEGMENT_SIZE},
     {"idem-window", required_argument, NULL, OPT_IDEM_WINDOW},
     {"compression", required_argument, NULL, OPT_COMPRESSION},
+    {"compression-level", required_argument, NULL, OPT_COMPRESSION_LEVEL},
     {"durability", required_argument, NULL, OPT_DURABILITY},
     CLI_COMMON_OPTIONS,
 };
@@ -37,8 +38,15 @@ static const struct option init_options[] = {
 /* Applies one option to opts; returns 0 or an exit code. */
 static int init_option(struct cli_ctx *ctx, int c, stele_options *opts)
 {
-    int d;
+    int d, rc;
+    uint64_t level;
     switch (c) {
+    case OPT_COMPRESSION_LEVEL:
+        /* Bounds are the engine's (stele_options): only keep the value in an int. */
+        if ((rc = cli_opt_u64(ctx, "compression-level", optarg, &level)) != 0)
+            return rc;
+        opts->compression_level = level > 1000 ? 1000 : (int)level;
+        return 0;
     case OPT_SEGMENT_SIZE:
         return cli_opt_size(ctx, "segment-size", optarg, &opts->segment_size);
     case OPT_IDEM_WINDOW:
@@ -78,15 +86,17 @@ static void print_created(const struct cli_ctx *ctx, const char *dir, const stel
     cli_duration_format(opts->idem_window_ns, window, sizeof window);
     if (ctx->human) {
         printf("created log %s: segment size %" PRIu64 " bytes, payloads up to %" PRIu32
-               " bytes, idempotency window %s, compression %s, durability %s\n",
+               " bytes, idempotency window %s, compression %s (level %d), durability %s\n",
                dir, opts->segment_size, opts->payload_size_max, window, cli_compression_name(opts->compression),
+               opts->compression_level,
                cli_durability_name(opts->default_durability));
         return;
     }
-    json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:s, s:s}", "created", dir, "segment_size",
+    json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:s, s:i, s:s}", "created", dir, "segment_size",
                           (json_int_t)opts->segment_size, "payload_size_max", (json_int_t)opts->payload_size_max,
                           "idem_window", window, "compression",
-                          cli_compression_name(opts->compression), "durability",
+                          cli_compression_name(opts->compression), "compression_level", opts->compression_level,
+                          "durability",
                           cli_durability_name(opts->default_durability));
     if (o)
         json_write_line(stdout, o);

@@ -5,6 +5,10 @@
  * the index checkpoint was used), everything else as numbers under the
  * field's own name.
  *
+ * Compression (SPEC.md §18): the level and dictionaries from stele_stats,
+ * the ratio from every batch header (stele_compression_get), see
+ * add_compression.
+ *
  * The log is opened read-only, so the counters "since open" are this
  * process's (zero) and recovery figures describe no recovery: a read-only
  * open does not recover.
@@ -73,7 +77,27 @@ static json_t *stats_json(const stele_stats *st, const struct stat_number *n, si
     return o;
 }
 
-static int print_stats(const struct cli_ctx *ctx, const stele_stats *st)
+/* Compression figures (SPEC.md §18): the level and dictionary in use from
+ * stele_stats, the ratio from the batch headers (stele_compression_get: one
+ * 64-byte read per batch, so this costs in proportion to the log's batch
+ * count; --prometheus leaves it out for that reason). */
+static void add_compression(json_t *o, const stele_stats *st, const stele_compression_report *c)
+{
+    json_object_set_new(o, "compression_level", json_integer(st->compression_level));
+    json_object_set_new(o, "dict_in_use", json_integer(st->dict_in_use));
+    json_object_set_new(o, "dict_newest", json_integer(st->dict_newest));
+    json_object_set_new(o, "dict_count", json_integer(st->dict_count));
+    json_object_set_new(o, "batches", json_integer((json_int_t)c->batches));
+    json_object_set_new(o, "batches_zstd", json_integer((json_int_t)c->batches_zstd));
+    json_object_set_new(o, "batches_dict", json_integer((json_int_t)c->batches_dict));
+    json_object_set_new(o, "raw_bytes", json_integer((json_int_t)c->raw_size));
+    json_object_set_new(o, "stored_bytes", json_integer((json_int_t)c->stored_size));
+    json_object_set_new(o, "frame_bytes", json_integer((json_int_t)c->frame_size));
+    json_object_set_new(o, "compression_ratio",
+                        json_real(c->stored_size ? (double)c->raw_size / (double)c->stored_size : 1.0));
+}
+
+static int print_stats(const struct cli_ctx *ctx, const stele_stats *st, const stele_compression_report *c)
 {
     const struct stat_number n[] = {
         {"first_lsn", st->first_lsn}, {"last_lsn", st->last_lsn}, {"durable_lsn", st->durable_lsn},
@@ -94,6 +118,7 @@ static int print_stats(const struct cli_ctx *ctx, const stele_stats *st)
     json_t *o = stats_json(st, n, sizeof n / sizeof n[0]);
     if (!o)
         return cli_error(ctx, CLI_EXIT_FAILURE, "out of memory");
+    add_compression(o, st, c);
     if (!ctx->human) {
         json_write_line(stdout, o);
     } else {
@@ -312,11 +337,16 @@ int cmd_stats(struct cli_ctx *ctx, int argc, char **argv)
     opts.read_only = 1;
     if ((rc = cli_open_log(ctx, dir, &opts, &log)) != 0)
         return rc;
+    stele_compression_report comp;
     int code = stele_stats_get(log, &st);
     if (code != STELE_OK)
         rc = cli_fail(ctx, code, "reading stats of %s", dir);
+    else if (prometheus)
+        rc = print_prometheus(ctx, log, dir, &st);
+    else if ((code = stele_compression_get(log, &comp)) != STELE_OK)
+        rc = cli_fail(ctx, code, "reading the batch headers of %s", dir);
     else
-        rc = prometheus ? print_prometheus(ctx, log, dir, &st) : print_stats(ctx, &st);
+        rc = print_stats(ctx, &st, &comp);
     stele_close(log);
     return rc;
 }

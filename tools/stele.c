@@ -21,7 +21,7 @@ static const struct command {
 } commands[] = {
     {"init", cmd_init,
      "stele init DIR [--segment-size BYTES] [--idem-window DURATION] [--compression none|zstd]\n"
-     "                [--durability sync|interval|none]"},
+     "                [--compression-level N] [--durability sync|interval|none]"},
     {"append", cmd_append,
      "stele append DIR [--type T] [--key K] [--stream S] [--expect-version N] [--actor A]\n"
      "                  [--event-time TIME] [--data TEXT] [--durability sync|interval|none]\n"
@@ -71,6 +71,10 @@ static const struct command {
     {"stats", cmd_stats, "stele stats DIR [--prometheus]"},
     {"dump", cmd_dump, "stele dump DIR [--segment N]   (segments, batches, records with offsets)"},
     {"backup", cmd_backup, "stele backup DIR DEST   (an online, consistent, verified copy)"},
+    {"dict", cmd_dict,
+     "stele dict train DIR [--sample N] [--sample-bytes BYTES] [--dict-size BYTES]\n"
+     "         trains a zstd dictionary on the newest N records (default 100000, at most 16 MiB of\n"
+     "         them) and stores it as DIR/<id>.dict; later batches of a zstd log use it"},
 
 };
 

@@ -115,6 +115,15 @@ typedef struct stele_options {
                                       it; where it does not, buffered writes plus fdatasync as
                                       with 0, and stats say so (direct_io, direct_io_fallbacks,
                                       io_note). 0: always buffered. Default 1. */
+    uint64_t dict_train_records;   /* writer handles of zstd logs without a dictionary: once the log
+                                      holds this many records, train one (stele_dict_train with
+                                      default options) on a thread of its own, once per open; its
+                                      outcome is in stele_stats. Default 0 = never. stele_close
+                                      waits for a training in progress. */
+    int compression_level_override;/* the zstd level this handle's writer compresses with instead of
+                                      the log's own (stele.meta, set at creation). Default 0 = the
+                                      log's level; else bounds [1, 19]. Only a log created with
+                                      STELE_COMPRESSION_ZSTD compresses. */
 
     /* Fixed when the log is created (stored in the log; ignored when opening an existing one). */
     uint64_t segment_size;         /* bytes per segment file. Default 64 MiB, bounds [64 KiB, 4 GiB], a multiple of 4096. */
@@ -571,9 +580,86 @@ typedef struct stele_stats {
     uint64_t read_index_written;   /* index files written (at seals, and after rebuilds by a writable handle) */
     uint64_t read_index_write_failures; /* index files that could not be written; never fatal */
     char read_index_note[160];     /* the last index rebuilt or not written, and why; "" if none */
+    /* compression (SPEC.md §18; the ratio is stele_compression_get's) */
+    int compression_level;         /* the zstd level this handle compresses with */
+    uint32_t dict_in_use;          /* the dictionary this handle's writer compresses new batches
+                                      with (SPEC.md §18.2), 0 = none (or not a writer) */
+    uint32_t dict_newest;          /* the highest dictionary id in the log directory, 0 = none */
+    uint32_t dict_count;           /* dictionary files in the log directory */
+    int dict_auto_train_code;      /* options.dict_train_records: -1 not run (yet), else the stele_code
+                                      the training returned */
+    char dict_note[160];           /* why that training failed, "" otherwise */
 } stele_stats;
 
 STELE_API STELE_NODISCARD int stele_stats_get(stele_log *log, stele_stats *out);
+
+/* ------------------------------------------------ compression, dictionaries
+ *
+ * A log created with STELE_COMPRESSION_ZSTD compresses each batch as one
+ * zstd frame and keeps it only when it is smaller (SPEC.md §4). Small events
+ * compress far better with a dictionary trained on the log's own records
+ * (SPEC.md §18): stele_dict_train stores one as file `<id>.dict` in the log
+ * directory (ids 1, 2, 3 ...), durably, and the writer compresses every
+ * batch of up to 16 KiB of records it assembles afterwards with the newest
+ * dictionary, naming its id in the batch header (larger batches are their
+ * own history: they are compressed without one). Dictionary files are never changed or deleted; readers
+ * load them by id when a batch names one. A batch whose dictionary is
+ * missing or damaged fails to read with STELE_ERR_CORRUPT naming the
+ * dictionary file and the batch's segment and offset, and stele_verify
+ * reports it. Copy the .dict files with the segments. */
+
+typedef struct stele_dict_options {
+    uint64_t sample_records;       /* the newest this-many acknowledged records are the sample, read
+                                      oldest first. Default 100000, bounds [16, 10000000]. */
+    uint64_t sample_size_max;      /* ... until their bytes (each record as encoded in a batch: the
+                                      64-byte header, type, stream, key, actor, payload) would exceed
+                                      this. Default 16 MiB, bounds [64 KiB, 256 MiB]. */
+    uint32_t dict_size_max;        /* the dictionary's capacity. Default 112640 (110 KiB, zstd's
+                                      default), bounds [256, 1 MiB]. */
+} stele_dict_options;
+
+/* Fills every field of opts with its default. */
+STELE_API void stele_dict_options_init(stele_dict_options *opts);
+
+typedef struct stele_dict_info {
+    uint32_t dict_id;              /* the new dictionary's id: the highest one before it plus 1 */
+    uint32_t dict_size;            /* bytes of dictionary (the file has a 64-byte header too) */
+    uint64_t created_at_ns;
+    uint64_t trained_through_lsn;  /* the newest record in the sample */
+    uint64_t sample_records;       /* records sampled */
+    uint64_t sample_size;          /* bytes sampled */
+} stele_dict_info;
+
+/* Trains a zstd dictionary (ZDICT_trainFromBuffer) on a sample of the log's
+ * records (opts may be NULL for defaults; the sample is described there),
+ * writes it durably as the next id's file (temporary file, fdatasync, rename,
+ * directory fsync) and, when the log compresses, makes the writer use it for
+ * every batch it assembles from then on. Takes seconds for a large sample;
+ * appends continue meanwhile. out (may be NULL) receives what was made.
+ * Returns OK; INVALID (an option out of bounds, the message names it; or
+ * too few or too uniform records for zstd to train on: the message gives
+ * the sample's counts and zstd's reason); READ_ONLY; TOO_LARGE (no id left);
+ * IO, NOSPACE (writing the file: the message names path and errno); NOMEM;
+ * CORRUPT, IO (reading the sample). */
+STELE_API STELE_NODISCARD int stele_dict_train(stele_log *log, const stele_dict_options *opts,
+                                               stele_dict_info *out);
+
+typedef struct stele_compression_report {
+    uint64_t batches;              /* batch frames in the log */
+    uint64_t batches_zstd;         /* stored compressed */
+    uint64_t batches_dict;         /* compressed with a dictionary */
+    uint64_t raw_size;             /* bytes of records before compression (sum of raw_size) */
+    uint64_t stored_size;          /* bytes of bodies as stored (sum of stored_size) */
+    uint64_t frame_size;           /* bytes of batch frames: 64-byte headers, stored bodies and the
+                                      zero padding to the next 4096-byte block */
+    uint32_t dict_id_max;          /* the highest dictionary id a batch names, 0 = none */
+} stele_compression_report;
+
+/* Sums the batch headers of every segment (one 64-byte read per batch; no
+ * body is read): the compression ratio is raw_size / stored_size.
+ * Returns OK, CORRUPT (a batch header fails its checks: the message names
+ * file and offset), IO, NOMEM. */
+STELE_API STELE_NODISCARD int stele_compression_get(stele_log *log, stele_compression_report *out);
 
 /* ----------------------------------------------------------- inspection
  *
@@ -614,6 +700,7 @@ typedef struct stele_batch_info {
     uint32_t raw_size;             /* after decompression */
     stele_compression compression;
     uint64_t durable_lsn;          /* the writer's durable watermark when it assembled the batch */
+    uint32_t dict_id;              /* the dictionary the body was compressed with, 0 = none */
     uint64_t chain;                /* the batch's chain value (its header checksum) */
 } stele_batch_info;
 

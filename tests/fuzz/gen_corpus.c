@@ -2,7 +2,7 @@
  * gen_corpus.c - writes the seed corpora of the fuzz targets: valid inputs
  * that a mutator can start from, cut from real logs written by the engine.
  *
- *   gen_corpus OUT_DIR     (writes OUT_DIR/{record,segment,open,roundtrip,event_json}/)
+ *   gen_corpus OUT_DIR     (writes OUT_DIR/{record,segment,open,roundtrip,event_json,index,dict}/)
  *
  * Two logs are written in a temporary directory with 64 KiB segments: one
  * with every kind of record (streams, keys, actors, outcomes with refs,
@@ -17,6 +17,8 @@
  *   segment/    the meta block, segment headers, a footer, a segment name;
  *   event_json/ event lines covering every field and payload form;
  *   roundtrip/  recipes (the target builds valid values from any bytes);
+ *   dict/       a dictionary file (trained on a third log) with and without a
+ *               frame compressed with it, and a frame without its file;
  *   index/      index (checkpoint) files written by idx_save: empty, small
  *               (events, pending and resolved intents, streams,
  *               compensations) and one of ~200 keys, each as mode 0 (as is)
@@ -39,6 +41,8 @@
 #include "record.h"
 #include "segment.h"
 #include "segidx.h"
+#include "dict_file.h"
+#include <zstd.h>
 #include "stele.h"
 
 #define SEGMENT_SIZE (64u * 1024u)
@@ -386,6 +390,63 @@ static void index_seed(const char *name, unsigned n)
     idx_free(x);
 }
 
+/* dict/: a small dictionary trained on a log of its own, alone and with a
+ * frame compressed with it (modes as fuzz_dict.c reads them), and a frame
+ * whose dictionary file is empty (missing). */
+static void dict_seeds(const char *dir)
+{
+    stele_options o;
+    stele_options_init(&o);
+    o.create = 1;
+    o.io_backend = STELE_IO_POSIX;
+    o.compression = STELE_COMPRESSION_ZSTD;
+    o.durability = STELE_DURABILITY_NONE;
+    stele_log *log;
+    if (stele_open(dir, &o, &log) != STELE_OK)
+        die("open log C");
+    static const char *cur[] = {"EUR", "USD", "GBP"};
+    char buf[256];
+    for (int i = 0; i < 400; i++) {
+        int n = snprintf(buf, sizeof buf, "{\"id\":\"pay_%05d\",\"amount\":%d,\"currency\":\"%s\",\"status\":\"%s\"}",
+                         i * 7919 % 100000, i * 31 % 5000, cur[i % 3], i % 5 ? "succeeded" : "failed");
+        stele_event ev = text_event("payment.captured", NULL, NULL, NULL, STELE_CONTENT_JSON, buf, (size_t)n);
+        append(log, &ev);
+    }
+    stele_dict_options d;
+    stele_dict_options_init(&d);
+    d.dict_size_max = 1024;
+    stele_dict_info info;
+    if (stele_dict_train(log, &d, &info) != STELE_OK)
+        die("train a dictionary for log C");
+    if (stele_close(log) != STELE_OK)
+        die("close log C");
+    size_t fsize;
+    uint8_t *file = slurp(dir, "0000000001.dict", &fsize);
+    int n = snprintf(buf, sizeof buf, "{\"id\":\"pay_00042\",\"amount\":1234,\"currency\":\"EUR\",\"status\":\"succeeded\"}");
+    uint8_t frame[512];
+    size_t fn = ZSTD_compress_usingDict(ZSTD_createCCtx(), frame, sizeof frame, buf, (size_t)n,
+                                        file + STELE_DICT_HEADER_SIZE, fsize - STELE_DICT_HEADER_SIZE, 3);
+    if (ZSTD_isError(fn))
+        die("compress with the dictionary");
+    uint8_t *in = malloc(3 + fsize + fn);
+    if (!in)
+        die("malloc");
+    in[1] = (uint8_t)fsize;
+    in[2] = (uint8_t)(fsize >> 8);
+    memcpy(in + 3, file, fsize);
+    memcpy(in + 3 + fsize, frame, fn);
+    in[0] = 0;
+    put("dict", "file", in, 3 + fsize, NULL, 0);
+    in[0] = 2;
+    put("dict", "file-frame", in, 3 + fsize + fn, NULL, 0);
+    in[0] = 3;
+    put("dict", "file-frame-fixup", in, 3 + fsize + fn, NULL, 0);
+    uint8_t head[3] = {2, 0, 0};
+    put("dict", "missing-file", head, 3, frame, fn);
+    free(in);
+    free(file);
+}
+
 static void index_seeds(void)
 {
     index_seed("empty", 0);
@@ -491,6 +552,9 @@ int main(int argc, char **argv)
     if (fmt_segidx_encode(&eh, NULL, empty, sizeof empty) != sizeof empty)
         die("segidx encode");
     segidx_seed("empty-segment", empty, sizeof empty);
+    char c[4200];
+    snprintf(c, sizeof c, "%s/c", tmp);
+    dict_seeds(c);
     free(torn);
     free(meta);
     free(s1);
@@ -499,6 +563,7 @@ int main(int argc, char **argv)
     free(b1);
     rm_dir(a);
     rm_dir(b);
+    rm_dir(c);
     rmdir(tmp);
     return 0;
 }

@@ -5,7 +5,7 @@
 #   tests/fuzz/run.sh [--build DIR] [--time SECONDS] [TARGET...]
 #       DIR defaults to build-fuzz; it is configured (clang, -DSTELE_FUZZ=ON)
 #       and built (target stele_fuzzers) as needed. SECONDS defaults to 60.
-#       TARGETs default to all: record segment roundtrip open event_json index segidx.
+#       TARGETs default to all: record segment roundtrip open event_json index segidx dict.
 #   tests/fuzz/run.sh --check        exit 0 if clang can build libFuzzer targets
 #   tests/fuzz/run.sh --regenerate [BUILD_DIR]
 #       rewrites tests/fuzz/corpus/ with BUILD_DIR/tests/fuzz/gen_corpus
@@ -21,7 +21,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-all_targets=(record segment roundtrip open event_json index segidx)
+all_targets=(record segment roundtrip open event_json index segidx dict)
 
 have_libfuzzer() {
     command -v clang >/dev/null 2>&1 || return 1
