@@ -106,8 +106,9 @@ static int load_batch(struct stele_iter *it)
 {
     it->have_batch = 0;
     int code = locate(it->log, it->next_lsn, &it->seg, &it->ref);
-    if (code == STELE_OK)
-        code = batch_read_ahead(it->log, it->seg, &it->ref, &it->b, &it->ra);
+    if (code)
+        return code; /* it->seg is not set */
+    code = batch_read_ahead(it->log, it->seg, &it->ref, &it->b, &it->ra);
     /* A table loaded from an index file that points at no such batch is
      * wrong, not the segment (SPEC.md §19.3): once rebuilt from the
      * segment, the read is tried again and its verdict stands. */

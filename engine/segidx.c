@@ -206,6 +206,8 @@ struct rebuild {
     size_t chunk_len;
     struct batch_buf b;      /* for decompressing a body */
     XXH3_state_t *hash;
+    int damaged;             /* a batch body or the file hash failed its check */
+    char damage[400];        /* the first such problem */
     struct batch_ref *refs;
     size_t count;
 };
@@ -237,8 +239,21 @@ static int chunk_cover(struct rebuild *r, uint64_t off, size_t len)
     return STELE_OK;
 }
 
+/* Notes the first damage found in a segment whose batches still chain. */
+static void damage(struct rebuild *r)
+{
+    if (!r->damaged)
+        snprintf(r->damage, sizeof r->damage, "%s", stele_errmsg());
+    r->damaged = 1;
+    err_clear();
+}
+
 /* Checks the batch at off (§8.5 B1-B13 but the records after the first) and
- * appends its entry; *out_frame is its size. */
+ * appends its entry; *out_frame is its size. A header that does not decode
+ * or does not continue the chain ends the walk (CORRUPT); a body that fails
+ * its checks does not: the batch is indexed from its header, with the
+ * previous batch's time, so that the segment's other batches stay readable
+ * and a read of this one reports the damage (r->damaged). */
 static int rebuild_batch(struct rebuild *r, uint64_t off, uint64_t lsn, uint64_t *chain, uint64_t *out_frame)
 {
     struct segment *seg = r->seg;
@@ -256,21 +271,30 @@ static int rebuild_batch(struct rebuild *r, uint64_t off, uint64_t lsn, uint64_t
     }
     if (st == FMT_OK && (code = chunk_cover(r, off, (size_t)frame)) != STELE_OK)
         return code;
-    const uint8_t *stored = st == FMT_OK ? r->chunk + (off - r->chunk_off) + STELE_BATCH_HEADER_SIZE : NULL;
-    if (st == FMT_OK)
-        st = fmt_batch_body_check(&h, stored, frame - STELE_BATCH_HEADER_SIZE, seg->seed);
-    if (st == FMT_OK && !fmt_is_zero(stored + h.stored_size, frame - STELE_BATCH_HEADER_SIZE - h.stored_size))
-        st = FMT_BAD_FIELD;
     if (st != FMT_OK)
         return err_set(STELE_ERR_CORRUPT, "%s offset %llu: batch at LSN %llu %s", seg->path,
                        (unsigned long long)off, (unsigned long long)lsn, fmt_status_str(st));
-    r->b.header = h;
-    if ((code = batch_body_open(&r->b, stored, seg->path, off)) != STELE_OK)
-        return code;
-    uint64_t at;
-    if (batch_recorded_at(r->b.body, h.raw_size, lsn, seg->seed, &at) != 0)
-        return err_set(STELE_ERR_CORRUPT, "%s offset %llu: record LSN %llu fails its checks", seg->path,
-                       (unsigned long long)off, (unsigned long long)lsn);
+    const uint8_t *stored = r->chunk + (off - r->chunk_off) + STELE_BATCH_HEADER_SIZE;
+    st = fmt_batch_body_check(&h, stored, frame - STELE_BATCH_HEADER_SIZE, seg->seed);
+    if (st == FMT_OK && !fmt_is_zero(stored + h.stored_size, frame - STELE_BATCH_HEADER_SIZE - h.stored_size))
+        st = FMT_BAD_FIELD;
+    uint64_t at = r->count ? r->refs[r->count - 1].recorded_at_ns : 0;
+    if (st != FMT_OK) {
+        err_set(STELE_ERR_CORRUPT, "%s offset %llu: batch at LSN %llu %s", seg->path, (unsigned long long)off,
+                (unsigned long long)lsn, fmt_status_str(st));
+        damage(r);
+    } else {
+        r->b.header = h;
+        if ((code = batch_body_open(&r->b, stored, seg->path, off)) == STELE_ERR_NOMEM)
+            return code;
+        if (code != STELE_OK)
+            damage(r);
+        else if (batch_recorded_at(r->b.body, h.raw_size, lsn, seg->seed, &at) != 0) {
+            err_set(STELE_ERR_CORRUPT, "%s offset %llu: record LSN %llu fails its checks", seg->path,
+                    (unsigned long long)off, (unsigned long long)lsn);
+            damage(r);
+        }
+    }
     XXH3_64bits_update(r->hash, r->chunk + (off - r->chunk_off), (size_t)frame);
     if (r->count % 1024 == 0) {
         struct batch_ref *p = realloc(r->refs, (r->count + 1024) * sizeof *p);
@@ -285,10 +309,13 @@ static int rebuild_batch(struct rebuild *r, uint64_t off, uint64_t lsn, uint64_t
 }
 
 /* Rebuilds seg's table from the segment: every batch from the header to the
- * footer (SPEC.md §8.4 F9, and F10: the whole-file hash), read in large chunks. */
-static int rebuild(stele_log *log, struct segment *seg, int fd, struct batch_ref **out_refs, size_t *out_count)
+ * footer (SPEC.md §8.4 F9, and F10: the whole-file hash), read in large chunks.
+ * *out_damage is "" or, when a batch body or the file hash failed its check
+ * (the table is still right: the batches chain), what failed first. */
+static int rebuild(stele_log *log, struct segment *seg, int fd, struct batch_ref **out_refs, size_t *out_count,
+                   char *out_damage, size_t damage_size)
 {
-    struct rebuild r = {.log = log, .seg = seg, .fd = fd, .hash = XXH3_createState()};
+    struct rebuild r = {.log = log, .seg = seg, .fd = fd, .hash = XXH3_createState(), .b = {.dicts = log->dicts}};
     int code = r.hash ? chunk_cover(&r, 0, STELE_SEGMENT_HEADER_SIZE)
                       : err_set(STELE_ERR_NOMEM, "out of memory rebuilding the index of %s", seg->path);
     if (code == STELE_OK) {
@@ -312,10 +339,13 @@ static int rebuild(stele_log *log, struct segment *seg, int fd, struct batch_ref
         if (e < 0 || fmt_footer_decode(fb, sizeof fb, seg->seed, &f) != FMT_OK)
             code = err_set(STELE_ERR_CORRUPT, "%s offset %llu: footer unreadable or damaged", seg->path,
                            (unsigned long long)seg->data_end);
-        else if (f.file_hash != XXH3_64bits_digest(r.hash))
-            code = err_set(STELE_ERR_CORRUPT, "%s offset %llu: footer hash mismatch: a byte of the sealed "
-                           "segment changed", seg->path, (unsigned long long)seg->data_end);
+        else if (f.file_hash != XXH3_64bits_digest(r.hash)) {
+            err_set(STELE_ERR_CORRUPT, "%s offset %llu: footer hash mismatch: a byte of the sealed segment changed",
+                    seg->path, (unsigned long long)seg->data_end);
+            damage(&r);
+        }
     }
+    snprintf(out_damage, damage_size, "%s", r.damaged ? r.damage : "");
     XXH3_freeState(r.hash);
     free(r.chunk);
     batch_buf_free(&r.b);
@@ -511,11 +541,17 @@ static int ensure_locked(stele_log *log, struct segment *seg, int fd)
         install(seg, refs, n, 1);
         return STELE_OK;
     }
-    if ((code = rebuild(log, seg, fd, &refs, &n)) != STELE_OK)
+    char damaged[400];
+    if ((code = rebuild(log, seg, fd, &refs, &n, damaged, sizeof damaged)) != STELE_OK)
         return code;
     count(&log->rstats.rebuilt, 1);
-    note(log, "read index rebuilt from its segment: %s", why);
-    if (!log->opts.read_only) {
+    if (damaged[0])
+        /* Derived from a damaged segment: kept in memory for the batches
+         * that are fine, never written to a file (SPEC.md §19.3). */
+        note(log, "read index rebuilt from a damaged segment, not written: %s", damaged);
+    else
+        note(log, "read index rebuilt from its segment: %s", why);
+    if (!log->opts.read_only && !damaged[0]) {
         struct write_job j = {.log = log, .seg = seg, .refs = refs, .count = n,
                               .h = {.segment_seed = seg->seed, .first_lsn = seg->first_lsn,
                                     .last_lsn = seg->last_lsn, .batch_count = seg->batch_count,

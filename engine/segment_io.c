@@ -418,6 +418,7 @@ int batch_body_open(struct batch_buf *b, const uint8_t *stored, const char *path
 int batch_check(stele_log *log, struct segment *seg, const struct batch_ref *ref, const uint8_t *frame,
                 struct batch_buf *b)
 {
+    b->dicts = log->dicts; /* a body may name a dictionary (SPEC.md §18) */
     (void)log;
     uint64_t chain;
     enum fmt_status st = fmt_batch_header_decode(frame, ref->frame_size, seg->seed, &b->header, &chain);
@@ -443,7 +444,6 @@ int batch_read(stele_log *log, struct segment *seg, const struct batch_ref *ref,
     int code = grow(&b->frame, &b->frame_cap, ref->frame_size);
     if (code)
         return code;
-    b->dicts = log->dicts;
     int fd;
     if ((code = segment_fd_acquire(log, seg, &fd)) != STELE_OK)
         return code;
