@@ -33,6 +33,7 @@
  * handle shows, and a read-only log handle shows only durable records
  * (SPEC.md §10.2), so a cursor never survives a crash its record does not.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -825,4 +826,102 @@ void stele_cursor_close(stele_cursor *c)
     if (c->lock_fd >= 0)
         close(c->lock_fd); /* releases the flock */
     free(c);
+}
+
+/* ------------------------------------------------------------ monitoring */
+
+static int info_order(const void *a, const void *b)
+{
+    return strcmp(((const stele_consumer_info *)a)->name, ((const stele_consumer_info *)b)->name);
+}
+
+/* The name of consumer file f (NAME.cursor or NAME.dead), or 0. */
+static int consumer_of(const char *f, char name[STELE_CURSOR_NAME_SIZE_MAX + 1])
+{
+    const char *dot = strrchr(f, '.');
+    if (!dot || (strcmp(dot, ".cursor") != 0 && strcmp(dot, ".dead") != 0))
+        return 0;
+    size_t n = (size_t)(dot - f);
+    if (n == 0 || n > STELE_CURSOR_NAME_SIZE_MAX)
+        return 0;
+    memcpy(name, f, n);
+    name[n] = '\0';
+    return name_valid(name);
+}
+
+/* One consumer's position and unresolved dead letters, through a cursor
+ * that never takes the lock. */
+static int consumer_read(stele_log *log, stele_consumer_info *ci)
+{
+    stele_cursor c = {.log = log, .io = cursor_io(log), .lock_fd = -1,
+                      .dead_seed = stele_checksum(log->meta.log_id, STELE_LOG_ID_SIZE, STELE_SEED_DEAD)};
+    snprintf(c.name, sizeof c.name, "%s", ci->name);
+    int code = cursor_paths(&c);
+    if (code == STELE_OK)
+        code = cursor_load(&c);
+    struct dead_scan s;
+    if (code == STELE_OK && (code = dead_scan(&c, &s)) == STELE_OK) {
+        for (size_t i = 0; i < s.count; i++)
+            ci->dead_letters += s.items[i].resolved_at_ns == 0;
+        dead_scan_free(&s);
+    }
+    ci->position = c.position;
+    return code;
+}
+
+int stele_consumers(stele_log *log, stele_consumer_info **out_items, size_t *out_count)
+{
+    err_clear();
+    if (!log || !out_items || !out_count)
+        return err_set(STELE_ERR_INVALID, "consumers: log, out_items and out_count are required");
+    *out_items = NULL;
+    *out_count = 0;
+    char dir[4200];
+    if (snprintf(dir, sizeof dir, "%s/" CONSUMERS_DIR, log->dir) >= (int)sizeof dir)
+        return err_set(STELE_ERR_INVALID, "consumers: the log's path %s is too long", log->dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? STELE_OK : err_sys(errno, "open directory", dir);
+    stele_consumer_info *v = NULL;
+    size_t n = 0, cap = 0;
+    int code = STELE_OK;
+    for (struct dirent *e; code == STELE_OK && (e = readdir(d));) {
+        char name[STELE_CURSOR_NAME_SIZE_MAX + 1];
+        if (!consumer_of(e->d_name, name))
+            continue;
+        int seen = 0;
+        for (size_t i = 0; i < n && !seen; i++)
+            seen = strcmp(v[i].name, name) == 0;
+        if (seen)
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            stele_consumer_info *p = realloc(v, nc * sizeof *p);
+            if (!p) {
+                code = err_set(STELE_ERR_NOMEM, "out of memory listing %s", dir);
+                break;
+            }
+            v = p;
+            cap = nc;
+        }
+        v[n] = (stele_consumer_info){0};
+        snprintf(v[n].name, sizeof v[n].name, "%s", name);
+        n++;
+    }
+    closedir(d);
+    qsort(v, n, sizeof *v, info_order);
+    for (size_t i = 0; code == STELE_OK && i < n; i++)
+        code = consumer_read(log, &v[i]);
+    if (code) {
+        free(v);
+        return code;
+    }
+    *out_items = v;
+    *out_count = n;
+    return STELE_OK;
+}
+
+void stele_consumers_free(stele_consumer_info *items)
+{
+    free(items);
 }

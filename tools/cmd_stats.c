@@ -228,6 +228,25 @@ static void prom_histogram(const char *name, const char *help, const struct hist
            h->sum, name, h->count);
 }
 
+/* Per consumer (stele replay's cursors): position, lag and dead letters.
+ * Consumer names are [A-Za-z0-9._-], so they need no escaping in a label. */
+static void prom_consumers(const stele_stats *st, const stele_consumer_info *c, size_t n)
+{
+    if (n == 0)
+        return;
+    prom_family("stele_consumer_position", "gauge", "The last LSN the consumer committed (finished).");
+    for (size_t i = 0; i < n; i++)
+        printf("stele_consumer_position{consumer=\"%s\"} %" PRIu64 "\n", c[i].name, c[i].position);
+    prom_family("stele_consumer_lag_records", "gauge",
+                "Records in the log after the consumer's committed position (last LSN minus position).");
+    for (size_t i = 0; i < n; i++)
+        printf("stele_consumer_lag_records{consumer=\"%s\"} %" PRIu64 "\n", c[i].name,
+               st->last_lsn > c[i].position ? st->last_lsn - c[i].position : 0);
+    prom_family("stele_consumer_dead_letters", "gauge", "The consumer's dead letters not resolved (redriven).");
+    for (size_t i = 0; i < n; i++)
+        printf("stele_consumer_dead_letters{consumer=\"%s\"} %" PRIu64 "\n", c[i].name, c[i].dead_letters);
+}
+
 /* Figures of the log itself (see the head comment). */
 static void prom_log(const stele_stats *st, uint64_t pending_oldest_ns, const struct batch_hist *bh)
 {
@@ -313,8 +332,14 @@ static int print_prometheus(const struct cli_ctx *ctx, stele_log *log, const cha
     } else if (errno != 0) {
         return cli_error(ctx, CLI_EXIT_FAILURE, "listing %s: %s", dir, strerror(errno));
     }
+    stele_consumer_info *cons = NULL;
+    size_t ncons = 0;
+    if ((code = stele_consumers(log, &cons, &ncons)) != STELE_OK)
+        return cli_fail(ctx, code, "reading the consumers of %s", dir);
     prom_log(st, oldest_ns, &bh);
     prom_process(st);
+    prom_consumers(st, cons, ncons);
+    stele_consumers_free(cons);
     return CLI_EXIT_OK;
 }
 

@@ -525,6 +525,23 @@ STELE_API STELE_NODISCARD int stele_dead_letter_list(stele_cursor *cursor, int i
                                                      stele_dead_letter **out_items, size_t *out_count);
 STELE_API void stele_dead_letter_free(stele_dead_letter *items);
 
+/* A consumer as its files say, for monitoring (stele stats --prometheus). */
+typedef struct stele_consumer_info {
+    char name[STELE_CURSOR_NAME_SIZE_MAX + 1];
+    uint64_t position;             /* the committed position, 0 = none */
+    uint64_t dead_letters;         /* dead letters not resolved */
+} stele_consumer_info;
+
+/* Every consumer of the log (a cursor or dead-letter file in DIR/consumers),
+ * sorted by name, read without taking any consumer's lock: a replay running
+ * meanwhile is neither disturbed nor waited for (a commit it makes during
+ * the call may or may not be seen). *out_items is one allocation (free it
+ * with stele_consumers_free); no consumer is OK with *out_count 0. Returns
+ * OK, CORRUPT (a consumer's file fails its checks: the message names the
+ * path and offset), FORMAT, TOO_LARGE, IO, NOMEM. */
+STELE_API STELE_NODISCARD int stele_consumers(stele_log *log, stele_consumer_info **out_items, size_t *out_count);
+STELE_API void stele_consumers_free(stele_consumer_info *items);
+
 /* ---------------------------------------------------------------- stats */
 
 typedef struct stele_stats {

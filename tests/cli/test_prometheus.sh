@@ -101,6 +101,34 @@ active_batches=$(awk '/^segment /{ n = 0 } /^  batch /{ n++ } END { print n }' "
 active_records=$(awk '/^segment /{ n = 0 } /^    record /{ n++ } END { print n }' "$T/out")
 check_eq "$(awk '$1 == "stele_active_segment_batch_records_count" { print $2 }' "$P")" "$active_batches" "batches of the active segment"
 check_eq "$(awk '$1 == "stele_active_segment_batch_records_sum" { print $2 }' "$P")" "$active_records" "records of the active segment"
+# Consumers: position, lag and dead letters per cursor. Consumer a takes
+# everything; consumer b's handler fails for good on every even LSN above 10
+# (a dead letter each, skipped). Then 5 more records come: both lag by 5.
+grep -q '^stele_consumer' "$P" && fail "consumer metrics before any consumer"
+run 0 "$STELE" stats "$L"
+last=$(jq .last_lsn "$T/out")
+run 0 "$STELE" replay "$L" --consumer a --stdout
+cat >"$T/h.sh" <<'SH'
+#!/bin/sh
+cat >/dev/null
+if [ "$STELE_LSN" -gt 10 ] && [ $((STELE_LSN % 2)) -eq 0 ]; then echo "no" >&2; exit 1; fi
+exit 0
+SH
+chmod +x "$T/h.sh"
+"$STELE" replay "$L" --consumer b --exec "$T/h.sh" --on-dead-letter skip >/dev/null 2>&1 || fail "replay of consumer b"
+want_dead=$(( (last - 10) / 2 ))
+for i in 1 2 3 4 5; do run 0 "$STELE" append "$L" --type t --data "$i"; done
+run 0 "$STELE" stats "$L" --prometheus
+C=$T/consumers.prom
+cp "$T/out" "$C"
+validate "$C" || fail "the metrics with consumers do not parse"
+for c in a b; do
+    check_eq "$(awk -v m="stele_consumer_position{consumer=\"$c\"}" '$1 == m { print $2 }' "$C")" "$last" "consumer $c's position"
+    check_eq "$(awk -v m="stele_consumer_lag_records{consumer=\"$c\"}" '$1 == m { print $2 }' "$C")" 5 "consumer $c's lag"
+done
+check_eq "$(awk '$1 == "stele_consumer_dead_letters{consumer=\"a\"}" { print $2 }' "$C")" 0 "consumer a's dead letters"
+check_eq "$(awk '$1 == "stele_consumer_dead_letters{consumer=\"b\"}" { print $2 }' "$C")" "$want_dead" "consumer b's dead letters"
+
 run 4 "$STELE" stats "$T/nosuch" --prometheus
 check_stderr_line "no such log"
 echo "ok"
