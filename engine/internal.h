@@ -105,6 +105,11 @@ struct request {
     void *fn_ctx;
     stele_receipt inline_receipt; /* async, count == 1: no allocation */
     struct event_prep inline_prep;
+    /* async, count > 1: receipts then preparations for spare_count events,
+     * kept with the request in the pool and grown only when a larger call
+     * comes, so that appends allocate nothing once warmed up */
+    void *spare;
+    size_t spare_count;
     struct request *next;
 };
 

@@ -168,8 +168,6 @@ static void run_callbacks(stele_log *log)
         struct request *last = NULL;
         for (struct request *r = rev; r; r = r->next) {
             r->fn(r->fn_ctx, r->code, r->receipts, r->count);
-            if (r->receipts != &r->inline_receipt)
-                free(r->receipts);
             last = r;
         }
         pthread_mutex_lock(&log->q_lock);
@@ -341,6 +339,7 @@ static uint64_t event_fingerprint(const stele_event *ev)
     return fmt_fingerprint(&r);
 }
 
+#define REQUEST_BLOCK 256 /* requests per pool block; block[0] only links the blocks */
 #define PREFETCH_AHEAD 16u /* a power of two */
 
 /* The round's events, walked PREFETCH_AHEAD ahead of deciding them: the
@@ -916,6 +915,8 @@ void writer_stop(stele_log *log)
     run_callbacks(log);
     while (log->pool_blocks) {
         struct request *next = log->pool_blocks->next;
+        for (int i = 1; i < REQUEST_BLOCK; i++)
+            free(log->pool_blocks[i].spare);
         free(log->pool_blocks);
         log->pool_blocks = next;
     }
@@ -1088,14 +1089,13 @@ static struct request *request_get(stele_log *log)
     pthread_mutex_unlock(&log->q_lock);
     if (r)
         return r;
-    enum { BLOCK = 256 };
-    struct request *block = calloc(BLOCK, sizeof *block);
+    struct request *block = calloc(REQUEST_BLOCK, sizeof *block);
     if (!block)
         return NULL;
     pthread_mutex_lock(&log->q_lock);
     block[0].next = log->pool_blocks; /* block[0] only links the blocks */
     log->pool_blocks = block;
-    for (int i = 2; i < BLOCK; i++) {
+    for (int i = 2; i < REQUEST_BLOCK; i++) {
         block[i].next = log->pool;
         log->pool = &block[i];
     }
@@ -1119,32 +1119,38 @@ int stele_append_async(stele_log *log, const stele_event *events, size_t count, 
         return err_set(STELE_ERR_INVALID, "append_async: need a log, 1 to %u events and a function",
                        STELE_BATCH_RECORD_COUNT_MAX);
     struct request *r = request_get(log);
-    /* Several events: their receipts and preparations in one allocation,
-     * freed with the request's completion. */
-    stele_receipt *receipts = count == 1 ? NULL : malloc(count * (sizeof *receipts + sizeof(struct event_prep)));
-    if (!r || (count > 1 && !receipts)) {
-        free(receipts);
-        if (r)
+    /* Several events: their receipts and preparations in the request's
+     * spare buffer, which stays with it in the pool. */
+    if (r && count > 1 && r->spare_count < count) {
+        void *p = realloc(r->spare, count * (sizeof(stele_receipt) + sizeof(struct event_prep)));
+        if (!p) {
             request_put(log, r);
-        return err_set(STELE_ERR_NOMEM, "append_async: out of memory");
+            r = NULL;
+        } else {
+            r->spare = p;
+            r->spare_count = count;
+        }
     }
-    *r = (struct request){.events = events, .count = count, .fn = fn, .fn_ctx = ctx};
+    if (!r)
+        return err_set(STELE_ERR_NOMEM, "append_async: out of memory");
+    void *spare = r->spare;
+    size_t spare_count = r->spare_count;
+    *r = (struct request){.events = events, .count = count, .fn = fn, .fn_ctx = ctx, .spare = spare,
+                          .spare_count = spare_count};
+    stele_receipt *receipts = spare;
     r->receipts = count == 1 ? &r->inline_receipt : receipts;
     struct event_prep *prep = count == 1 ? &r->inline_prep : (struct event_prep *)(receipts + count);
     r->prep = prep;
     int code = check_call(log, events, count, &r->body_size, prep);
     if (code) {
-        free(receipts);
         request_put(log, r);
         return code;
     }
     for (size_t i = 0; i < count; i++)
         r->receipts[i] = (stele_receipt){0, 0, STELE_DECISION_NONE, STELE_OK};
     code = submit(log, r);
-    if (code != STELE_OK) {
-        free(receipts);
+    if (code != STELE_OK)
         request_put(log, r);
-    }
     return code;
 }
 
