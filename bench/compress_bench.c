@@ -145,6 +145,7 @@ static struct event_pool pool_make(uint64_t seed, size_t count)
         free(p.text);
         free(p.events);
         p.text = NULL;
+        p.events = NULL;
         return p;
     }
     static const char *const actors[] = {"svc-payments", "svc-orders", "svc-webhooks"};
