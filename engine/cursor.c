@@ -885,7 +885,8 @@ int stele_consumers(stele_log *log, stele_consumer_info **out_items, size_t *out
     stele_consumer_info *v = NULL;
     size_t n = 0, cap = 0;
     int code = STELE_OK;
-    for (struct dirent *e; code == STELE_OK && (e = readdir(d));) {
+    errno = 0;
+    for (struct dirent *e; code == STELE_OK && (e = readdir(d)); errno = 0) {
         char name[STELE_CURSOR_NAME_SIZE_MAX + 1];
         if (!consumer_of(e->d_name, name))
             continue;
@@ -908,6 +909,10 @@ int stele_consumers(stele_log *log, stele_consumer_info **out_items, size_t *out
         snprintf(v[n].name, sizeof v[n].name, "%s", name);
         n++;
     }
+    /* readdir returns NULL at the end and on an error: a list cut short
+     * must not be shown as whole. */
+    if (code == STELE_OK && errno != 0)
+        code = err_sys(errno, "read directory", dir);
     closedir(d);
     qsort(v, n, sizeof *v, info_order);
     for (size_t i = 0; code == STELE_OK && i < n; i++)

@@ -212,7 +212,11 @@ static int zero_fill(stele_log *log, struct segment *seg, const char *path)
     memset(zeros, 0, chunk);
     /* Through the direct fd when there is one: 64 MiB of zeros need not
      * pass through the page cache. */
-    int fd = seg->dio_fd >= 0 ? seg->dio_fd : seg->fd, r = 0;
+    int fd, r = 0, code = segment_write_fd(log, seg, &fd); /* opened at create: cannot fail here */
+    if (code) {
+        free(zeros);
+        return code;
+    }
     for (uint64_t off = STELE_SEGMENT_HEADER_SIZE; off < seg->capacity && r == 0; off += chunk) {
         size_t len = seg->capacity - off < chunk ? (size_t)(seg->capacity - off) : chunk;
         r = log->io->ops->write(log->io, fd, zeros, len, off, 0);
