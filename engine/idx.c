@@ -38,9 +38,86 @@
 
 /* ---------------------------------------------------------------- pools */
 
-/* A pool of fixed-size elements in chunks of POOL_CHUNK; only the last chunk
- * grows (by realloc, from POOL_TAIL_MIN), so small indexes stay small and a
- * big one never copies more than one chunk. */
+/* Fresh memory is slow to get: the kernel zeroes each page at its first
+ * write (and under a hypervisor the host may fault it in too), which at
+ * millions of keys was a quarter of an insert's time. So once an index has
+ * filled one whole chunk of a pool or of an arena, the next whole chunk is
+ * allocated and touched on a short-lived thread while the current one fills
+ * (chunk_spare), and the thread that inserts, the log's writer, only takes
+ * it over. Small indexes never start a thread. */
+struct chunk_spare {
+    pthread_t thread;
+    size_t bytes;
+    uint8_t *mem;         /* NULL when it could not be allocated */
+};
+
+static void *chunk_spare_main(void *arg)
+{
+    struct chunk_spare *cs = arg;
+    pthread_setname_np(pthread_self(), "stele-idx-grow");
+    cs->mem = malloc(cs->bytes);
+    if (cs->mem) {
+        volatile uint8_t *p = cs->mem;
+        for (size_t off = 0; off < cs->bytes; off += 4096)
+            p[off] = 0;
+    }
+    return NULL;
+}
+
+/* Starts preparing a chunk of bytes unless one is being prepared already. */
+static void chunk_spare_start(struct chunk_spare **slot, size_t bytes)
+{
+    if (*slot)
+        return;
+    struct chunk_spare *cs = malloc(sizeof *cs);
+    if (!cs)
+        return; /* the chunk will be allocated when needed */
+    *cs = (struct chunk_spare){.bytes = bytes};
+    if (pthread_create(&cs->thread, NULL, chunk_spare_main, cs) != 0) {
+        free(cs);
+        return;
+    }
+    *slot = cs;
+}
+
+/* The prepared chunk of bytes, or NULL (none, another size, or it failed);
+ * the thread is joined either way. */
+static uint8_t *chunk_spare_take(struct chunk_spare **slot, size_t bytes)
+{
+    struct chunk_spare *cs = *slot;
+    if (!cs)
+        return NULL;
+    pthread_join(cs->thread, NULL);
+    uint8_t *mem = cs->mem;
+    if (mem && cs->bytes != bytes) {
+        free(mem);
+        mem = NULL;
+    }
+    free(cs);
+    *slot = NULL;
+    return mem;
+}
+
+static void chunk_spare_discard(struct chunk_spare **slot)
+{
+    free(chunk_spare_take(slot, 0));
+}
+
+/* A whole chunk of bytes: the prepared one when there is one (then the next
+ * is started), else from malloc. */
+static uint8_t *chunk_alloc(struct chunk_spare **slot, size_t bytes)
+{
+    uint8_t *c = chunk_spare_take(slot, bytes);
+    if (!c)
+        c = malloc(bytes);
+    if (c)
+        chunk_spare_start(slot, bytes);
+    return c;
+}
+
+/* A pool of fixed-size elements in chunks of POOL_CHUNK. The first chunk
+ * grows (by realloc, from POOL_TAIL_MIN), so small indexes stay small; the
+ * later ones are whole from the start, so a big pool never copies. */
 #define POOL_CHUNK_SHIFT 14u
 #define POOL_CHUNK (1u << POOL_CHUNK_SHIFT)
 #define POOL_TAIL_MIN 64u
@@ -55,6 +132,7 @@ struct pool {
     uint32_t free_head;   /* index + 1 of the first free element, 0 = none */
     uint32_t elem_size;
     uint64_t bytes;       /* allocated */
+    struct chunk_spare *spare; /* the next whole chunk, being prepared */
 };
 
 static void *pool_at(const struct pool *p, uint32_t i)
@@ -98,12 +176,14 @@ static int pool_reserve(struct pool *p)
     }
     if (p->chunk_count == p->chunk_cap && grow_ptrs(&p->chunks, &p->chunk_cap, &p->bytes) != 0)
         return -1;
-    uint8_t *c = malloc((size_t)POOL_TAIL_MIN * p->elem_size);
+    uint32_t cap = p->chunk_count ? POOL_CHUNK : POOL_TAIL_MIN;
+    uint8_t *c = p->chunk_count ? chunk_alloc(&p->spare, (size_t)cap * p->elem_size)
+                                : malloc((size_t)cap * p->elem_size);
     if (!c)
         return -1;
     p->chunks[p->chunk_count++] = c;
-    p->tail_cap = POOL_TAIL_MIN;
-    p->bytes += (uint64_t)POOL_TAIL_MIN * p->elem_size;
+    p->tail_cap = cap;
+    p->bytes += (uint64_t)cap * p->elem_size;
     return 0;
 }
 
@@ -134,6 +214,7 @@ static void free_chunks(uint8_t **chunks, uint32_t chunk_count)
 
 static void pool_free(struct pool *p)
 {
+    chunk_spare_discard(&p->spare);
     free_chunks(p->chunks, p->chunk_count);
 }
 
@@ -161,6 +242,7 @@ struct arena {
     uint64_t live;        /* bytes of live records */
     uint64_t dead;        /* bytes of forgotten records */
     uint64_t bytes;       /* allocated */
+    struct chunk_spare *spare; /* the next whole chunk, being prepared */
 };
 
 static const uint8_t *arena_at(const struct arena *a, uint64_t ref)
@@ -196,13 +278,14 @@ static int arena_reserve(struct arena *a, size_t n)
         return -1;
     if (a->chunk_count == a->chunk_cap && grow_ptrs(&a->chunks, &a->chunk_cap, &a->bytes) != 0)
         return -1;
-    uint8_t *c = malloc(ARENA_TAIL_MIN);
+    uint32_t cap = a->chunk_count ? ARENA_CHUNK : ARENA_TAIL_MIN;
+    uint8_t *c = a->chunk_count ? chunk_alloc(&a->spare, cap) : malloc(cap);
     if (!c)
         return -1;
     a->chunks[a->chunk_count++] = c;
-    a->tail_cap = ARENA_TAIL_MIN;
+    a->tail_cap = cap;
     a->tail_used = 0;
-    a->bytes += ARENA_TAIL_MIN;
+    a->bytes += cap;
     return 0;
 }
 
@@ -221,6 +304,7 @@ static uint64_t arena_push(struct arena *a, const void *bytes, size_t size)
 
 static void arena_free(struct arena *a)
 {
+    chunk_spare_discard(&a->spare);
     free_chunks(a->chunks, a->chunk_count);
 }
 
@@ -1074,7 +1158,12 @@ uint64_t idx_comp_count(const struct idx *x)
 uint64_t idx_memory(const struct idx *x)
 {
     uint64_t spares = (x->keys.spare ? x->keys.spare->cap : 0) + (x->streams.spare ? x->streams.spare->cap : 0);
-    return sizeof *x + (x->keys.cap + spares) * sizeof(struct slot) + x->entries.bytes + x->sides.bytes + x->key_arena.bytes +
+    const struct chunk_spare *chunks[] = {x->entries.spare, x->sides.spare, x->key_arena.spare, x->stream_arena.spare};
+    uint64_t chunk_bytes = 0;
+    for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++)
+        chunk_bytes += chunks[i] ? chunks[i]->bytes : 0;
+    return sizeof *x + (x->keys.cap + spares) * sizeof(struct slot) + chunk_bytes + x->entries.bytes + x->sides.bytes +
+           x->key_arena.bytes +
            x->streams.cap * sizeof(struct slot) + x->stream_cap * sizeof(struct stream) + x->stream_arena.bytes +
            x->stream_lsn_bytes + x->comp_cap * sizeof(struct comp);
 }
