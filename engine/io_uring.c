@@ -38,7 +38,22 @@ struct uring_io {
     struct ring sync;
 };
 
-enum { TAG_WRITE = 1, TAG_SYNC = 2 };
+enum { TAG_WRITE = 1, TAG_LINKED_SYNC = 2, TAG_SYNC = 3 };
+
+/* The test hook (io.h); NULL in production. */
+static const struct io_uring_hook *hook;
+
+void io_uring_hook_set(const struct io_uring_hook *h)
+{
+    __atomic_store_n(&hook, h, __ATOMIC_RELEASE);
+}
+
+/* What the backend acts on: res, or what the test hook makes of it. */
+static int hooked(enum io_uring_event event, int res, size_t len)
+{
+    const struct io_uring_hook *h = __atomic_load_n(&hook, __ATOMIC_ACQUIRE);
+    return h ? h->fn(h->ctx, event, res, len) : res;
+}
 
 static void backoff(int attempt)
 {
@@ -51,7 +66,7 @@ static void backoff(int attempt)
 static int submit(struct io_uring *ring)
 {
     for (int attempt = 0; attempt < URING_RETRY_MAX; attempt++) {
-        int r = io_uring_submit(ring);
+        int r = hooked(IO_URING_SUBMIT, io_uring_submit(ring), 0);
         if (r >= 0)
             return 0;
         if (r != -EAGAIN && r != -EBUSY && r != -EINTR)
@@ -61,21 +76,24 @@ static int submit(struct io_uring *ring)
     return -EIO;
 }
 
-/* Waits for `want` completions and reports the write's and the sync's results. */
-static int reap(struct io_uring *ring, int want, int *out_write_res, int *out_sync_res)
+/* Waits for `want` completions and reports the write's (of len bytes) and
+ * the sync's results. */
+static int reap(struct io_uring *ring, int want, size_t len, int *out_write_res, int *out_sync_res)
 {
     for (int got = 0; got < want;) {
         struct io_uring_cqe *cqe;
-        int r = io_uring_wait_cqe(ring, &cqe);
+        int r = hooked(IO_URING_WAIT, io_uring_wait_cqe(ring, &cqe), 0);
         if (r == -EINTR || r == -EAGAIN)
             continue;
         if (r < 0)
             return r == -EBADR ? -EIO : r;
-        if (io_uring_cqe_get_data64(cqe) == TAG_WRITE)
-            *out_write_res = cqe->res;
-        else
-            *out_sync_res = cqe->res;
+        uint64_t tag = io_uring_cqe_get_data64(cqe);
+        int res = cqe->res;
         io_uring_cqe_seen(ring, cqe);
+        if (tag == TAG_WRITE)
+            *out_write_res = hooked(IO_URING_CQE_WRITE, res, len);
+        else
+            *out_sync_res = hooked(tag == TAG_LINKED_SYNC ? IO_URING_CQE_LINKED_SYNC : IO_URING_CQE_SYNC, res, 0);
         got++;
     }
     return 0;
@@ -96,13 +114,13 @@ static int write_once(struct io_uring *ring, int fd, const char *buf, size_t len
         if (!sqe)
             return -EBUSY;
         io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-        io_uring_sqe_set_data64(sqe, TAG_SYNC);
+        io_uring_sqe_set_data64(sqe, TAG_LINKED_SYNC);
     }
     int r = submit(ring);
     if (r < 0)
         return r;
     *out_sync_res = 0;
-    return reap(ring, datasync ? 2 : 1, out_write_res, out_sync_res);
+    return reap(ring, datasync ? 2 : 1, len, out_write_res, out_sync_res);
 }
 
 static int uring_write_locked(struct io_uring *ring, int fd, const void *buf, size_t len, uint64_t off,
@@ -159,7 +177,7 @@ static int uring_fdatasync(struct io *io, int fd)
         io_uring_sqe_set_data64(sqe, TAG_SYNC);
         r = submit(&u->sync.ring);
         if (r == 0)
-            r = reap(&u->sync.ring, 1, &wres, &sres);
+            r = reap(&u->sync.ring, 1, 0, &wres, &sres);
         if (r == 0)
             r = sres;
     }
