@@ -47,6 +47,38 @@ struct io {
 struct io *io_posix_create(void);
 struct io *io_uring_create(unsigned entries);
 
+/* A test hook of the io_uring backend (tests only: unset in production,
+ * where it costs a load and a branch per event). The backend passes every
+ * result it is about to act on through fn and acts on what fn returns:
+ *  - IO_URING_SUBMIT, IO_URING_WAIT: the result of io_uring_submit (count or
+ *    -errno) and of io_uring_wait_cqe (0 or -errno), after the call. A
+ *    replaced wait leaves its completion in the queue for the next wait; a
+ *    replaced submit leaves the entries submitted, so the backend's retry
+ *    submits nothing new, as a retry after a failed io_uring_enter that took
+ *    nothing would submit them once;
+ *  - IO_URING_CQE_*: a completion's res; len is the byte count the write
+ *    asked for (0 for syncs).
+ * Replacing a result does not change what the kernel did: a write reported
+ * short was whole, and the backend writes its rest again with the same
+ * bytes. A hook that fails or shortens a write should also turn the sync
+ * linked to it into -ECANCELED, as the kernel would (IO_URING_CQE_LINKED_SYNC
+ * comes right after its write's completion). fn runs on the thread doing the
+ * I/O (the writer's and the syncer's rings: two threads at once). */
+enum io_uring_event {
+    IO_URING_SUBMIT = 0,
+    IO_URING_WAIT = 1,
+    IO_URING_CQE_WRITE = 2,
+    IO_URING_CQE_LINKED_SYNC = 3, /* the fdatasync linked after a write (IOSQE_IO_LINK) */
+    IO_URING_CQE_SYNC = 4,        /* an fdatasync on its own */
+};
+struct io_uring_hook {
+    int (*fn)(void *ctx, enum io_uring_event event, int res, size_t len);
+    void *ctx;
+};
+/* Installs hook for every io_uring backend of the process (NULL: none); hook
+ * must stay valid until it is replaced. */
+void io_uring_hook_set(const struct io_uring_hook *hook);
+
 /* The fault-injecting wrapper (tests): wraps base, which it owns. */
 enum io_fault_op {
     IO_FAULT_WRITE = 1u << 0,
