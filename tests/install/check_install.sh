@@ -70,8 +70,11 @@ check_install() {
     # shellcheck disable=SC2086  # word splitting of the flags is intended
     "$cc" -std=c11 -Wall -Wextra -Wpedantic -Werror $cflags "$here/example.c" $flags -o "$work/app_pkgconfig" ||
         fail "building example.c with pkg-config failed"
-    LD_LIBRARY_PATH="$libdir" ldd "$work/app_pkgconfig" | grep -q "$libdir/libstele.so.0" ||
-        fail "app_pkgconfig does not load libstele.so.0 from the prefix"
+    # ldd's output is read whole before it is searched: `ldd | grep -q` under pipefail fails
+    # whenever grep stops reading first and ldd dies of SIGPIPE (the flaky failure this was).
+    local libs
+    libs=$(LD_LIBRARY_PATH="$libdir" ldd "$work/app_pkgconfig") || fail "ldd app_pkgconfig failed"
+    [[ $libs == *"$libdir/libstele.so.0"* ]] || fail "app_pkgconfig does not load libstele.so.0 from the prefix: $libs"
 
     # 2. CMake: find_package(stele), stele::stele and stele::stele_static.
     mkdir -p "$work/consumer"
@@ -92,7 +95,8 @@ CML
         fail "find_package(stele) did not find the package in the prefix"
     "$cmake" --build "$work/consumer/build" >>"$work/consumer.log" 2>&1 ||
         { cat "$work/consumer.log" >&2; fail "building the find_package(stele) project failed"; }
-    if LD_LIBRARY_PATH="$libdir" ldd "$work/consumer/build/app_cmake_static" | grep -q libstele; then
+    libs=$(LD_LIBRARY_PATH="$libdir" ldd "$work/consumer/build/app_cmake_static") || fail "ldd app_cmake_static failed"
+    if [[ $libs == *libstele* ]]; then
         fail "app_cmake_static loads libstele.so: stele::stele_static is not the static library"
     fi
 
