@@ -26,7 +26,9 @@
 # Every backup must take the first branch. The test also requires that some
 # raw copies opened clean and that the log rolled during the copies, so the
 # cases it claims were exercised. A raw copy that opened clean is then
-# opened by a writer, which continues it at N+1.
+# opened by a writer: the key of its last record is a duplicate, the key of
+# the source's next record (which a copied index checkpoint may hold) is new
+# at N+1.
 source "$(dirname "$0")/lib.sh"
 L=$T/log
 run 0 "$STELE" init "$L" --segment-size 64K
@@ -191,9 +193,15 @@ for ((k = 1; k <= copies; k++)); do
             raw_clean=$((raw_clean + 1))
             [ "$(jq .torn_bytes "$T/v$k")" = 0 ] || torn=$((torn + 1))
             # The copy is a log: a writer opens it (recovery cuts any torn
-            # tail) and continues at N+1.
-            run 0 "$STELE" append "$T/c$k" --key after-copy --data 1
-            check_jq "$T/out" ".[0] | .lsn == $n + 1 and .decision == \"new\"" "copy $k ($how): a writer continues at N+1"
+            # tail; the copied index checkpoint may cover records past N
+            # and must not be trusted). Its last record's key is a
+            # duplicate; the source's next record, absent from the copy,
+            # is new at N+1.
+            sed -n "${n}p;$((n + 1))p" "$T/src" | jq -c '{key, type, stream, data}' >"$T/again"
+            [ "$n" -lt "$final" ] || echo '{"key":"after-copy","data":1}' >>"$T/again"
+            run 0 "$STELE" append "$T/c$k" --jsonl <"$T/again"
+            check_jq "$T/out" ".[0].lsn == $n and .[0].decision == \"duplicate\" and .[1].lsn == $n + 1
+                and .[1].decision == \"new\"" "copy $k ($how): a writer knows the copy's keys, not the later ones, and continues at N+1"
             run 0 "$STELE" verify "$T/c$k"
         fi
         clean=$((clean + 1))
