@@ -11,10 +11,12 @@
 # adds the batch number to an acknowledgement file. At random moments the
 # test notes how many batches were acknowledged, then copies the live log:
 # with `cp -r` (readdir order, one pass), file by file in name order with a
-# pause between files (as a slow rsync), or file by file with the last
+# pause between files (as a slow rsync), file by file with the last
 # segment copied in 4 KiB chunks with pauses (so batches and seals land
-# mid-copy); or runs `stele backup`. After the writer stops, each copy is
-# opened with `stele verify` and `stele read`:
+# mid-copy), or segment by segment listing the directory again each time (as
+# a tool making several passes: it can copy segment N while active, then
+# N+1, a copy with a hole); or runs `stele backup`. After the writer stops,
+# each copy is opened with `stele verify` and `stele read`:
 #  - either verify exits 0 with no problem, read exits 0, and the copy is
 #    LSN 1..N without a gap, every record byte for byte the source's record
 #    at that LSN (so no phantom and no duplicate: the source's keys are
