@@ -68,8 +68,8 @@ struct bench_record {
 struct target_stats {
     uint64_t syncs;
     int syncs_known;                 /* 0: the store does not say how often it synced */
-    /* stele: CPU time of its decider and writer threads, the ones every
-     * append goes through, per record appended; < 0 when unknown */
+    /* stele: CPU time of its writer thread, the one every append goes
+     * through, per record appended; < 0 when unknown */
     double writer_ns_per_record;
 };
 
@@ -176,6 +176,5 @@ int plot_available(void);
 uint64_t mono_ns(void);
 /* target_stele.c: CPU time so far of this process's thread named name (ns), -1 when there is none. */
 double bench_thread_cpu_ns(const char *name);
-double bench_engine_cpu_ns(void);
 
 #endif

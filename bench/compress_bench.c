@@ -28,8 +28,7 @@
  * a dictionary (trained before the clock starts); the three runs are
  * interleaved, --runs rounds, and each round's compressed/uncompressed
  * ratio of appends/s is taken; the median of those is reported, with the
- * median CPU time the decider and writer threads (the writer compresses)
- * spent per record:
+ * median CPU time the writer thread (which compresses) spent per record:
  * steadier than appends/s on a shared machine.
  */
 #include <errno.h>
@@ -329,8 +328,8 @@ static int ratio_table(const struct config *cfg, const struct event_pool *p, int
     return 0;
 }
 
-/* One timed run: appends/s of mode m, and the decider's and writer's CPU
- * time per record appended (compression runs in the writer's part), ns. */
+/* One timed run: appends/s of mode m, and the writer thread's CPU time per
+ * record appended (where compression runs), ns. */
 static int throughput_run(const struct config *cfg, const struct event_pool *p, enum mode m, int level,
                           const char *dir, double *out_rps, double *out_cpu_ns)
 {
@@ -346,7 +345,7 @@ static int throughput_run(const struct config *cfg, const struct event_pool *p, 
     int rc = append_range(log, p, 0, warm, 64);
     if (rc == 0 && m == MODE_DICT)
         rc = train_on(log, warm, sub, &info);
-    double cpu0 = bench_engine_cpu_ns();
+    double cpu0 = bench_thread_cpu_ns("stele-writer");
     uint64_t t0 = mono_ns(), limit = (uint64_t)(cfg->duration_s * 1e9), t = 0;
     while (rc == 0 && (t = mono_ns() - t0) < limit) {
         rc = append_range(log, p, done, done + (uint64_t)cfg->batch * 16, cfg->batch);
@@ -354,7 +353,7 @@ static int throughput_run(const struct config *cfg, const struct event_pool *p, 
     }
     if (rc == 0)
         rc = stele_sync(log) == STELE_OK ? 0 : fail("syncing", sub, STELE_ERR_IO);
-    double cpu1 = bench_engine_cpu_ns();
+    double cpu1 = bench_thread_cpu_ns("stele-writer");
     int code = stele_close(log);
     bench_remove_tree(sub);
     if (rc == 0 && code != STELE_OK)
@@ -410,13 +409,13 @@ static int throughput(const struct config *cfg, const struct event_pool *keyed, 
         printf("{\"compression_throughput\":{\"durability\":\"%s\",\"records_per_append\":%d,\"level\":%d,"
                "\"runs\":%d,\"seconds\":%.2f,\"records_per_s\":{\"none\":%.0f,\"zstd\":%.0f,\"zstd_dict\":%.0f},"
                "\"over_none\":{\"zstd\":%.4f,\"zstd_dict\":%.4f},"
-               "\"engine_cpu_ns_per_record\":{\"none\":%.0f,\"zstd\":%.0f,\"zstd_dict\":%.0f}}}\n",
+               "\"writer_cpu_ns_per_record\":{\"none\":%.0f,\"zstd\":%.0f,\"zstd_dict\":%.0f}}}\n",
                durability_name(cfg->durability), cfg->batch, level, cfg->runs, cfg->duration_s, med[0], med[1],
                med[2], relmed[1], relmed[2], cpumed[0], cpumed[1], cpumed[2]);
     else
         printf("append throughput, 1 thread, %d record%s per append, durability %s, %d interleaved round%s of "
                "%.1f s: none %.0f/s, zstd %.0f/s, zstd+dict %.0f/s (medians); compressed/uncompressed = %.3f "
-               "(zstd), %.3f (zstd+dict), medians of the rounds' ratios; decider+writer CPU per record %.0f ns "
+               "(zstd), %.3f (zstd+dict), medians of the rounds' ratios; writer thread CPU per record %.0f ns "
                "none, %.0f ns zstd, %.0f ns zstd+dict (medians)\n",
                cfg->batch, cfg->batch == 1 ? "" : "s", durability_name(cfg->durability), cfg->runs,
                cfg->runs == 1 ? "" : "s", cfg->duration_s, med[0], med[1], med[2], relmed[1], relmed[2], cpumed[0],

@@ -371,8 +371,8 @@ static int key_cost(const struct config *cfg, const char *dir)
         report_result(&keyed, &rb);
         qsort(ratio, (size_t)cfg->runs, sizeof ratio[0], by_double);
         double med = ratio[(cfg->runs - 1) / 2];
-        /* The decider's and writer's CPU time per record: what a key adds on
-         * the path every append takes, steadier than appends/s on a busy machine. */
+        /* The writer thread's CPU time per record: what a key adds on the
+         * path every append takes, steadier than appends/s on a busy machine. */
         double wa[BENCH_RUNS_MAX], wb[BENCH_RUNS_MAX];
         for (int r = 0; r < cfg->runs; r++) {
             wa[r] = a[r].writer_ns_per_record;
@@ -384,13 +384,13 @@ static int key_cost(const struct config *cfg, const char *dir)
         if (cfg->json)
             printf("{\"key_cost\":{\"threads\":%d,\"inflight\":%d,\"runs\":%d,\"keyed_over_unkeyed\":%.4f,"
                    "\"min\":%.4f,\"max\":%.4f,\"fewer_appends_pct\":%.2f,"
-                   "\"engine_cpu_ns_per_record_unkeyed\":%.1f,\"engine_cpu_ns_per_record_keyed\":%.1f}}\n",
+                   "\"writer_ns_per_record_unkeyed\":%.1f,\"writer_ns_per_record_keyed\":%.1f}}\n",
                    threads, cfg->inflight, cfg->runs, med, ratio[0], ratio[cfg->runs - 1], (1 - med) * 100,
                    wmed_a, wmed_b);
         else
             printf("key cost at %d thread%s: keyed/unkeyed appends/s = %.3f (median of %d paired rounds, "
                    "range %.3f-%.3f): %.1f%% fewer appends per second with a key on every append; "
-                   "decider+writer threads' CPU per record %.0f ns unkeyed, %.0f ns keyed (medians)\n",
+                   "writer thread CPU per record %.0f ns unkeyed, %.0f ns keyed (medians)\n",
                    threads, threads == 1 ? "" : "s", med, cfg->runs, ratio[0], ratio[cfg->runs - 1], (1 - med) * 100,
                    wmed_a, wmed_b);
         fflush(stdout);

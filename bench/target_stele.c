@@ -196,16 +196,15 @@ static void stele_thread_close(void *thread)
     free(thread);
 }
 
-/* CPU time so far of this process's threads named name (the engine names its
- * threads: stele-decider, stele-writer, stele-syncer, ...), summed, from
- * /proc; -1 when there is none. */
+/* CPU time so far of this process's thread named name (the engine names its
+ * threads: stele-writer, stele-syncer, ...), from /proc; -1 when there is none. */
 double bench_thread_cpu_ns(const char *name)
 {
     DIR *d = opendir("/proc/self/task");
     if (!d)
         return -1;
     double ns = -1;
-    for (struct dirent *e; (e = readdir(d));) {
+    for (struct dirent *e; ns < 0 && (e = readdir(d));) {
         if (e->d_name[0] == '.')
             continue;
         char path[300], comm[64] = "";
@@ -220,21 +219,12 @@ double bench_thread_cpu_ns(const char *name)
         unsigned long long run = 0;
         if (named && (f = fopen(path, "r"))) {
             if (fscanf(f, "%llu", &run) == 1) /* first field: time on a CPU, ns */
-                ns = (ns < 0 ? 0 : ns) + (double)run;
+                ns = (double)run;
             fclose(f);
         }
     }
     closedir(d);
     return ns;
-}
-
-/* CPU time so far of the two threads every append goes through: the
- * decider (the index) and the writer (encoding, compression, writes; the
- * decider does the writer's part itself when nothing else is queued). */
-double bench_engine_cpu_ns(void)
-{
-    double a = bench_thread_cpu_ns("stele-decider"), b = bench_thread_cpu_ns("stele-writer");
-    return a < 0 || b < 0 ? -1 : a + b;
 }
 
 static int stele_db_close(void *dbp, struct target_stats *out_stats)
@@ -246,7 +236,7 @@ static int stele_db_close(void *dbp, struct target_stats *out_stats)
     if (stele_stats_get(db->log, &st) == STELE_OK) {
         out_stats->syncs = st.syncs;
         out_stats->syncs_known = 1;
-        double ns = bench_engine_cpu_ns();
+        double ns = bench_thread_cpu_ns("stele-writer");
         if (ns >= 0 && st.appends_new > 0)
             out_stats->writer_ns_per_record = ns / (double)st.appends_new;
     }

@@ -2,14 +2,10 @@
  * internal.h - the engine's private structures, shared by its files.
  *
  * Threads and locks (SPEC.md §11):
- *  - per writable handle, a decider thread takes requests, decides them
- *    against the index (idx_lock) and hands rounds to a writer thread, which
- *    encodes, compresses and writes their batches and completes them (the
- *    decider writes a round itself when nothing else is queued); in sync mode
- *    a syncer thread makes written batches durable;
+ *  - one writer thread per writable handle assembles batches, writes them,
+ *    syncs, rolls segments and completes appenders' requests;
  *  - q_lock guards the request queue, the counters and the visible/durable
- *    LSNs, the staged rounds; q_cond wakes the decider, stage_cond the writer
- *    (and the decider waiting for it), done_cond appenders and readers;
+ *    LSNs; q_cond wakes the writer, done_cond wakes appenders and readers;
  *  - seg_lock (rwlock) guards the segment table; each segment's batch index
  *    has its own mutex, so a reader building an index never stalls the writer.
  */
@@ -84,22 +80,20 @@ struct segment {
     int index_distrusted;    /* it disagreed with the segment: rebuild, never load the file again */
 };
 
+/* An append (or sync) request: on the caller's stack for the blocking calls,
+ * from the log's pool for stele_append_async. */
 /* What the appender's thread works out for each event before queuing it, so
- * that the threads every append goes through do not: the record's
- * fingerprint (it does not depend on the LSN or the time) and the key's
- * index hash. The decider completes it for an outcome (the ref to its
- * intent, and the fingerprint that covers it) for the writer to encode. */
+ * that the writer, the one thread every append goes through, does not: the
+ * record's fingerprint (it does not depend on the LSN or the time) and the
+ * key's index hash. */
 struct event_prep {
     uint64_t fingerprint;
-    uint64_t ref;            /* set by the decider: the record's ref */
     uint32_t key_hash;       /* 0 without a key */
 };
 
-/* An append (or sync) request: on the caller's stack for the blocking calls,
- * from the log's pool for stele_append_async. */
 struct request {
     const stele_event *events;
-    struct event_prep *prep; /* one per event */
+    const struct event_prep *prep; /* one per event */
     stele_receipt *receipts;
     size_t count;
     size_t body_size;        /* encoded size of its records */
@@ -130,31 +124,6 @@ struct inflight {
 
 /* Bound on batches written and not yet synced: the in-flight window. */
 #define WRITER_INFLIGHT_MAX 64
-
-/* A round: the requests taken for one batch, decided by the decider (LSNs,
- * recorded time, every receipt) and then encoded and written by the writer
- * (SPEC.md §11). */
-struct round {
-    struct request *head;
-    uint64_t body_max;       /* encoded size of all its requests' records: a bound */
-    int want_sync;           /* a stele_sync() request or the interval timer asks for a sync */
-    uint64_t frame_bound;    /* its batch frame is at most this long (0: no records) */
-    int code;                /* the decider's failure, for the writer to report in order */
-    uint64_t first_lsn;
-    uint64_t next_lsn;
-    uint64_t recorded_at_ns;
-    size_t body_size;
-    uint64_t durable_lsn;    /* durable watermark when the writer took the round */
-    uint64_t bytes_written;  /* counters, added to stats under q_lock */
-    uint64_t syncs;
-    const struct segment *seg; /* where the batch went, for the ack hook */
-    uint64_t frame_offset;
-    uint64_t frame_size;
-};
-
-/* Rounds decided and not yet taken by the writer: the decider runs at most
- * this far ahead of it. */
-#define WRITER_STAGED_MAX 2
 
 struct stele_log {
     char *dir;
@@ -187,23 +156,7 @@ struct stele_log {
     uint64_t written_lsn;    /* written (maybe not synced) up to here */
     pthread_t writer;
     int writer_started;
-    int writer_idle;         /* the decider waits on q_cond: appenders must signal */
-
-    /* The decider thread takes requests off the queue, decides them against
-     * the index and hands rounds to the writer thread, which encodes and
-     * writes them, so that deciding the next round overlaps writing this
-     * one. With nothing else queued the decider writes the round itself (no
-     * thread hop at low load). Under q_lock: */
-    pthread_t decider;
-    int decider_started;
-    int decider_done;        /* the decider has exited: the writer drains and exits */
-    pthread_cond_t stage_cond; /* staged rounds, writer_busy, decider_done changed */
-    struct round staged[WRITER_STAGED_MAX];
-    size_t staged_head;
-    size_t staged_count;
-    int writer_busy;         /* a round is being written (by the writer or inline by the decider) */
-    uint64_t staged_bytes;   /* frame bounds of the rounds staged or being written */
-    uint64_t decided_lsn;    /* decider only: the last LSN it gave out */
+    int writer_idle;         /* waiting on q_cond: appenders must signal */
 
     /* Sync mode: the syncer thread makes written batches durable while the
      * writer writes the next ones (pipelining), then completes requests. */
@@ -225,13 +178,11 @@ struct stele_log {
     struct request *callbacks; /* completed async requests whose fn is due */
     int callbacks_running;   /* a thread is running callbacks; it drains the list */
 
-    /* State of whoever writes a round (the writer thread, or the decider
-     * writing one itself; writer_busy makes it one at a time), and of the
-     * decider when it rolls while the writer is quiet. */
+    /* Writer-thread state. */
     uint8_t *buf;            /* batch frame being assembled */
     size_t buf_cap;
-    uint64_t last_recorded_at_ns; /* the decider's: recorded time of its last round with records */
-    uint64_t last_sync_ns;   /* __atomic: written where rounds are written, read by the decider's timer */
+    uint64_t last_recorded_at_ns;
+    uint64_t last_sync_ns;
     void *file_hash;         /* XXH3 state over the active segment's bytes */
     void *cctx;              /* ZSTD_CCtx when the log compresses */
     uint8_t *zbuf;           /* compressed frame being assembled */

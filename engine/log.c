@@ -383,7 +383,6 @@ static stele_log *log_alloc(const char *dir, const stele_options *opts, struct i
     pthread_cond_init(&log->q_cond, NULL);
     pthread_cond_init(&log->done_cond, NULL);
     pthread_cond_init(&log->sync_cond, NULL);
-    pthread_cond_init(&log->stage_cond, NULL);
     pthread_mutex_init(&log->idx_lock, NULL);
     pthread_mutex_init(&log->segidx_lock, NULL);
     pthread_mutex_init(&log->dict_lock, NULL);
@@ -414,7 +413,6 @@ static void log_free(stele_log *log)
     pthread_cond_destroy(&log->q_cond);
     pthread_cond_destroy(&log->done_cond);
     pthread_cond_destroy(&log->sync_cond);
-    pthread_cond_destroy(&log->stage_cond);
     index_free(log);
     pthread_mutex_destroy(&log->idx_lock);
     pthread_mutex_destroy(&log->segidx_lock);

@@ -2,16 +2,13 @@
  * writer.c - the append path: the request queue, the writer thread, batching
  * and group commit (SPEC.md §4, §11).
  *
- * Appenders validate their records, queue a request and sleep. The decider
- * thread takes everything queued (up to a batch's limits: a round), decides
- * each record (idempotency key, expected stream version) against the index,
- * assigns LSNs and the recorded time, and hands the round to the writer
- * thread, which encodes one batch frame and writes it with one call; in sync
- * mode the syncer thread then makes it durable, so every appender in the
- * batch shares one sync (group commit) and none is woken before the sync has
- * completed. The decider decides the next round while the writer writes this
- * one (at most WRITER_STAGED_MAX rounds ahead); with nothing else queued it
- * writes the round itself, so a lone appender pays no extra thread hop.
+ * Appenders validate their records, queue a request and sleep. The single
+ * writer thread takes everything queued (up to a batch's limits), decides
+ * each record (idempotency key, expected stream version), assigns LSNs and
+ * the recorded time, encodes one batch frame and writes it with one call; in
+ * sync mode that call is a write linked to an fdatasync, so every appender in
+ * the batch shares one sync (group commit) and none is woken before the sync
+ * has completed. Requests that arrive meanwhile form the next batch.
  *
  * A failed write or sync fences the log: the requests of that round learn
  * STELE_ERR_OUTCOME_UNKNOWN, queued and later ones STELE_ERR_FENCED, and the
@@ -193,15 +190,6 @@ static void fence_locked(stele_log *log, struct request *round, int code)
         next = r->next;
         complete_locked(log, r, code);
     }
-    /* Rounds decided but not written: nothing of them went out. */
-    for (; log->staged_count; log->staged_count--) {
-        struct round *rd = &log->staged[log->staged_head];
-        log->staged_head = (log->staged_head + 1) % WRITER_STAGED_MAX;
-        for (struct request *r = rd->head, *next; r; r = next) {
-            next = r->next;
-            complete_locked(log, r, STELE_ERR_FENCED);
-        }
-    }
     /* Written batches still waiting for their sync: whether they reached the
      * disk is unknown now (RELIABILITY S9: every later batch in flight too). */
     for (struct request *r = log->await_head, *next; r; r = next) {
@@ -219,8 +207,6 @@ static void fence_locked(stele_log *log, struct request *round, int code)
     log->stats.fenced = 1;
     pthread_cond_broadcast(&log->done_cond);
     pthread_cond_broadcast(&log->sync_cond);
-    pthread_cond_broadcast(&log->stage_cond);
-    pthread_cond_signal(&log->q_cond);
 }
 
 /* A frame buffer of at least need bytes, aligned for O_DIRECT writes (its
@@ -239,6 +225,19 @@ static int ensure_buf(uint8_t **buf, size_t *cap, size_t need)
     return STELE_OK;
 }
 
+/* The batch being assembled by the writer thread. */
+struct round {
+    uint64_t first_lsn;
+    uint64_t next_lsn;
+    uint64_t recorded_at_ns;
+    size_t body_size;
+    uint64_t durable_lsn;    /* durable watermark when the round was taken */
+    uint64_t bytes_written;  /* counters, added to stats under q_lock */
+    uint64_t syncs;
+    const struct segment *seg; /* where the batch went, for the ack hook */
+    uint64_t frame_offset;
+    uint64_t frame_size;
+};
 
 /* The receipt of a request that repeats the record at lsn: a duplicate
  * (same fingerprint, so same stream) or a conflict. version is the
@@ -366,16 +365,16 @@ static void ahead_step(stele_log *log, struct ahead *a)
     a->i++;
 }
 
-/* The decider, idx_lock held: decides the round's events in order, gives
- * each new record its LSN and puts it in the index, so that later records of
- * this round and of the next ones see it (S27); completes the preparations
- * the writer encodes from. */
-static int decide_events(stele_log *log, struct round *rd)
+/* Encodes the round's new records into log->buf after the header space. The
+ * segment seed is needed for the record checksums, so the segment the batch
+ * goes to must be known: the caller rolls first if needed. */
+static int encode_round(stele_log *log, struct request *head, struct segment *seg, struct round *rd)
 {
-    struct ahead a = {.r = rd->head};
+    uint8_t *body = log->buf + STELE_BATCH_HEADER_SIZE;
+    struct ahead a = {.r = head};
     for (unsigned n = 0; n < PREFETCH_AHEAD; n++)
         ahead_step(log, &a);
-    for (struct request *r = rd->head; r; r = r->next) {
+    for (struct request *r = head; r; r = r->next) {
         for (size_t i = 0; i < r->count; i++) {
             uint32_t h = r->prep[i].key_hash;
             ahead_step(log, &a);
@@ -385,8 +384,9 @@ static int decide_events(stele_log *log, struct round *rd)
             if (!decide(log, ev, &rec, rd, &r->receipts[i], h))
                 continue;
             rec.stream_version = r->receipts[i].stream_version;
-            r->prep[i].fingerprint = rec.fingerprint;
-            r->prep[i].ref = rec.ref;
+            rd->body_size += fmt_record_encode(&rec, rd->next_lsn, seg->seed, body + rd->body_size,
+                                               log->buf_cap - STELE_BATCH_HEADER_SIZE - rd->body_size);
+            /* Later records of this round already see this one (S27). */
             int code = index_apply(log, &rec, rd->next_lsn, &h);
             if (code)
                 return code;
@@ -394,32 +394,6 @@ static int decide_events(stele_log *log, struct round *rd)
         }
     }
     return STELE_OK;
-}
-
-/* The writer: encodes the round's new records (the decided receipts say
- * which) into log->buf after the header space. The segment seed is needed
- * for the record checksums, so the segment the batch goes to must be known:
- * the caller rolls first if needed. */
-static void encode_round(stele_log *log, struct segment *seg, struct round *rd)
-{
-    uint8_t *body = log->buf + STELE_BATCH_HEADER_SIZE;
-    uint64_t lsn = rd->first_lsn;
-    for (struct request *r = rd->head; r; r = r->next) {
-        for (size_t i = 0; i < r->count; i++) {
-            const stele_receipt *rc = &r->receipts[i];
-            if (rc->decision != STELE_DECISION_NEW)
-                continue;
-            assert(rc->lsn == lsn);
-            struct fmt_record rec;
-            fill_record(&r->events[i], r->prep[i].fingerprint, rd->recorded_at_ns, &rec);
-            rec.ref = r->prep[i].ref;
-            rec.stream_version = rc->stream_version;
-            rd->body_size += fmt_record_encode(&rec, lsn, seg->seed, body + rd->body_size,
-                                               log->buf_cap - STELE_BATCH_HEADER_SIZE - rd->body_size);
-            lsn++;
-        }
-    }
-    assert(lsn == rd->next_lsn);
 }
 
 /* Before a seal: every batch written to the segment has been synced by the
@@ -464,12 +438,8 @@ static void index_maintain(stele_log *log)
     pthread_mutex_unlock(&log->idx_lock);
 }
 
-/* Seals the active segment and creates the next one (segment_io.c has the
- * protocol). The decider rolls, with maintain, when no round is staged or
- * being written, so that the index covers exactly the sealed records; the
- * writer rolls only if a round unexpectedly does not fit (never, as the
- * decider keeps room, see room_locked), then without index maintenance. */
-static int roll(stele_log *log, int maintain)
+/* Seals the active segment and creates the next one (segment_io.c has the protocol). */
+static int roll(stele_log *log)
 {
     struct segment *seg = log_active(log);
     int code = drain_syncs(log);
@@ -478,8 +448,7 @@ static int roll(stele_log *log, int maintain)
     if (code)
         return code;
     segidx_write_start(log, seg); /* SPEC.md §19.2: after the seal is durable; never fatal */
-    if (maintain)
-        index_maintain(log);
+    index_maintain(log);
     struct segment *next;
     code = segment_create(log, seg->seq + 1, seg->last_lsn + 1, seg->chain, &next);
     if (code)
@@ -502,7 +471,7 @@ static int segment_for(stele_log *log, uint64_t frame_max, struct segment **out_
         if (code == STELE_OK && (code = log_add_segment(log, next)) != STELE_OK)
             segment_free(log, next);
     } else if (seg->data_end + frame_max + STELE_FOOTER_SIZE > seg->capacity) {
-        code = roll(log, 0);
+        code = roll(log);
     }
     if (code == STELE_OK)
         *out_seg = log_active(log);
@@ -602,7 +571,7 @@ static int sync_active(stele_log *log, struct round *rd)
     if (r < 0)
         return err_set(err_code_from_errno(-r), "sync %s: %s", seg->path, strerror(-r));
     rd->syncs++;
-    __atomic_store_n(&log->last_sync_ns, now_ns(), __ATOMIC_RELAXED); /* the decider's timer reads it */
+    log->last_sync_ns = now_ns();
     return STELE_OK;
 }
 
@@ -635,45 +604,38 @@ static struct request *take_locked(stele_log *log, uint64_t *out_body_size, int 
     return head;
 }
 
-/* The writer's part of a round: encode and write the batch (in interval and
- * none mode also sync when due); returns the code for the round's requests.
- * Runs without q_lock. In sync mode the sync is the syncer thread's job. */
-static int write_staged(stele_log *log, struct round *rd, int *out_wrote)
+/* One round: decide, encode and write the batch (in interval and none mode
+ * also sync when due); returns the code for the round's requests. Runs
+ * without q_lock. In sync mode the sync is the syncer thread's job. */
+static int run_round(stele_log *log, struct request *head, uint64_t body_max, int want_sync, struct round *rd,
+                     int *out_wrote)
 {
     *out_wrote = 0;
-    int code = rd->code;
-    struct segment *seg = NULL;
-    if (code == STELE_OK && rd->next_lsn > rd->first_lsn) {
-        code = ensure_buf(&log->buf, &log->buf_cap, STELE_BATCH_HEADER_SIZE + rd->body_max + STELE_BLOCK_SIZE);
-        if (code == STELE_OK)
-            code = segment_for(log, fmt_batch_frame_size((uint32_t)rd->body_max), &seg);
-        if (code == STELE_OK) {
-            encode_round(log, seg, rd);
-            *out_wrote = 1;
-            code = write_round(log, seg, rd, 0);
-        }
-    }
-    int unsynced = log->durability != STELE_DURABILITY_SYNC && rd->next_lsn - 1 > rd->durable_lsn;
-    if (code == STELE_OK && unsynced && (rd->want_sync || (log->durability == STELE_DURABILITY_INTERVAL &&
-        now_ns() - __atomic_load_n(&log->last_sync_ns, __ATOMIC_RELAXED) >= (uint64_t)log->opts.sync_interval_ms * 1000000u)))
-        code = sync_active(log, rd);
-    return code;
-}
-
-/* The decider's part: the recorded time, the LSNs and every decision. */
-static void decide_round(stele_log *log, struct round *rd)
-{
     uint64_t now = log_now(log);
     rd->recorded_at_ns = now > log->last_recorded_at_ns ? now : log->last_recorded_at_ns;
-    rd->first_lsn = rd->next_lsn = log->decided_lsn + 1;
-    if (rd->body_max) {
-        pthread_mutex_lock(&log->idx_lock);
-        rd->code = decide_events(log, rd);
-        pthread_mutex_unlock(&log->idx_lock);
+    rd->first_lsn = rd->next_lsn = log->written_lsn + 1;
+    int code = STELE_OK;
+    struct segment *seg = NULL;
+    if (body_max) {
+        code = ensure_buf(&log->buf, &log->buf_cap, STELE_BATCH_HEADER_SIZE + body_max + STELE_BLOCK_SIZE);
+        if (code == STELE_OK)
+            code = segment_for(log, fmt_batch_frame_size((uint32_t)body_max), &seg);
+        if (code == STELE_OK) {
+            pthread_mutex_lock(&log->idx_lock);
+            code = encode_round(log, head, seg, rd);
+            pthread_mutex_unlock(&log->idx_lock);
+        }
     }
-    log->decided_lsn = rd->next_lsn - 1;
-    if (rd->next_lsn > rd->first_lsn)
+    if (code == STELE_OK && rd->next_lsn > rd->first_lsn) {
+        *out_wrote = 1;
         log->last_recorded_at_ns = rd->recorded_at_ns;
+        code = write_round(log, seg, rd, 0);
+    }
+    int unsynced = log->durability != STELE_DURABILITY_SYNC && rd->next_lsn - 1 > rd->durable_lsn;
+    if (code == STELE_OK && unsynced && (want_sync || (log->durability == STELE_DURABILITY_INTERVAL &&
+        now_ns() - log->last_sync_ns >= (uint64_t)log->opts.sync_interval_ms * 1000000u)))
+        code = sync_active(log, rd);
+    return code;
 }
 
 /* Sync mode: the round's requests wait for a sync covering ack_lsn. */
@@ -698,7 +660,7 @@ static void await_locked(stele_log *log, struct request *head, struct round *rd)
     }
     /* With nothing else queued and the syncer idle, handing the sync over
      * would only add a thread hop: the writer syncs inline (sync_inline). */
-    log->sync_inline = !log->q_head && !log->staged_count && log->syncer_idle;
+    log->sync_inline = !log->q_head && log->syncer_idle;
     if (!log->sync_inline) {
         /* Woken but not yet running is not idle: never two syncs at once. */
         log->syncer_idle = 0;
@@ -706,9 +668,8 @@ static void await_locked(stele_log *log, struct request *head, struct round *rd)
     }
 }
 
-static void finish_round_locked(stele_log *log, struct round *rd, int code, int wrote)
+static void finish_round_locked(stele_log *log, struct request *head, struct round *rd, int code, int wrote)
 {
-    struct request *head = rd->head;
     log->stats.bytes_written += rd->bytes_written;
     log->stats.batches_written += rd->bytes_written != 0;
     log->stats.syncs += rd->syncs;
@@ -747,7 +708,7 @@ static int wait_idle_locked(stele_log *log)
     if (!pending_sync) {
         pthread_cond_wait(&log->q_cond, &log->q_lock);
     } else {
-        uint64_t due = __atomic_load_n(&log->last_sync_ns, __ATOMIC_RELAXED) + (uint64_t)log->opts.sync_interval_ms * 1000000u;
+        uint64_t due = log->last_sync_ns + (uint64_t)log->opts.sync_interval_ms * 1000000u;
         struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
         timer = now_ns() >= due || pthread_cond_timedwait(&log->q_cond, &log->q_lock, &ts) == ETIMEDOUT;
     }
@@ -757,151 +718,47 @@ static int wait_idle_locked(stele_log *log)
 
 static void sync_and_ack_locked(stele_log *log);
 
-/* Writes the oldest staged round: q_lock held, a round staged, no other
- * round being written; by the writer thread, or by the decider itself. */
-static void write_next_locked(stele_log *log)
-{
-    struct round rd = log->staged[log->staged_head];
-    log->staged_head = (log->staged_head + 1) % WRITER_STAGED_MAX;
-    log->staged_count--;
-    log->writer_busy = 1;
-    rd.durable_lsn = log->durable_lsn;
-    pthread_cond_broadcast(&log->stage_cond); /* room for the decider */
-    pthread_mutex_unlock(&log->q_lock);
-    int wrote;
-    int code = write_staged(log, &rd, &wrote);
-    pthread_mutex_lock(&log->q_lock);
-    finish_round_locked(log, &rd, code, wrote);
-    log->staged_bytes -= rd.frame_bound; /* after data_end moved */
-    dict_auto_train_check_locked(log);
-    if (log->sync_inline) {
-        log->sync_inline = 0;
-        sync_and_ack_locked(log);
-    }
-    log->writer_busy = 0;
-    pthread_cond_broadcast(&log->stage_cond);
-}
-
-static void callbacks_locked(stele_log *log)
-{
-    if (log->callbacks) {
-        pthread_mutex_unlock(&log->q_lock);
-        run_callbacks(log);
-        pthread_mutex_lock(&log->q_lock);
-    }
-}
-
-/* Before the decider decides a round of up to frame_max bytes: makes sure
- * the writer will not have to roll for it. When the active segment might
- * not hold it after the rounds staged and being written (their frames are at
- * most their bounds, staged_bytes), the decider waits until the writer is
- * quiet, and rolls itself if the round really does not fit, so that the
- * index, maintained at the seal, covers exactly the sealed records. Returns
- * the roll's code (q_lock held, dropped while it rolls). */
-static int room_locked(stele_log *log, uint64_t frame_max)
-{
-    for (;;) {
-        if (log->fenced)
-            return STELE_ERR_FENCED;
-        struct segment *seg = log_active(log);
-        if (!seg || segment_sealed(seg))
-            return STELE_OK; /* the writer creates the first one: no seal, no index maintenance */
-        uint64_t end = __atomic_load_n(&seg->data_end, __ATOMIC_RELAXED) + log->staged_bytes;
-        if (end + frame_max + STELE_FOOTER_SIZE <= seg->capacity)
-            return STELE_OK;
-        if (log->staged_count || log->writer_busy) {
-            pthread_cond_wait(&log->stage_cond, &log->q_lock);
-            continue;
-        }
-        pthread_mutex_unlock(&log->q_lock);
-        int code = roll(log, 1);
-        pthread_mutex_lock(&log->q_lock);
-        return code;
-    }
-}
-
-static void *decider_main(void *arg)
-{
-    stele_log *log = arg;
-    pthread_setname_np(pthread_self(), "stele-decider"); /* for top, perf and gdb */
-    pthread_mutex_lock(&log->q_lock);
-    for (;;) {
-        int timer = 0;
-        if (!log->q_head && !log->stopping && !log->fenced)
-            timer = wait_idle_locked(log);
-        if (log->fenced)
-            break;
-        if (log->stopping && !log->q_head)
-            break;
-        if (!log->q_head && !timer)
-            continue;
-        if (log->staged_count == WRITER_STAGED_MAX) {
-            pthread_cond_wait(&log->stage_cond, &log->q_lock);
-            continue;
-        }
-        struct round rd = {0};
-        if (log->q_head)
-            rd.head = take_locked(log, &rd.body_max, &rd.want_sync);
-        rd.want_sync |= timer;
-        rd.frame_bound = rd.body_max ? fmt_batch_frame_size((uint32_t)rd.body_max) : 0;
-        if (rd.frame_bound && (rd.code = room_locked(log, rd.frame_bound)) != STELE_OK) {
-            /* A failed roll fences, as when the writer rolled: the round's
-             * requests learn the roll's error (nothing of them went out). */
-            if (!log->fenced)
-                fence_locked(log, rd.head, rd.code);
-            else
-                fence_locked(log, rd.head, STELE_ERR_FENCED);
-            break;
-        }
-        pthread_mutex_unlock(&log->q_lock);
-        decide_round(log, &rd);
-        pthread_mutex_lock(&log->q_lock);
-        if (log->fenced) {
-            fence_locked(log, rd.head, STELE_ERR_FENCED); /* nothing of it went out */
-            break;
-        }
-        log->staged[(log->staged_head + log->staged_count) % WRITER_STAGED_MAX] = rd;
-        log->staged_count++;
-        log->staged_bytes += rd.frame_bound;
-        /* Nothing more to decide and the writer idle: a hand-over would only
-         * add a thread hop. */
-        if (!log->q_head && !log->writer_busy && log->staged_count == 1 && log->inflight_count < WRITER_INFLIGHT_MAX)
-            write_next_locked(log);
-        else
-            pthread_cond_broadcast(&log->stage_cond);
-        callbacks_locked(log);
-    }
-    log->decider_done = 1;
-    pthread_cond_broadcast(&log->stage_cond);
-    pthread_mutex_unlock(&log->q_lock);
-    run_callbacks(log); /* of the requests it completed on its way out (a fence) */
-    return NULL;
-}
-
 static void *writer_main(void *arg)
 {
     stele_log *log = arg;
     pthread_setname_np(pthread_self(), "stele-writer"); /* for top, perf and gdb */
     pthread_mutex_lock(&log->q_lock);
-    while (!log->fenced) {
-        if (log->staged_count && !log->writer_busy) {
-            /* The in-flight window is bounded: wait for the syncer to catch up. */
-            if (log->inflight_count == WRITER_INFLIGHT_MAX) {
-                pthread_cond_wait(&log->done_cond, &log->q_lock);
-                continue;
-            }
-            write_next_locked(log);
-            callbacks_locked(log);
+    for (;;) {
+        int timer = 0;
+        if (!log->q_head && !log->stopping && !log->fenced)
+            timer = wait_idle_locked(log);
+        if (log->fenced || (log->stopping && !log->q_head))
+            break;
+        if (!log->q_head && !timer)
+            continue;
+        /* The in-flight window is bounded: wait for the syncer to catch up. */
+        if (log->inflight_count == WRITER_INFLIGHT_MAX) {
+            pthread_cond_wait(&log->done_cond, &log->q_lock);
             continue;
         }
-        if (log->decider_done && !log->staged_count && !log->writer_busy)
-            break;
-        pthread_cond_wait(&log->stage_cond, &log->q_lock);
+        uint64_t body_max = 0;
+        int want_sync = 0;
+        struct request *head = log->q_head ? take_locked(log, &body_max, &want_sync) : NULL;
+        struct round rd = {.durable_lsn = log->durable_lsn};
+        pthread_mutex_unlock(&log->q_lock);
+        int wrote;
+        int code = run_round(log, head, body_max, want_sync || timer, &rd, &wrote);
+        pthread_mutex_lock(&log->q_lock);
+        finish_round_locked(log, head, &rd, code, wrote);
+        dict_auto_train_check_locked(log);
+        if (log->sync_inline) {
+            log->sync_inline = 0;
+            sync_and_ack_locked(log);
+        }
+        if (log->callbacks) {
+            pthread_mutex_unlock(&log->q_lock);
+            run_callbacks(log);
+            pthread_mutex_lock(&log->q_lock);
+        }
     }
     log->writer_done = 1;
     pthread_cond_broadcast(&log->sync_cond);
     pthread_mutex_unlock(&log->q_lock);
-    run_callbacks(log);
     return NULL;
 }
 
@@ -1019,19 +876,12 @@ int writer_start(stele_log *log)
         stele_record_free(last);
     }
     log->last_sync_ns = now_ns();
-    log->decided_lsn = log->written_lsn;
     int r = pthread_create(&log->writer, NULL, writer_main, log);
     if (r != 0) {
         code = err_set(STELE_ERR_IO, "start writer thread for %s: %s", log->dir, strerror(r));
         goto fail;
     }
     log->writer_started = 1;
-    r = pthread_create(&log->decider, NULL, decider_main, log);
-    if (r != 0) {
-        writer_stop(log);
-        return err_set(STELE_ERR_IO, "start decider thread for %s: %s", log->dir, strerror(r));
-    }
-    log->decider_started = 1;
     if (log->durability == STELE_DURABILITY_SYNC) {
         r = pthread_create(&log->syncer, NULL, syncer_main, log);
         if (r != 0) {
@@ -1055,14 +905,7 @@ void writer_stop(stele_log *log)
     pthread_mutex_lock(&log->q_lock);
     log->stopping = 1;
     pthread_cond_broadcast(&log->q_cond);
-    if (!log->decider_started)
-        log->decider_done = 1; /* it could not be started: the writer must not wait for it */
-    pthread_cond_broadcast(&log->stage_cond);
     pthread_mutex_unlock(&log->q_lock);
-    if (log->decider_started) {
-        pthread_join(log->decider, NULL);
-        log->decider_started = 0;
-    }
     pthread_join(log->writer, NULL);
     log->writer_started = 0;
     if (log->syncer_started) {
