@@ -25,9 +25,8 @@
  * call would take for its own, so it is never used again ("broken").
  *
  * Everything else (open, rename, reads) uses the POSIX functions: reads come
- * from many threads and a ring is not thread-safe, while writes come from one
- * thread at a time (the writer, or the decider writing a round or a seal
- * itself; each ring also has its lock). Tests can see and replace every result through a hook
+ * from many threads and a ring is not thread-safe, while writes come from the
+ * single writer thread (and each ring has its lock). Tests can see and replace every result through a hook
  * (io.h, io_uring_hook_set).
  */
 #include <assert.h>
