@@ -362,13 +362,14 @@ START_TEST(sealed_bit_flips_are_detected)
 END_TEST
 
 /* Every single-bit flip of a sealed segment (RELIABILITY G5), all
- * 8 x 65,536 of them by default: each is made in place in the file and
+ * 8 x 65,536 of them by default, then random bursts and every truncation: each is made in place in the file and
  * undone after stele_verify, which must report the segment corrupt. A flip
  * anywhere (header, batch headers and bodies, the zero padding of frames and
  * of the space before the footer, the footer) is caught: by a checksum, the
  * hash chain, the footer's hash of the whole file, or the rule that unused
  * bytes are zero. STELE_BITFLIP_STRIDE=N flips only every Nth byte's bits
- * (the sanitizer passes use it to stay within CI's time). */
+ * and cuts to every Nth length (the sanitizer pass uses it to stay within
+ * CI's time). */
 START_TEST(sealed_every_bit_flip)
 {
     char *base = scratch("bits");
@@ -405,10 +406,59 @@ START_TEST(sealed_every_bit_flip)
         }
         ck_assert_int_eq(pwrite(fd, &orig, 1, (off_t)i), 1);
     }
+    ck_assert_int_eq(stele_verify(dir, NULL, NULL, NULL), STELE_OK);
+    /* Random bursts: 2-64 consecutive bytes, each XORed with a random
+     * non-zero value, at random offsets (seeded; the seed is printed). */
+    uint64_t rng = tu_seed("sealed_every_bit_flip bursts");
+    uint8_t saved[64];
+    int bursts = 2000;
+    for (int k = 0; k < bursts; k++) {
+        size_t len = 2 + (size_t)(tu_rand(&rng) % 63);
+        size_t at = (size_t)(tu_rand(&rng) % ((uint64_t)st.st_size - len + 1));
+        ck_assert_int_eq(pread(fd, saved, len, (off_t)at), (ssize_t)len);
+        uint8_t burst[64];
+        for (size_t j = 0; j < len; j++)
+            burst[j] = (uint8_t)(saved[j] ^ (1 + tu_rand(&rng) % 255));
+        ck_assert_int_eq(pwrite(fd, burst, len, (off_t)at), (ssize_t)len);
+        stele_verify_report rep;
+        int rc = stele_verify(dir, NULL, NULL, &rep);
+        ck_assert_msg(rc == STELE_ERR_CORRUPT && rep.problems >= 1,
+                      "a burst of %zu bytes at byte %zu of a sealed segment: verify returned %d", len, at, rc);
+        ck_assert_int_eq(pwrite(fd, saved, len, (off_t)at), (ssize_t)len);
+    }
+    /* Every truncation of the sealed segment, from one byte short down to
+     * empty (S19): never a torn tail to cut, always CORRUPT. Both verify and
+     * a read-only open, which must not "repair" anything. */
+    uint8_t *whole = malloc((size_t)st.st_size);
+    ck_assert_ptr_nonnull(whole);
+    ck_assert_int_eq(pread(fd, whole, (size_t)st.st_size, 0), st.st_size);
+    uint64_t cuts = 0;
+    for (off_t n = st.st_size - 1; n >= 0; n -= (off_t)stride) {
+        ck_assert_int_eq(ftruncate(fd, n), 0);
+        stele_verify_report rep;
+        int rc = stele_verify(dir, NULL, NULL, &rep);
+        ck_assert_msg(rc == STELE_ERR_CORRUPT && rep.problems >= 1,
+                      "sealed segment cut to %lld bytes: verify returned %d", (long long)n, rc);
+        if (n % 4096 == 0 || n % 4096 == 4095) {
+            stele_options o;
+            stele_options_init(&o);
+            o.read_only = 1;
+            stele_log *ro = NULL;
+            rc = stele_open(dir, &o, &ro);
+            ck_assert_msg(rc == STELE_ERR_CORRUPT, "sealed segment cut to %lld bytes: open returned %d",
+                          (long long)n, rc);
+            ck_assert_int_eq(fstat(fd, &st), 0);
+            ck_assert_int_eq(st.st_size, n); /* nothing was cut or grown */
+        }
+        cuts++;
+    }
+    ck_assert_int_eq(pwrite(fd, whole, SEG_SIZE, 0), SEG_SIZE);
+    free(whole);
     ck_assert_int_eq(close(fd), 0);
     ck_assert_int_eq(stele_verify(dir, NULL, NULL, NULL), STELE_OK);
-    printf("check_recover: %llu single-bit flips of a %u-byte sealed segment (every %zu byte%s), all detected\n",
-           (unsigned long long)flips, SEG_SIZE, stride, stride == 1 ? "" : "s");
+    printf("check_recover: %llu single-bit flips of a %u-byte sealed segment (every %zu byte%s), %d random "
+           "bursts and %llu truncations of it, all detected\n",
+           (unsigned long long)flips, SEG_SIZE, stride, stride == 1 ? "" : "s", bursts, (unsigned long long)cuts);
     free(path);
     tu_rmrf(base);
     free(dir);
