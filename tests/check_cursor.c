@@ -63,19 +63,6 @@
 #include "stele.h"
 #include "testutil.h"
 
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            ck_abort_msg(__VA_ARGS__);                                         \
-    } while (0)
-#define EXPECT(expr, want)                                                     \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        REQUIRE(rc_ == (int)(want), "%s = %d (%s), want %d (%s); errmsg: %s", #expr, rc_, \
-                stele_strerror(rc_), (int)(want), stele_strerror((int)(want)), stele_errmsg()); \
-    } while (0)
-#define OK(expr) EXPECT(expr, STELE_OK)
-
 /* SPEC.md §16.5: the cursor record's seed, "STELEcu1" as a little-endian u64. */
 #define SPEC_SEED_CURSOR UINT64_C(0x317563454c455453)
 #define RECORDS 10

@@ -64,19 +64,6 @@
 #include "stele.h"
 #include "testutil.h"
 
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            ck_abort_msg(__VA_ARGS__);                                         \
-    } while (0)
-#define EXPECT(expr, want)                                                     \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        REQUIRE(rc_ == (int)(want), "%s = %d (%s), want %d (%s); errmsg: %s", #expr, rc_, \
-                stele_strerror(rc_), (int)(want), stele_strerror((int)(want)), stele_errmsg()); \
-    } while (0)
-#define OK(expr) EXPECT(expr, STELE_OK)
-
 #define SEG_SMALL (256u * 1024u)
 #define BATCH_RECORDS 4
 #define PAYLOAD_CAP 1024

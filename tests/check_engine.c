@@ -64,23 +64,6 @@
 #include "stele.h"
 #include "testutil.h"
 
-/* ck_assert marks a point on every pass; hot loops use REQUIRE, which only
- * calls into Check when the condition fails. */
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            ck_abort_msg(__VA_ARGS__);                                         \
-    } while (0)
-
-/* Asserts that expr returns want, printing the thread's error message if not. */
-#define EXPECT(expr, want)                                                     \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        REQUIRE(rc_ == (int)(want), "%s = %d (%s), want %d (%s); errmsg: %s", #expr, rc_, \
-                stele_strerror(rc_), (int)(want), stele_strerror((int)(want)), stele_errmsg()); \
-    } while (0)
-#define OK(expr) EXPECT(expr, STELE_OK)
-
 #define SEG_SMALL (64u * 1024u)
 #define PAYLOAD_SMALL (16u * 1024u)
 

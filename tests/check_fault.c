@@ -62,20 +62,6 @@
 #include "stele.h"
 #include "testutil.h"
 
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            ck_abort_msg(__VA_ARGS__);                                         \
-    } while (0)
-
-#define EXPECT(expr, want)                                                     \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        REQUIRE(rc_ == (int)(want), "%s = %d (%s), want %d (%s); errmsg: %s", #expr, rc_, \
-                stele_strerror(rc_), (int)(want), stele_strerror((int)(want)), stele_errmsg()); \
-    } while (0)
-#define OK(expr) EXPECT(expr, STELE_OK)
-
 #define SEG_SMALL (64u * 1024u)
 #define PAYLOAD_SMALL (16u * 1024u)
 #define RUNS_MAX 400 /* a loop that never stops hitting its fault is a bug */

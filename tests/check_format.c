@@ -52,14 +52,6 @@
 #include "status.h"
 #include "testutil.h"
 
-/* ck_assert marks a point (a write to the runner) on every pass; hot loops
- * use REQUIRE, which only calls into Check when the condition fails. */
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            ck_abort_msg(__VA_ARGS__);                                         \
-    } while (0)
-
 #define ST(s) fmt_status_str(s)
 
 /* Any 64-bit value is a valid segment seed; these two stand for two segments. */

@@ -44,12 +44,6 @@
 #include "stele.h"
 #include "testutil.h"
 
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            ck_abort_msg(__VA_ARGS__);                                         \
-    } while (0)
-
 static uint64_t g_seed;
 
 /* ---- helpers --------------------------------------------------------------- */

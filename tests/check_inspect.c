@@ -31,17 +31,6 @@
 #include "stele.h"
 #include "testutil.h"
 
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            ck_abort_msg(__VA_ARGS__);                                         \
-    } while (0)
-#define OK(expr)                                                               \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        REQUIRE(rc_ == STELE_OK, "%s = %d (%s): %s", #expr, rc_, stele_strerror(rc_), stele_errmsg()); \
-    } while (0)
-
 #define SEGMENTS_MAX 64
 
 /* What a walk showed. */

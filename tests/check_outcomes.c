@@ -54,20 +54,6 @@
 #include "stele.h"
 #include "testutil.h"
 
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            ck_abort_msg(__VA_ARGS__);                                         \
-    } while (0)
-
-#define EXPECT(expr, want)                                                     \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        REQUIRE(rc_ == (int)(want), "%s = %d (%s), want %d (%s); errmsg: %s", #expr, rc_, \
-                stele_strerror(rc_), (int)(want), stele_strerror((int)(want)), stele_errmsg()); \
-    } while (0)
-#define OK(expr) EXPECT(expr, STELE_OK)
-
 #define NS_PER_S UINT64_C(1000000000)
 
 /* ------------------------------------------------------------ helpers */

@@ -49,20 +49,6 @@
 #include "stele.h"
 #include "testutil.h"
 
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            ck_abort_msg(__VA_ARGS__);                                         \
-    } while (0)
-
-#define EXPECT(expr, want)                                                     \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        REQUIRE(rc_ == (int)(want), "%s = %d (%s), want %d; errmsg: %s", #expr, rc_, stele_strerror(rc_), \
-                (int)(want), stele_errmsg());                                  \
-    } while (0)
-#define OK(expr) EXPECT(expr, STELE_OK)
-
 #define SEG_SIZE (64u * 1024u)
 #define RECORDS 600
 #define SEGS_MAX 256

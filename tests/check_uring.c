@@ -76,20 +76,6 @@
 #include "stele.h"
 #include "testutil.h"
 
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            ck_abort_msg(__VA_ARGS__);                                         \
-    } while (0)
-
-#define EXPECT(expr, want)                                                     \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        REQUIRE(rc_ == (int)(want), "%s = %d (%s), want %d (%s); errmsg: %s", #expr, rc_, \
-                stele_strerror(rc_), (int)(want), stele_strerror((int)(want)), stele_errmsg()); \
-    } while (0)
-#define OK(expr) EXPECT(expr, STELE_OK)
-
 #define SEG_SIZE (64u * 1024u)
 #define PAYLOAD_MAX (32u * 1024u)
 #define RUNS_MAX 300    /* a sweep that never gets past its fault is a bug */

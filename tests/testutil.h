@@ -1,12 +1,34 @@
 /*
  * testutil.h - small helpers the Check suites share: scratch directories,
- * whole-file reads and writes, seeded randomness with the seed printed.
+ * whole-file reads and writes, seeded randomness with the seed printed, and
+ * the assertion macros REQUIRE, EXPECT and OK.
  */
 #ifndef STELE_TESTUTIL_H
 #define STELE_TESTUTIL_H
 
+#include <check.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "stele.h"
+
+/* ck_assert marks a point on every pass; hot loops use REQUIRE, which only
+ * calls into Check when the condition fails. */
+#define REQUIRE(cond, ...)                                                     \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            ck_abort_msg(__VA_ARGS__);                                         \
+    } while (0)
+
+/* Asserts that expr returns the stele code want, with the thread's error
+ * message when it does not. */
+#define EXPECT(expr, want)                                                     \
+    do {                                                                       \
+        int rc_ = (expr);                                                      \
+        REQUIRE(rc_ == (int)(want), "%s = %d (%s), want %d (%s); errmsg: %s", #expr, rc_, \
+                stele_strerror(rc_), (int)(want), stele_strerror((int)(want)), stele_errmsg()); \
+    } while (0)
+#define OK(expr) EXPECT(expr, STELE_OK)
 
 /* A fresh, empty directory under $STELE_TEST_TMP (or /tmp); the caller frees the path. */
 char *tu_tmpdir(const char *tag);
