@@ -133,6 +133,12 @@ struct pool {
     uint32_t elem_size;
     uint64_t bytes;       /* allocated */
     struct chunk_spare *spare; /* the next whole chunk, being prepared */
+    /* While a snapshot is alive (idx_snapshot): its copy of chunks. A
+     * chunk both still point at is shared: the owner copies it before
+     * changing any element in it, even one the snapshot does not hold (a
+     * pointer into a chunk must stay good until the next reserve). */
+    uint8_t **shared;
+    uint32_t shared_count;
 };
 
 static void *pool_at(const struct pool *p, uint32_t i)
@@ -157,6 +163,19 @@ static int grow_ptrs(uint8_t ***arr, uint32_t *cap, uint64_t *bytes)
     return 0;
 }
 
+/* chunks[c] grown from old_size to new_size bytes. A chunk a snapshot
+ * shares is copied, never moved by realloc: the snapshot keeps the old one. */
+static uint8_t *grow_chunk(uint8_t **chunks, uint32_t c, uint8_t **shared, uint32_t shared_count, size_t old_size,
+                           size_t new_size)
+{
+    if (c >= shared_count || chunks[c] != shared[c])
+        return realloc(chunks[c], new_size);
+    uint8_t *n = malloc(new_size);
+    if (n)
+        memcpy(n, chunks[c], old_size);
+    return n;
+}
+
 /* Makes sure pool_take cannot fail. */
 static int pool_reserve(struct pool *p)
 {
@@ -166,7 +185,8 @@ static int pool_reserve(struct pool *p)
         return -1;
     if (p->chunk_count > 0 && p->tail_cap < POOL_CHUNK) {
         uint32_t cap = p->tail_cap * 2;
-        uint8_t *c = realloc(p->chunks[p->chunk_count - 1], (size_t)cap * p->elem_size);
+        uint8_t *c = grow_chunk(p->chunks, p->chunk_count - 1, p->shared, p->shared_count,
+                                (size_t)p->tail_cap * p->elem_size, (size_t)cap * p->elem_size);
         if (!c)
             return -1;
         p->chunks[p->chunk_count - 1] = c;
@@ -198,10 +218,11 @@ static uint32_t pool_take(struct pool *p)
     return p->top++;
 }
 
-/* The free list's link overwrites the element's first 4 bytes. */
-static void pool_put(struct pool *p, uint32_t i)
+/* The free list's link overwrites the first 4 bytes of element i, whose
+ * writable address (pool_w) is elem. */
+static void pool_put(struct pool *p, uint32_t i, void *elem)
 {
-    memcpy(pool_at(p, i), &p->free_head, sizeof p->free_head);
+    memcpy(elem, &p->free_head, sizeof p->free_head);
     p->free_head = i + 1;
 }
 
@@ -243,6 +264,10 @@ struct arena {
     uint64_t dead;        /* bytes of forgotten records */
     uint64_t bytes;       /* allocated */
     struct chunk_spare *spare; /* the next whole chunk, being prepared */
+    /* While a snapshot is alive: its copy of chunks. Records are only ever
+     * appended, so only growing the tail chunk has to mind it. */
+    uint8_t **shared;
+    uint32_t shared_count;
 };
 
 static const uint8_t *arena_at(const struct arena *a, uint64_t ref)
@@ -266,7 +291,7 @@ static int arena_reserve(struct arena *a, size_t n)
         uint32_t cap = a->tail_cap;
         while (cap < a->tail_used + n)
             cap *= 2;
-        uint8_t *c = realloc(a->chunks[a->chunk_count - 1], cap);
+        uint8_t *c = grow_chunk(a->chunks, a->chunk_count - 1, a->shared, a->shared_count, a->tail_used, cap);
         if (!c)
             return -1;
         a->chunks[a->chunk_count - 1] = c;
@@ -535,6 +560,13 @@ struct idx {
     uint64_t window_ns;
     uint64_t (*hash)(const void *key, size_t key_size);
 
+    /* The live snapshot (idx_snapshot), or NULL; in a snapshot, itself. */
+    struct idx *snap;
+    void (*snap_wait)(void *ctx);
+    void *snap_wait_ctx;
+    uint64_t snap_bytes;    /* copies made since the snapshot was taken */
+    void *(*cow_alloc)(size_t size); /* tests: malloc when NULL */
+
     struct table keys;
     struct pool entries;
     struct pool sides;
@@ -570,14 +602,103 @@ static uint32_t hash32(const struct idx *x, const void *key, size_t key_size)
     return (uint32_t)h ^ (uint32_t)(h >> 32);
 }
 
-static struct entry *entry_at(const struct idx *x, uint32_t e)
+static const struct entry *entry_at(const struct idx *x, uint32_t e)
 {
     return pool_at(&x->entries, e);
 }
 
-static struct side *side_at(const struct idx *x, uint32_t s)
+static const struct side *side_at(const struct idx *x, uint32_t s)
 {
     return pool_at(&x->sides, s);
+}
+
+/* ------------------------------------------------------- copy on write */
+
+/* A snapshot (idx_snapshot) is a second struct idx that shares the live
+ * index's memory: the chunks of the entry and side pools and of the arenas,
+ * the stream array and the compensation table. Until it is released, the
+ * owner never writes anything it shares: the first change to a shared
+ * chunk of a pool (or to the stream array, or the compensation table)
+ * copies it and changes the copy; the snapshot keeps the original. Key
+ * bytes, stream names and a stream's LSNs are only ever appended past what
+ * the snapshot holds, in place; only moving them (growing an arena's tail
+ * chunk, an LSN array) copies instead. */
+
+static void snapshot_end(struct idx *x)
+{
+    x->snap_wait(x->snap_wait_ctx);
+    idx_snapshot_release(x);
+}
+
+static void *cow_alloc(struct idx *x, size_t size)
+{
+    void *p = x->cow_alloc ? x->cow_alloc(size) : malloc(size);
+    if (p)
+        x->snap_bytes += size;
+    return p;
+}
+
+/* Element i of pool p (x's entries or sides), to be changed. Out of
+ * memory for the copy, it waits for the snapshot's reader to finish with
+ * it instead (nothing is shared after that). */
+static void *pool_w(struct idx *x, struct pool *p, uint32_t i)
+{
+    uint32_t c = i >> POOL_CHUNK_SHIFT;
+    if (c < p->shared_count && p->chunks[c] == p->shared[c]) {
+        size_t size = (size_t)(c + 1 == p->chunk_count ? p->tail_cap : POOL_CHUNK) * p->elem_size;
+        uint8_t *n = cow_alloc(x, size);
+        if (n) {
+            memcpy(n, p->chunks[c], size);
+            p->chunks[c] = n;
+        } else {
+            snapshot_end(x);
+        }
+    }
+    return pool_at(p, i);
+}
+
+static struct entry *entry_w(struct idx *x, uint32_t e)
+{
+    return pool_w(x, &x->entries, e);
+}
+
+static struct side *side_w(struct idx *x, uint32_t s)
+{
+    return pool_w(x, &x->sides, s);
+}
+
+/* 1 when array a (of x) is the one the snapshot holds. */
+static int array_shared(const struct idx *x, const void *a, const void *snap_a)
+{
+    return x->snap && a == snap_a;
+}
+
+/* *a (size bytes, used bytes of them in use), to be changed: copied first
+ * when the snapshot holds it. */
+static void *array_w(struct idx *x, void *a, const void *snap_a, size_t size, size_t used)
+{
+    if (!array_shared(x, a, snap_a))
+        return a;
+    void *v = cow_alloc(x, size);
+    if (v)
+        return memcpy(v, a, used);
+    snapshot_end(x);
+    return a;
+}
+
+/* Stream i, to be changed. */
+static struct stream *stream_w(struct idx *x, uint64_t i)
+{
+    x->stream_v = array_w(x, x->stream_v, x->snap ? x->snap->stream_v : NULL, x->stream_cap * sizeof *x->stream_v,
+                          x->stream_count * sizeof *x->stream_v);
+    return &x->stream_v[i];
+}
+
+/* The compensation table, to be changed. */
+static struct comp *comps_w(struct idx *x)
+{
+    size_t size = x->comp_cap * sizeof *x->comps;
+    return x->comps = array_w(x, x->comps, x->snap ? x->snap->comps : NULL, size, size);
 }
 
 static uint64_t entry_ref(const struct entry *en)
@@ -627,6 +748,8 @@ void idx_free(struct idx *x)
 {
     if (!x)
         return;
+    assert(x->snap != x); /* a snapshot is released, never freed */
+    idx_snapshot_release(x);
     spare_discard(&x->keys);
     spare_discard(&x->streams);
     slots_free(x->keys.slots, x->keys.cap);
@@ -719,14 +842,14 @@ static int needs_side(const struct idx_key *v)
 
 static void pending_unlink(struct idx *x, uint32_t s)
 {
-    struct side *sd = side_at(x, s);
+    struct side *sd = side_w(x, s);
     assert(sd->pending);
     if (sd->prev)
-        side_at(x, sd->prev - 1)->next = sd->next;
+        side_w(x, sd->prev - 1)->next = sd->next;
     else
         x->pending_head = sd->next;
     if (sd->next)
-        side_at(x, sd->next - 1)->prev = sd->prev;
+        side_w(x, sd->next - 1)->prev = sd->prev;
     else
         x->pending_tail = sd->prev;
     sd->prev = sd->next = 0;
@@ -738,7 +861,7 @@ static void pending_unlink(struct idx *x, uint32_t s)
  * come in LSN order, so the walk back from the tail stops at once. */
 static void pending_link(struct idx *x, uint32_t s)
 {
-    struct side *sd = side_at(x, s);
+    struct side *sd = side_w(x, s);
     uint64_t lsn = entry_at(x, sd->entry)->lsn;
     uint32_t after = x->pending_tail;
     while (after && entry_at(x, side_at(x, after - 1)->entry)->lsn > lsn)
@@ -746,11 +869,11 @@ static void pending_link(struct idx *x, uint32_t s)
     sd->prev = after;
     sd->next = after ? side_at(x, after - 1)->next : x->pending_head;
     if (sd->prev)
-        side_at(x, sd->prev - 1)->next = s + 1;
+        side_w(x, sd->prev - 1)->next = s + 1;
     else
         x->pending_head = s + 1;
     if (sd->next)
-        side_at(x, sd->next - 1)->prev = s + 1;
+        side_w(x, sd->next - 1)->prev = s + 1;
     else
         x->pending_tail = s + 1;
     sd->pending = 1;
@@ -761,7 +884,7 @@ static void pending_link(struct idx *x, uint32_t s)
  * when needs_side(v). The entry is out of the pending list and not counted. */
 static void entry_store(struct idx *x, uint32_t e, uint32_t side, const struct idx_key *v)
 {
-    struct entry *en = entry_at(x, e);
+    struct entry *en = entry_w(x, e);
     en->lsn = v->lsn;
     en->fingerprint = v->fingerprint;
     en->last_at_ns = v->last_at_ns;
@@ -771,7 +894,7 @@ static void entry_store(struct idx *x, uint32_t e, uint32_t side, const struct i
     if (v->kind == STELE_KIND_INTENT)
         x->intent_count++;
     if (side) {
-        struct side *sd = side_at(x, side - 1);
+        struct side *sd = side_w(x, side - 1);
         *sd = (struct side){
             .recorded_at_ns = v->recorded_at_ns,
             .stream_version = v->stream_version,
@@ -791,14 +914,14 @@ static void entry_store(struct idx *x, uint32_t e, uint32_t side, const struct i
  * record unless keep_side. Returns the side record (+ 1) kept, or 0. */
 static uint32_t entry_clear(struct idx *x, uint32_t e, int keep_side)
 {
-    struct entry *en = entry_at(x, e);
+    struct entry *en = entry_w(x, e);
     uint32_t side = en->side;
     if (entry_kind(en) == STELE_KIND_INTENT)
         x->intent_count--;
     if (side && side_at(x, side - 1)->pending)
         pending_unlink(x, side - 1);
     if (side && !keep_side) {
-        pool_put(&x->sides, side - 1);
+        pool_put(&x->sides, side - 1, side_w(x, side - 1));
         side = 0;
     }
     en->side = 0;
@@ -839,7 +962,7 @@ static int key_put(struct idx *x, uint32_t h32, const void *key, size_t key_size
         key_find(x, h32, key, key_size, &pos); /* the table grew */
     uint32_t e = pool_take(&x->entries);
     uint32_t side = need ? pool_take(&x->sides) + 1 : 0;
-    struct entry *en = entry_at(x, e);
+    struct entry *en = entry_w(x, e);
     en->ref_kind = arena_push(&x->key_arena, key, key_size);
     entry_store(x, e, side, v);
     x->keys.slots[pos] = (struct slot){e + 1, h32};
@@ -884,7 +1007,7 @@ static int expired(uint64_t last_at_ns, uint64_t now_ns, uint64_t window_ns)
 /* Forgets entry e: its slot, its side record, its key bytes. */
 static void key_delete(struct idx *x, uint32_t e)
 {
-    struct entry *en = entry_at(x, e);
+    struct entry *en = entry_w(x, e);
     const uint8_t *k = arena_at(&x->key_arena, entry_ref(en));
     uint32_t h32 = hash32(x, k + 1, k[0]);
     uint64_t mask = x->keys.cap - 1;
@@ -898,7 +1021,7 @@ static void key_delete(struct idx *x, uint32_t e)
     x->key_arena.live -= 1u + k[0];
     x->key_arena.dead += 1u + k[0];
     en->ref_kind = 0;
-    pool_put(&x->entries, e);
+    pool_put(&x->entries, e, en);
     x->key_count--;
 }
 
@@ -922,7 +1045,7 @@ static void key_arena_compact(struct idx *x)
     uint32_t chunk_count = 0;
     uint32_t used = 0;
     for (uint32_t e = 0; e < x->entries.top; e++) {
-        struct entry *en = entry_at(x, e);
+        const struct entry *en = entry_at(x, e);
         if (entry_kind(en) == 0)
             continue;
         size_t n = 1u + arena_at(&x->key_arena, entry_ref(en))[0];
@@ -933,7 +1056,7 @@ static void key_arena_compact(struct idx *x)
         uint64_t ref = (uint64_t)(chunk_count - 1) << ARENA_CHUNK_SHIFT | used;
         used += (uint32_t)n;
         assert(arena_at(&fresh, ref)[0] == n - 1);
-        en->ref_kind = (en->ref_kind & ~REF_MASK) | ref;
+        entry_w(x, e)->ref_kind = (en->ref_kind & ~REF_MASK) | ref;
     }
     arena_free(&x->key_arena);
     x->key_arena = fresh;
@@ -946,7 +1069,7 @@ uint64_t idx_expire(struct idx *x, uint64_t now_ns)
     uint64_t forgotten = 0;
     uint64_t oldest = UINT64_MAX;
     for (uint32_t e = 0; e < x->entries.top; e++) {
-        struct entry *en = entry_at(x, e);
+        const struct entry *en = entry_at(x, e);
         if (entry_kind(en) == 0 || (en->side && side_at(x, en->side - 1)->pending))
             continue;
         if (expired(en->last_at_ns, now_ns, x->window_ns)) {
@@ -957,7 +1080,9 @@ uint64_t idx_expire(struct idx *x, uint64_t now_ns)
         }
     }
     x->oldest_at_ns = oldest;
-    if (x->key_arena.dead > x->key_arena.live && x->key_arena.dead >= ARENA_COMPACT_MIN)
+    /* Compaction rewrites every key's position and frees the old arena: not
+     * while a snapshot reads it (the next expiry after it compacts). */
+    if (!x->snap && x->key_arena.dead > x->key_arena.live && x->key_arena.dead >= ARENA_COMPACT_MIN)
         key_arena_compact(x);
     return forgotten;
 }
@@ -974,21 +1099,32 @@ static int stream_find(const struct idx *x, uint32_t h32, const void *name, size
     return table_find(x, &x->streams, &x->stream_arena, stream_ref_of, h32, name, name_size, out_pos);
 }
 
-static struct stream *stream_get(const struct idx *x, const void *name, size_t name_size)
+/* Index + 1 of the stream in stream_v, 0 when there is none. */
+static uint64_t stream_get(const struct idx *x, const void *name, size_t name_size)
 {
     uint64_t pos;
     if (name_size == 0 || name_size > STELE_STREAM_SIZE_MAX ||
         !stream_find(x, hash32(x, name, name_size), name, name_size, &pos))
-        return NULL;
-    return &x->stream_v[x->streams.slots[pos].entry - 1];
+        return 0;
+    return x->streams.slots[pos].entry;
 }
 
-static int stream_push(struct idx *x, struct stream *s, uint64_t lsn)
+static int stream_push(struct idx *x, uint64_t i, uint64_t lsn)
 {
+    struct stream *s = stream_w(x, i);
     assert(lsn != 0 && (s->count == 0 || lsn > s->lsns[s->count - 1]));
     if (s->count == s->cap) {
         uint64_t cap = s->cap ? s->cap * 2 : 4;
-        uint64_t *a = cap <= SIZE_MAX / sizeof *a ? realloc(s->lsns, cap * sizeof *a) : NULL;
+        uint64_t *a = NULL;
+        if (cap > SIZE_MAX / sizeof *a)
+            return -1;
+        /* A snapshot may hold this array: then it is copied, not moved. */
+        if (x->snap && i < x->snap->stream_count && x->snap->stream_v[i].lsns == s->lsns) {
+            if ((a = cow_alloc(x, cap * sizeof *a)) != NULL)
+                memcpy(a, s->lsns, s->count * sizeof *a);
+        } else {
+            a = realloc(s->lsns, cap * sizeof *a);
+        }
         if (!a)
             return -1;
         x->stream_lsn_bytes += (cap - s->cap) * sizeof *a;
@@ -1000,55 +1136,64 @@ static int stream_push(struct idx *x, struct stream *s, uint64_t lsn)
     return 0;
 }
 
-static struct stream *stream_create(struct idx *x, uint32_t h32, const void *name, size_t name_size)
+/* A new stream without LSNs; returns its index + 1, or 0 when out of memory. */
+static uint64_t stream_create(struct idx *x, uint32_t h32, const void *name, size_t name_size)
 {
     if (x->stream_count >= IDX_STREAM_COUNT_MAX || table_reserve(&x->streams) != 0 ||
         arena_reserve(&x->stream_arena, 1 + name_size) != 0)
-        return NULL;
+        return 0;
     if (x->stream_count == x->stream_cap) {
         uint64_t cap = x->stream_cap ? x->stream_cap * 2 : 16;
-        struct stream *v = realloc(x->stream_v, cap * sizeof *v);
+        struct stream *v;
+        if (array_shared(x, x->stream_v, x->snap ? x->snap->stream_v : NULL)) {
+            if ((v = cow_alloc(x, cap * sizeof *v)) != NULL)
+                memcpy(v, x->stream_v, x->stream_count * sizeof *v);
+        } else {
+            v = realloc(x->stream_v, cap * sizeof *v);
+        }
         if (!v)
-            return NULL;
+            return 0;
         x->stream_v = v;
         x->stream_cap = cap;
     }
     uint64_t pos;
     stream_find(x, h32, name, name_size, &pos);
+    /* Above what a snapshot holds: written in place even when shared. */
     struct stream *s = &x->stream_v[x->stream_count];
     *s = (struct stream){.name_ref = arena_push(&x->stream_arena, name, name_size)};
     x->streams.slots[pos] = (struct slot){(uint32_t)(x->stream_count + 1), h32};
     x->streams.used++;
-    x->stream_count++;
-    return s;
+    return ++x->stream_count;
 }
 
 uint64_t idx_stream_append(struct idx *x, const void *stream, size_t stream_size, uint64_t lsn)
 {
     assert(stream_size >= 1 && stream_size <= STELE_STREAM_SIZE_MAX);
-    struct stream *s = stream_get(x, stream, stream_size);
-    if (s)
-        return stream_push(x, s, lsn) == 0 ? s->count : 0;
+    uint64_t i = stream_get(x, stream, stream_size);
+    if (i)
+        return stream_push(x, i - 1, lsn) == 0 ? x->stream_v[i - 1].count : 0;
     /* A new stream: its first LSN's array first, so that no failure leaves
      * an empty stream behind. */
     uint64_t *lsns = malloc(4 * sizeof *lsns);
     if (!lsns)
         return 0;
-    s = stream_create(x, hash32(x, stream, stream_size), stream, stream_size);
-    if (!s) {
+    i = stream_create(x, hash32(x, stream, stream_size), stream, stream_size);
+    if (!i) {
         free(lsns);
         return 0;
     }
+    struct stream *s = &x->stream_v[i - 1]; /* above what a snapshot holds */
     s->lsns = lsns;
     s->cap = 4;
     x->stream_lsn_bytes += 4 * sizeof *lsns;
-    stream_push(x, s, lsn);
+    stream_push(x, i - 1, lsn);
     return 1;
 }
 
 uint64_t idx_stream_version(const struct idx *x, const void *stream, size_t stream_size, uint64_t *out_last_lsn)
 {
-    const struct stream *s = stream_get(x, stream, stream_size);
+    uint64_t i = stream_get(x, stream, stream_size);
+    const struct stream *s = i ? &x->stream_v[i - 1] : NULL;
     if (out_last_lsn)
         *out_last_lsn = s ? s->lsns[s->count - 1] : 0;
     return s ? s->count : 0;
@@ -1056,7 +1201,8 @@ uint64_t idx_stream_version(const struct idx *x, const void *stream, size_t stre
 
 uint64_t idx_stream_lsn(const struct idx *x, const void *stream, size_t stream_size, uint64_t version)
 {
-    const struct stream *s = stream_get(x, stream, stream_size);
+    uint64_t i = stream_get(x, stream, stream_size);
+    const struct stream *s = i ? &x->stream_v[i - 1] : NULL;
     return s && version >= 1 && version <= s->count ? s->lsns[version - 1] : 0;
 }
 
@@ -1068,15 +1214,17 @@ static uint64_t comp_home(uint64_t target_lsn, uint64_t cap)
     return (h ^ (h >> 32)) & (cap - 1);
 }
 
-static struct comp *comp_slot(const struct idx *x, uint64_t target_lsn)
+/* The slot of target_lsn, or the empty one where it would go; SIZE_MAX
+ * when the table has none. */
+static size_t comp_slot(const struct idx *x, uint64_t target_lsn)
 {
     if (x->comp_cap == 0)
-        return NULL;
+        return SIZE_MAX;
     uint64_t mask = x->comp_cap - 1;
     for (uint64_t i = comp_home(target_lsn, x->comp_cap);; i = (i + 1) & mask) {
-        struct comp *c = &x->comps[i];
+        const struct comp *c = &x->comps[i];
         if (c->target_lsn == target_lsn || c->target_lsn == 0)
-            return c;
+            return (size_t)i;
     }
 }
 
@@ -1094,7 +1242,8 @@ static int comp_grow(struct idx *x)
             j = (j + 1) & (cap - 1);
         v[j] = x->comps[i];
     }
-    free(x->comps);
+    if (!array_shared(x, x->comps, x->snap ? x->snap->comps : NULL))
+        free(x->comps); /* else the snapshot keeps it */
     x->comps = v;
     x->comp_cap = cap;
     return 0;
@@ -1103,22 +1252,23 @@ static int comp_grow(struct idx *x)
 int idx_comp_put(struct idx *x, uint64_t target_lsn, uint64_t comp_lsn, uint64_t fingerprint)
 {
     assert(target_lsn != 0);
-    struct comp *c = comp_slot(x, target_lsn);
-    if (!c || c->target_lsn == 0) {
+    size_t i = comp_slot(x, target_lsn);
+    if (i == SIZE_MAX || x->comps[i].target_lsn == 0) {
         if ((x->comp_count + 1) * 4 > x->comp_cap * 3) {
             if (comp_grow(x) != 0)
                 return -1;
-            c = comp_slot(x, target_lsn);
+            i = comp_slot(x, target_lsn);
         }
         x->comp_count++;
     }
-    *c = (struct comp){target_lsn, comp_lsn, fingerprint};
+    comps_w(x)[i] = (struct comp){target_lsn, comp_lsn, fingerprint};
     return 0;
 }
 
 int idx_comp_get(const struct idx *x, uint64_t target_lsn, uint64_t *out_comp_lsn, uint64_t *out_fingerprint)
 {
-    const struct comp *c = target_lsn ? comp_slot(x, target_lsn) : NULL;
+    size_t i = target_lsn ? comp_slot(x, target_lsn) : SIZE_MAX;
+    const struct comp *c = i == SIZE_MAX ? NULL : &x->comps[i];
     if (!c || c->target_lsn == 0)
         return 0;
     if (out_comp_lsn)
@@ -1162,10 +1312,99 @@ uint64_t idx_memory(const struct idx *x)
     uint64_t chunk_bytes = 0;
     for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++)
         chunk_bytes += chunks[i] ? chunks[i]->bytes : 0;
-    return sizeof *x + (x->keys.cap + spares) * sizeof(struct slot) + chunk_bytes + x->entries.bytes + x->sides.bytes +
-           x->key_arena.bytes +
+    return sizeof *x + x->snap_bytes + (x->keys.cap + spares) * sizeof(struct slot) + chunk_bytes +
+           x->entries.bytes + x->sides.bytes + x->key_arena.bytes +
            x->streams.cap * sizeof(struct slot) + x->stream_cap * sizeof(struct stream) + x->stream_arena.bytes +
            x->stream_lsn_bytes + x->comp_cap * sizeof(struct comp);
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+static uint8_t **dup_ptrs(uint8_t *const *a, uint32_t n)
+{
+    uint8_t **d = malloc((n ? n : 1) * sizeof *d);
+    if (d && n)
+        memcpy(d, a, n * sizeof *d);
+    return d;
+}
+
+const struct idx *idx_snapshot(struct idx *x, void (*wait)(void *ctx), void *ctx)
+{
+    assert(!x->snap && wait);
+    struct idx *s = malloc(sizeof *s);
+    if (!s)
+        return NULL;
+    *s = *x;
+    s->entries.chunks = dup_ptrs(x->entries.chunks, x->entries.chunk_count);
+    s->sides.chunks = dup_ptrs(x->sides.chunks, x->sides.chunk_count);
+    s->key_arena.chunks = dup_ptrs(x->key_arena.chunks, x->key_arena.chunk_count);
+    s->stream_arena.chunks = dup_ptrs(x->stream_arena.chunks, x->stream_arena.chunk_count);
+    if (!s->entries.chunks || !s->sides.chunks || !s->key_arena.chunks || !s->stream_arena.chunks) {
+        free(s->entries.chunks);
+        free(s->sides.chunks);
+        free(s->key_arena.chunks);
+        free(s->stream_arena.chunks);
+        free(s);
+        return NULL;
+    }
+    /* What idx_save reads, and nothing else: no tables, no spares. */
+    s->keys = s->streams = (struct table){0};
+    s->entries.spare = s->sides.spare = s->key_arena.spare = s->stream_arena.spare = NULL;
+    s->snap = s;
+    x->entries.shared = s->entries.chunks;
+    x->entries.shared_count = x->entries.chunk_count;
+    x->sides.shared = s->sides.chunks;
+    x->sides.shared_count = x->sides.chunk_count;
+    x->key_arena.shared = s->key_arena.chunks;
+    x->key_arena.shared_count = x->key_arena.chunk_count;
+    x->stream_arena.shared = s->stream_arena.chunks;
+    x->stream_arena.shared_count = x->stream_arena.chunk_count;
+    x->snap = s;
+    x->snap_wait = wait;
+    x->snap_wait_ctx = ctx;
+    x->snap_bytes = 0;
+    return s;
+}
+
+/* Frees the chunks only the snapshot still points at, and its array. */
+static void unshare_chunks(uint8_t *const *live, uint32_t live_count, uint8_t **snap, uint32_t snap_count)
+{
+    for (uint32_t c = 0; c < snap_count; c++)
+        if (c >= live_count || live[c] != snap[c])
+            free(snap[c]);
+    free(snap);
+}
+
+void idx_snapshot_release(struct idx *x)
+{
+    struct idx *s = x->snap;
+    if (!s)
+        return;
+    unshare_chunks(x->entries.chunks, x->entries.chunk_count, s->entries.chunks, s->entries.chunk_count);
+    unshare_chunks(x->sides.chunks, x->sides.chunk_count, s->sides.chunks, s->sides.chunk_count);
+    unshare_chunks(x->key_arena.chunks, x->key_arena.chunk_count, s->key_arena.chunks, s->key_arena.chunk_count);
+    unshare_chunks(x->stream_arena.chunks, x->stream_arena.chunk_count, s->stream_arena.chunks,
+            s->stream_arena.chunk_count);
+    /* Every change to an existing stream copied the array first (stream_w),
+     * so an LSN array copied since differs only where the array does. */
+    if (s->stream_v != x->stream_v) {
+        for (uint64_t i = 0; i < s->stream_count; i++)
+            if (s->stream_v[i].lsns != x->stream_v[i].lsns)
+                free(s->stream_v[i].lsns);
+        free(s->stream_v);
+    }
+    if (s->comps != x->comps)
+        free(s->comps);
+    free(s);
+    x->entries.shared = x->sides.shared = x->key_arena.shared = x->stream_arena.shared = NULL;
+    x->entries.shared_count = x->sides.shared_count = x->key_arena.shared_count = x->stream_arena.shared_count = 0;
+    x->snap = NULL;
+    x->snap_bytes = 0;
+}
+
+void idx_set_cow_alloc(struct idx *x, void *(*fn)(size_t size))
+{
+    x->cow_alloc = fn;
 }
 
 /* ---------------------------------------------------------------- checkpoint file */

@@ -112,6 +112,28 @@ uint64_t idx_intent_count(const struct idx *x);  /* keys of kind intent, pending
 uint64_t idx_comp_count(const struct idx *x);
 uint64_t idx_memory(const struct idx *x);   /* bytes allocated, everything included */
 
+/* --- snapshots, so that a checkpoint is written while the index changes */
+
+/* Freezes what x holds now, for one other thread to save (idx_save on the
+ * returned snapshot, which it may call while the owner goes on changing x
+ * under its own lock). Costs a copy of the chunk pointer arrays (about one
+ * pointer per 16,384 keys); after it, the first change to anything the
+ * snapshot shares copies that chunk or array first (copy on write, at most
+ * once per chunk: the memory of a checkpoint in flight is at most the
+ * index's pools and arrays once more, counted in idx_memory). Key bytes
+ * are not compacted while it lives. If a copy cannot be allocated, the
+ * owner calls wait(ctx), which must return once the saving thread no
+ * longer reads the snapshot, and releases it. One snapshot at a time;
+ * NULL when out of memory (nothing changed then). */
+const struct idx *idx_snapshot(struct idx *x, void (*wait)(void *ctx), void *ctx);
+
+/* Once the saving thread is done with it: frees what only the snapshot
+ * still holds. Nothing without a snapshot; idx_free calls it. */
+void idx_snapshot_release(struct idx *x);
+
+/* Tests: the allocator of the copies (NULL = malloc). */
+void idx_set_cow_alloc(struct idx *x, void *(*fn)(size_t size));
+
 /* --- checkpoint file (format/index.h has the layout) */
 
 typedef int (*idx_write_fn)(void *ctx, const void *buf, size_t size);   /* 0 or a stele code */

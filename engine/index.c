@@ -111,17 +111,21 @@ uint64_t index_stream_version_of(stele_log *log, const void *stream, size_t stre
 
 /* ------------------------------------------------------------ checkpoint */
 
-/* A checkpoint is made in two parts. The index is serialised (under
- * idx_lock: it must not change meanwhile) straight into index.ckpt.tmp,
- * through the page cache; then the file is synced, renamed over index.ckpt
- * and the directory synced. At a seal the second part, the one that waits
- * for the disk, runs on a thread of its own; at close it runs inline.
- * Writing the file while serialising costs one copy of the bytes (into the
- * page cache) instead of two, and no memory in proportion to the index. */
+/* A checkpoint is made in two parts. The index is serialised straight into
+ * index.ckpt.tmp, through the page cache; then the file is synced, renamed
+ * over index.ckpt and the directory synced. At close both run inline, on
+ * the index itself. At a seal both run on a thread of its own (stele-ckpt),
+ * which serialises a snapshot of the index (idx_snapshot): the writer takes
+ * it under idx_lock, in time proportional to the index's chunk count, not
+ * its keys, and goes on appending while the thread writes; what the writer
+ * changes meanwhile is copied first, a chunk at a time. Writing the file
+ * while serialising costs one copy of the bytes (into the page cache)
+ * instead of two. */
 struct ckpt_job {
     stele_log *log;
     struct io *io;
-    uint64_t covered_lsn;
+    struct idx_ckpt_info info;
+    const struct idx *snap;  /* what the thread serialises; NULL when done inline */
     int fd;
     uint64_t off;
     char path[4096], tmp[4200];
@@ -182,9 +186,13 @@ static int record_mark(stele_log *log, uint64_t lsn, uint64_t *fp, uint64_t *at)
     return STELE_OK;
 }
 
-/* Part one, idx_lock held: the index, as the file's bytes, into the
- * temporary file. */
-static struct ckpt_job *ckpt_serialise(stele_log *log)
+static void ckpt_join(void *ctx);
+
+/* idx_lock held: the job of a checkpoint of the index as it is now, its
+ * temporary file created. With snapshot, the index is frozen for the
+ * thread to serialise (if that cannot be had, it is serialised now);
+ * without, it is serialised now. */
+static struct ckpt_job *ckpt_prepare(stele_log *log, int snapshot)
 {
     struct ckpt_job *j = calloc(1, sizeof *j);
     if (!j) {
@@ -193,19 +201,21 @@ static struct ckpt_job *ckpt_serialise(stele_log *log)
     }
     j->log = log;
     j->io = log->aux_io ? log->aux_io : log->io;
-    j->covered_lsn = log->idx_lsn;
     j->fd = -1;
     snprintf(j->path, sizeof j->path, "%s/" INDEX_FILE_NAME, log->dir);
     snprintf(j->tmp, sizeof j->tmp, "%s.tmp", j->path);
-    struct idx_ckpt_info info = {.covered_lsn = log->idx_lsn, .window_ns = log->meta.idem_window_ns,
-                                 .written_at_ns = now_ns()};
-    memcpy(info.log_id, log->meta.log_id, sizeof info.log_id);
-    j->code = record_mark(log, info.covered_lsn, &info.covered_fingerprint, &info.covered_recorded_at_ns);
+    struct idx_ckpt_info *info = &j->info;
+    *info = (struct idx_ckpt_info){.covered_lsn = log->idx_lsn, .window_ns = log->meta.idem_window_ns,
+                                   .written_at_ns = now_ns()};
+    memcpy(info->log_id, log->meta.log_id, sizeof info->log_id);
+    j->code = record_mark(log, info->covered_lsn, &info->covered_fingerprint, &info->covered_recorded_at_ns);
     if (j->code == STELE_OK &&
         (j->fd = j->io->ops->open(j->io, j->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
         j->code = err_sys(-j->fd, "create", j->tmp);
-    if (j->code == STELE_OK)
-        j->code = idx_save(log->idx, &info, job_write, j);
+    if (j->code == STELE_OK && snapshot)
+        j->snap = idx_snapshot(log->idx, ckpt_join, log);
+    if (j->code == STELE_OK && !j->snap)
+        j->code = idx_save(log->idx, info, job_write, j);
     return j;
 }
 
@@ -253,7 +263,7 @@ static int ckpt_store(struct ckpt_job *j)
         code = err_set(saved, "index checkpoint not written (the log itself is intact): %s", msg);
     }
     j->fd = -1;
-    ckpt_account(log, code, j->covered_lsn);
+    ckpt_account(log, code, j->info.covered_lsn);
     return code;
 }
 
@@ -261,7 +271,7 @@ int index_checkpoint(stele_log *log)
 {
     index_checkpoint_wait(log);
     log->idx_ckpt_lsn = log->idx_lsn;
-    struct ckpt_job *j = ckpt_serialise(log);
+    struct ckpt_job *j = ckpt_prepare(log, 0);
     if (!j) {
         ckpt_account(log, STELE_ERR_NOMEM, 0);
         return STELE_ERR_NOMEM;
@@ -276,6 +286,8 @@ static void *ckpt_main(void *arg)
     struct ckpt_job *j = arg;
     pthread_setname_np(pthread_self(), "stele-ckpt");
     stele_log *log = j->log;
+    if (j->snap && j->code == STELE_OK)
+        j->code = idx_save(j->snap, &j->info, job_write, j);
     ckpt_store(j); /* counted in stats either way */
     job_free(j);
     pthread_mutex_lock(&log->q_lock);
@@ -297,26 +309,51 @@ void index_checkpoint_start(stele_log *log)
         index_checkpoint_wait(log);
     }
     log->idx_ckpt_lsn = log->idx_lsn;
-    struct ckpt_job *j = ckpt_serialise(log);
+    struct ckpt_job *j = ckpt_prepare(log, 1);
     if (!j) {
         ckpt_account(log, STELE_ERR_NOMEM, 0);
         return;
     }
     log->ckpt_done = 0;
     if (j->code != STELE_OK || pthread_create(&log->ckpt_thread, NULL, ckpt_main, j) != 0) {
-        ckpt_store(j); /* records a failed serialisation; without a thread, writes the file here */
+        /* A failed preparation is recorded; without a thread, the file is
+         * written here. */
+        if (j->snap && j->code == STELE_OK)
+            j->code = idx_save(j->snap, &j->info, job_write, j);
+        ckpt_store(j);
         job_free(j);
+        idx_snapshot_release(log->idx);
         return;
     }
     log->ckpt_started = 1;
 }
 
-void index_checkpoint_wait(stele_log *log)
+/* Joins the checkpoint thread if there is one (idx_snapshot's wait). */
+static void ckpt_join(void *ctx)
 {
+    stele_log *log = ctx;
     if (!log->ckpt_started)
         return;
     pthread_join(log->ckpt_thread, NULL);
     log->ckpt_started = 0;
+}
+
+void index_checkpoint_wait(stele_log *log)
+{
+    ckpt_join(log);
+    if (log->idx)
+        idx_snapshot_release(log->idx);
+}
+
+void index_checkpoint_reap(stele_log *log)
+{
+    if (!log->ckpt_started)
+        return;
+    pthread_mutex_lock(&log->q_lock);
+    int done = log->ckpt_done;
+    pthread_mutex_unlock(&log->q_lock);
+    if (done)
+        index_checkpoint_wait(log);
 }
 
 /* Loads the checkpoint if it can be trusted; otherwise says why in note. */

@@ -364,12 +364,16 @@ int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn, cons
  * (or no other thread running). A failed checkpoint changes nothing but the
  * temporary file, which it removes; it is counted in stats. */
 int index_checkpoint(stele_log *log);
-/* The same, with the file written by a thread of its own (the writer at a
- * seal): returns once the index is serialised. Skipped while the previous
- * one is still being written. */
+/* The same, serialised and written by a thread of its own from a snapshot
+ * of the index (the writer at a seal; idx_lock held): returns once the
+ * snapshot is taken. Skipped while the previous one is still being
+ * written. */
 void index_checkpoint_start(stele_log *log);
-/* Waits for a checkpoint being written by index_checkpoint_start. */
+/* Waits for a checkpoint being written by index_checkpoint_start and
+ * releases its snapshot; idx_lock held (or no other thread running). */
 void index_checkpoint_wait(stele_log *log);
+/* The same if that checkpoint is already written; else nothing. */
+void index_checkpoint_reap(stele_log *log);
 /* Whether what k holds is still remembered at recorded time now (SPEC.md
  * §15.2): within the window, or a pending intent. */
 int index_key_live(const stele_log *log, const struct idx_key *k, uint64_t now);

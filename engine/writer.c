@@ -421,8 +421,12 @@ static int drain_syncs(stele_log *log)
 static void index_maintain(stele_log *log)
 {
     pthread_mutex_lock(&log->idx_lock);
+    index_checkpoint_reap(log);
+    /* Expiry deletes keys all over the index: while a checkpoint's snapshot
+     * is being written that would copy most of it, so it waits for the
+     * first seal after. */
     uint64_t now = log->last_recorded_at_ns, window = log->meta.idem_window_ns;
-    if (window && now > log->idx_expired_at && now - log->idx_expired_at >= window / 16)
+    if (window && !log->ckpt_started && now > log->idx_expired_at && now - log->idx_expired_at >= window / 16)
         index_expire(log, now);
     /* A checkpoint costs time in proportion to the index, and the scan it
      * saves at the next open is in proportion to the records since the last

@@ -34,6 +34,10 @@
  *    answers exactly what a scan of the recovered log implies, a record the
  *    crash took is appended as `new` again (no false duplicate) and one that
  *    survived is a duplicate; verify is clean.
+ *  - Live: seal checkpoints, serialised by their thread from a snapshot while
+ *    the writer resolves old intents, compensates old events and adds keys
+ *    and stream records; copies of the log taken along the way open with
+ *    the checkpoint trusted and answer exactly as with the index rebuilt.
  *  - Scale: 200,000 keys reopen with nothing scanned after a clean close, and
  *    with all 200,000 scanned (and identical answers) without the index file.
  * Scratch logs live in /dev/shm when it is writable. Seeds for the crash
@@ -1175,6 +1179,181 @@ START_TEST(test_many_keys)
 }
 END_TEST
 
+/* ------------------------------------------ checkpoints under a live writer */
+
+/* Seal checkpoints are serialised by stele-ckpt from a snapshot while the
+ * writer goes on changing the index (SPEC.md §15.5). A workload that
+ * changes what the snapshots share - outcomes for intents made long
+ * before, compensations of old events, new keys and stream records - runs
+ * with small segments, so seal checkpoints overlap it; at intervals the log
+ * is synced and copied. Each copy opens with its checkpoint trusted, and
+ * answers exactly as the same copy with the index rebuilt from its log:
+ * every key's status, every stream's version, the pending list. A
+ * snapshot that missed a change made before the LSN it covers, or that
+ * held a torn one, would be refused or answer differently. ThreadSanitizer
+ * (build-tsan) watches the writer and the checkpoint thread. */
+#define LIVE_OPS 40000
+#define LIVE_LAG 401
+#define LIVE_STREAMS 13
+#define LIVE_BATCH 16
+
+static void live_key(int i, char *dst, size_t cap)
+{
+    snprintf(dst, cap, "%c%06d", i % 4 == 0 ? 'I' : 'E', i);
+}
+
+static void live_compare(stele_log *a, stele_log *b, int ops)
+{
+    char key[32];
+    for (int i = 0; i < ops; i++) {
+        if (i % 4 != 0 && i % 4 != 2)
+            continue;
+        live_key(i, key, sizeof key);
+        stele_status sa, sb;
+        memset(&sa, 0, sizeof sa);
+        memset(&sb, 0, sizeof sb);
+        int ca = stele_status_get(a, key, strlen(key), &sa), cb = stele_status_get(b, key, strlen(key), &sb);
+        REQUIRE(ca == STELE_OK && cb == STELE_OK && status_eq(&sa, &sb),
+                "%s: key %s: %s state %d lsn %llu outcome %llu compensation %llu (checkpoint) against %s %d %llu %llu "
+                "%llu (rebuilt)", g_where, key, stele_strerror(ca), sa.state, (unsigned long long)sa.lsn,
+                (unsigned long long)sa.outcome_lsn, (unsigned long long)sa.compensation_lsn, stele_strerror(cb),
+                sb.state, (unsigned long long)sb.lsn, (unsigned long long)sb.outcome_lsn,
+                (unsigned long long)sb.compensation_lsn);
+    }
+    for (int k = 0; k < LIVE_STREAMS; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "S%d", k);
+        uint64_t va, la, vb, lb;
+        OK(stele_stream_version(a, name, strlen(name), &va, &la));
+        OK(stele_stream_version(b, name, strlen(name), &vb, &lb));
+        REQUIRE(va == vb && la == lb, "%s: stream %s: version %llu (LSN %llu) against %llu (%llu)", g_where, name,
+                (unsigned long long)va, (unsigned long long)la, (unsigned long long)vb, (unsigned long long)lb);
+    }
+    stele_pending_item *pa, *pb;
+    size_t na, nb;
+    OK(stele_pending(a, 0, 0, &pa, &na));
+    OK(stele_pending(b, 0, 0, &pb, &nb));
+    REQUIRE(na == nb, "%s: %zu pending against %zu", g_where, na, nb);
+    for (size_t i = 0; i < na; i++)
+        REQUIRE(pa[i].lsn == pb[i].lsn && pa[i].recorded_at_ns == pb[i].recorded_at_ns,
+                "%s: pending %zu: LSN %llu against %llu", g_where, i, (unsigned long long)pa[i].lsn,
+                (unsigned long long)pb[i].lsn);
+    stele_pending_free(pa);
+    stele_pending_free(pb);
+}
+
+START_TEST(test_live_seal_checkpoints)
+{
+    char *dir = tu_tmpdir("ckpt-live");
+    char *src = tu_path(dir, "log"), *copy = tu_path(dir, "copy"), *bare = tu_path(dir, "bare");
+    stele_options o = opts_for(STELE_SEGMENT_SIZE_MIN);
+    o.durability = STELE_DURABILITY_NONE;
+    o.checkpoint_records = 500;
+    stele_log *log = open_log(src, &o);
+    static uint64_t lsn[LIVE_OPS];
+    uint8_t payload[120];
+    memset(payload, 'p', sizeof payload);
+    /* Ops go in batches of LIVE_BATCH (fewer, fuller batches: a small log
+     * to copy); an op changes only units at least LIVE_LAG ops older. */
+    stele_event ev[LIVE_BATCH];
+    stele_receipt rc[LIVE_BATCH];
+    int op_of[LIVE_BATCH];
+    char keys[LIVE_BATCH][32], streams[LIVE_BATCH][16];
+    size_t n = 0;
+    int copies = 0;
+    for (int i = 0; i < LIVE_OPS; i++) {
+        stele_event e = {.type = "live", .type_size = 4, .payload = payload, .payload_size = sizeof payload};
+        char *key = keys[n];
+        int j = i - LIVE_LAG; /* the older unit this op changes */
+        int skip = 0;
+        switch (i % 4) {
+        case 0: /* an intent; two in three get an outcome LIVE_LAG ops later */
+            e.kind = STELE_KIND_INTENT;
+            break;
+        case 1:
+            if ((skip = j < 0 || j % 4 != 0 || (j / 4) % 3 == 2))
+                break;
+            live_key(j, key, sizeof keys[n]);
+            e.kind = STELE_KIND_OUTCOME;
+            e.outcome = (j / 4) % 3 ? STELE_OUTCOME_FAILED : STELE_OUTCOME_CONFIRMED;
+            e.ref = lsn[j];
+            e.key = key, e.key_size = strlen(key);
+            break;
+        case 2: /* an event in a stream */
+            e.kind = STELE_KIND_EVENT;
+            snprintf(streams[n], sizeof streams[n], "S%d", i % LIVE_STREAMS);
+            e.stream = streams[n], e.stream_size = strlen(streams[n]);
+            break;
+        default: /* the compensation of one event in three, LIVE_LAG ops later */
+            if ((skip = j < 0 || j % 4 != 2 || (j / 4) % 3 != 0))
+                break;
+            e.kind = STELE_KIND_COMPENSATION;
+            e.ref = lsn[j];
+            break;
+        }
+        if (e.kind == STELE_KIND_INTENT || e.kind == STELE_KIND_EVENT) {
+            live_key(i, key, sizeof keys[n]);
+            e.key = key, e.key_size = strlen(key);
+        }
+        if (!skip) {
+            op_of[n] = i;
+            ev[n++] = e;
+        }
+        if (n == LIVE_BATCH || (n > 0 && (i % 4000 == 3999 || i + 1 == LIVE_OPS))) {
+            int code = stele_append_batch(log, ev, n, rc);
+            REQUIRE(code == STELE_OK, "ops up to %d: %s: %s", i, stele_strerror(code), stele_errmsg());
+            for (size_t k = 0; k < n; k++) {
+                REQUIRE(rc[k].code == STELE_OK && rc[k].decision == STELE_DECISION_NEW, "op %d: %s, decision %d",
+                        op_of[k], stele_strerror(rc[k].code), rc[k].decision);
+                lsn[op_of[k]] = rc[k].lsn;
+            }
+            n = 0;
+        }
+        if (i % 4000 != 3999)
+            continue;
+        /* Everything appended is written; a checkpoint may be in flight
+         * (its file is renamed into place whole, so the copy has the
+         * previous one or this one). */
+        OK(stele_sync(log));
+        where("copy after op %d", i);
+        tu_rmrf(copy);
+        tu_rmrf(bare);
+        REQUIRE(tu_copy_dir(src, copy) == 0 && tu_copy_dir(src, bare) == 0, "copy %s", src);
+        char *tmp = tu_path(bare, "index.ckpt.tmp");
+        unlink(tmp);
+        free(tmp);
+        char *ckpt = tu_path(bare, "index.ckpt");
+        int have = access(ckpt, F_OK) == 0;
+        if (have)
+            unlink(ckpt);
+        free(ckpt);
+        stele_options ro = opts_for(0);
+        ro.create = 0;
+        stele_log *a = open_log(copy, &ro);
+        stele_stats sa = stats_of(a);
+        REQUIRE(!have || (sa.index_rebuilt == 0 && sa.index_checkpoint_lsn > 0),
+                "%s: the seal checkpoint was not trusted: %s", g_where, sa.index_note);
+        stele_log *b = open_rebuilt(bare);
+        live_compare(a, b, i + 1);
+        OK(stele_close(a));
+        OK(stele_close(b));
+        copies += have;
+    }
+    stele_stats st = stats_of(log);
+    fprintf(stderr, "check_index_ckpt: %d live copies with a seal checkpoint; %llu seal checkpoints, %llu failed\n",
+            copies, (unsigned long long)st.index_checkpoints, (unsigned long long)st.index_checkpoint_failures);
+    REQUIRE(copies >= 5 && st.index_checkpoints >= 3 && st.index_checkpoint_failures == 0,
+            "%d copies with a checkpoint, %llu checkpoints, %llu failures", copies,
+            (unsigned long long)st.index_checkpoints, (unsigned long long)st.index_checkpoint_failures);
+    OK(stele_close(log));
+    tu_rmrf(dir);
+    free(src);
+    free(copy);
+    free(bare);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     /* Durability here is the simulator's and the fault backend's business:
@@ -1193,6 +1372,10 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_fault_close, 0, (int)(sizeof fault_loops / sizeof fault_loops[0]));
     tcase_add_test(tc, test_sim_crash);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("live");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_live_seal_checkpoints);
     suite_add_tcase(s, tc);
     tc = tcase_create("scale");
     tcase_set_timeout(tc, 300);
