@@ -568,6 +568,7 @@ struct idx {
     void *(*cow_alloc)(size_t size); /* tests: malloc when NULL */
 
     struct table keys;
+    uint64_t key_gen;       /* changes whenever a slot of keys does (struct idx_hint) */
     struct pool entries;
     struct pool sides;
     struct arena key_arena;
@@ -815,19 +816,23 @@ void idx_prefetch(const struct idx *x, uint32_t hash)
         __builtin_prefetch(&x->keys.slots[hash & (x->keys.cap - 1)]);
 }
 
-int idx_key_get_h(const struct idx *x, uint32_t hash, const void *key, size_t key_size, struct idx_key *out)
+int idx_key_get_h(const struct idx *x, uint32_t hash, const void *key, size_t key_size, struct idx_key *out,
+                  struct idx_hint *hint)
 {
-    uint64_t pos;
-    if (key_size == 0 || key_size > STELE_KEY_SIZE_MAX || !key_find(x, hash, key, key_size, &pos))
-        return 0;
-    key_read(x, x->keys.slots[pos].entry - 1, out);
-    return 1;
+    uint64_t pos = 0;
+    int found = key_size >= 1 && key_size <= STELE_KEY_SIZE_MAX && key_find(x, hash, key, key_size, &pos);
+    if (hint)
+        /* A table without slots has no position to give: the put probes. */
+        *hint = (struct idx_hint){pos, x->keys.cap ? x->key_gen : x->key_gen - 1, found};
+    if (found)
+        key_read(x, x->keys.slots[pos].entry - 1, out);
+    return found;
 }
 
 int idx_key_get(const struct idx *x, const void *key, size_t key_size, struct idx_key *out)
 {
     return key_size && key_size <= STELE_KEY_SIZE_MAX &&
-           idx_key_get_h(x, hash32(x, key, key_size), key, key_size, out);
+           idx_key_get_h(x, hash32(x, key, key_size), key, key_size, out, NULL);
 }
 
 static int is_pending(const struct idx_key *v)
@@ -943,14 +948,21 @@ static int key_replace(struct idx *x, uint32_t e, const struct idx_key *v)
 /* idx_key_put, and with only_new (idx_load) an insert that leaves an
  * existing key alone and returns 1: one probe of the table per key. */
 static int key_put(struct idx *x, uint32_t h32, const void *key, size_t key_size, const struct idx_key *v,
-                   int only_new)
+                   int only_new, const struct idx_hint *hint)
 {
     assert(key_size >= 1 && key_size <= STELE_KEY_SIZE_MAX);
     assert(v->kind == STELE_KIND_EVENT || v->kind == STELE_KIND_INTENT);
     assert(v->kind == STELE_KIND_INTENT || (v->outcome == 0 && v->outcome_lsn == 0 && v->outcome_fingerprint == 0));
     assert(!is_pending(v) || (v->outcome == 0 && v->outcome_fingerprint == 0));
     uint64_t pos;
-    if (key_find(x, h32, key, key_size, &pos))
+    int found;
+    if (hint && hint->gen == x->key_gen) {
+        pos = hint->pos;
+        found = hint->found;
+    } else {
+        found = key_find(x, h32, key, key_size, &pos);
+    }
+    if (found)
         return only_new ? 1 : key_replace(x, x->keys.slots[pos].entry - 1, v);
     /* Every allocation first, so that a failure leaves the index unchanged. */
     int need = needs_side(v);
@@ -968,17 +980,19 @@ static int key_put(struct idx *x, uint32_t h32, const void *key, size_t key_size
     x->keys.slots[pos] = (struct slot){e + 1, h32};
     x->keys.used++;
     x->key_count++;
+    x->key_gen++;
     return 0;
 }
 
 int idx_key_put(struct idx *x, const void *key, size_t key_size, const struct idx_key *v)
 {
-    return key_put(x, hash32(x, key, key_size), key, key_size, v, 0);
+    return key_put(x, hash32(x, key, key_size), key, key_size, v, 0, NULL);
 }
 
-int idx_key_put_h(struct idx *x, uint32_t hash, const void *key, size_t key_size, const struct idx_key *v)
+int idx_key_put_h(struct idx *x, uint32_t hash, const void *key, size_t key_size, const struct idx_key *v,
+                  const struct idx_hint *hint)
 {
-    return key_put(x, hash, key, key_size, v, 0);
+    return key_put(x, hash, key, key_size, v, 0, hint);
 }
 
 int idx_pending_each(const struct idx *x,
@@ -1017,6 +1031,7 @@ static void key_delete(struct idx *x, uint32_t e)
         i = (i + 1) & mask;
     }
     table_delete_at(&x->keys, i);
+    x->key_gen++;
     entry_clear(x, e, 0);
     x->key_arena.live -= 1u + k[0];
     x->key_arena.dead += 1u + k[0];
@@ -1118,13 +1133,16 @@ static int stream_push(struct idx *x, uint64_t i, uint64_t lsn)
         uint64_t *a = NULL;
         if (cap > SIZE_MAX / sizeof *a)
             return -1;
-        /* A snapshot may hold this array: then it is copied, not moved. */
+        /* A snapshot may hold this array: then it is copied, not moved (or,
+         * without memory for that, grown once the snapshot is done). */
         if (x->snap && i < x->snap->stream_count && x->snap->stream_v[i].lsns == s->lsns) {
             if ((a = cow_alloc(x, cap * sizeof *a)) != NULL)
                 memcpy(a, s->lsns, s->count * sizeof *a);
-        } else {
-            a = realloc(s->lsns, cap * sizeof *a);
+            else
+                snapshot_end(x);
         }
+        if (!a)
+            a = realloc(s->lsns, cap * sizeof *a);
         if (!a)
             return -1;
         x->stream_lsn_bytes += (cap - s->cap) * sizeof *a;
@@ -1144,13 +1162,15 @@ static uint64_t stream_create(struct idx *x, uint32_t h32, const void *name, siz
         return 0;
     if (x->stream_count == x->stream_cap) {
         uint64_t cap = x->stream_cap ? x->stream_cap * 2 : 16;
-        struct stream *v;
+        struct stream *v = NULL;
         if (array_shared(x, x->stream_v, x->snap ? x->snap->stream_v : NULL)) {
             if ((v = cow_alloc(x, cap * sizeof *v)) != NULL)
                 memcpy(v, x->stream_v, x->stream_count * sizeof *v);
-        } else {
-            v = realloc(x->stream_v, cap * sizeof *v);
+            else
+                snapshot_end(x);
         }
+        if (!v)
+            v = realloc(x->stream_v, cap * sizeof *v);
         if (!v)
             return 0;
         x->stream_v = v;
@@ -1701,7 +1721,7 @@ static int load_key(struct load *l, uint64_t *intents, uint64_t *pending, struct
 
 static int insert_loaded(struct load *l, const struct loaded_key *k)
 {
-    int put = key_put(l->x, k->h32, k->key, k->key_size, &k->v, 1);
+    int put = key_put(l->x, k->h32, k->key, k->key_size, &k->v, 1, NULL);
     if (put < 0)
         return err_set(STELE_ERR_NOMEM, "loading the index: out of memory at key %llu", (unsigned long long)k->v.lsn);
     if (put > 0)

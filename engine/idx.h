@@ -62,8 +62,25 @@ int idx_key_get(const struct idx *x, const void *key, size_t key_size, struct id
  * the cache misses of a large table overlap instead of adding up. */
 uint32_t idx_key_hash(const struct idx *x, const void *key, size_t key_size);
 void idx_prefetch(const struct idx *x, uint32_t hash);
-int idx_key_get_h(const struct idx *x, uint32_t hash, const void *key, size_t key_size, struct idx_key *out);
-int idx_key_put_h(struct idx *x, uint32_t hash, const void *key, size_t key_size, const struct idx_key *v);
+
+/* Where a lookup of the key table ended (the key's slot, or the empty one
+ * it would take), so that a put of the same key right after it need not
+ * probe again: the writer looks a key up to decide, then indexes it. It
+ * holds until anything changes the key table; a put given a stale one
+ * probes as if it had none. */
+struct idx_hint {
+    uint64_t pos;
+    uint64_t gen;
+    int found;
+};
+
+/* idx_key_get with the hash given; hint (may be NULL) is filled. */
+int idx_key_get_h(const struct idx *x, uint32_t hash, const void *key, size_t key_size, struct idx_key *out,
+                  struct idx_hint *hint);
+/* idx_key_put with the hash given; hint (may be NULL) from a lookup of
+ * this key. */
+int idx_key_put_h(struct idx *x, uint32_t hash, const void *key, size_t key_size, const struct idx_key *v,
+                  const struct idx_hint *hint);
 
 /* Inserts or replaces what key holds. Keeps the pending list: an intent with
  * outcome_lsn 0 is pending; inserts come in LSN order from the writer, in any

@@ -35,7 +35,8 @@ int index_key_live(const stele_log *log, const struct idx_key *k, uint64_t now)
     return !(now > k->last_at_ns && now - k->last_at_ns > window); /* no overflow for huge windows */
 }
 
-int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn, const uint32_t *key_hash)
+int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn, const uint32_t *key_hash,
+                const struct idx_hint *hint)
 {
     struct idx *x = log->idx;
     uint32_t h = key_hash ? *key_hash : rec->key_size ? idx_key_hash(x, rec->key, rec->key_size) : 0;
@@ -56,8 +57,9 @@ int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn, cons
          * holds. One that does not match (a log written by an engine before
          * these rules) decides nothing: it is not indexed. */
         struct idx_key k;
-        if (!idx_key_get_h(x, h, rec->key, rec->key_size, &k) || k.kind != STELE_KIND_INTENT || k.lsn != rec->ref ||
-            k.outcome_lsn) {
+        struct idx_hint at;
+        if (!idx_key_get_h(x, h, rec->key, rec->key_size, &k, &at) || k.kind != STELE_KIND_INTENT ||
+            k.lsn != rec->ref || k.outcome_lsn) {
             log->idx_lsn = lsn;
             return STELE_OK;
         }
@@ -65,7 +67,7 @@ int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn, cons
         k.outcome_lsn = lsn;
         k.outcome_fingerprint = rec->fingerprint;
         k.last_at_ns = rec->recorded_at_ns;
-        if (idx_key_put_h(x, h, rec->key, rec->key_size, &k) != 0)
+        if (idx_key_put_h(x, h, rec->key, rec->key_size, &k, &at) != 0)
             return err_set(STELE_ERR_NOMEM, "out of memory indexing outcome LSN %llu", (unsigned long long)lsn);
     } else if (rec->key_size) {
         struct idx_key k = {
@@ -76,7 +78,7 @@ int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn, cons
             .last_at_ns = rec->recorded_at_ns,
             .kind = rec->kind,
         };
-        if (idx_key_put_h(x, h, rec->key, rec->key_size, &k) != 0)
+        if (idx_key_put_h(x, h, rec->key, rec->key_size, &k, hint) != 0)
             return err_set(STELE_ERR_NOMEM, "out of memory indexing key of LSN %llu", (unsigned long long)lsn);
     }
     log->idx_lsn = lsn;
@@ -408,7 +410,7 @@ static int ckpt_load(stele_log *log, struct idx **out, uint64_t *out_lsn, char *
 
 static int apply_cb(void *ctx, uint64_t lsn, const struct fmt_record *rec)
 {
-    return index_apply(ctx, rec, lsn, NULL);
+    return index_apply(ctx, rec, lsn, NULL, NULL);
 }
 
 /* Builds log->idx: the checkpoint plus the records after it, or the whole

@@ -359,7 +359,8 @@ int index_open(stele_log *log);
  * key's idx_key_hash when the caller has it, NULL otherwise. Returns OK,
  * NOMEM, or CORRUPT when the record contradicts the index (a stream version
  * out of step). */
-int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn, const uint32_t *key_hash);
+int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn, const uint32_t *key_hash,
+                const struct idx_hint *hint);
 /* Writes a checkpoint covering idx_lsn, which must be durable; idx_lock held
  * (or no other thread running). A failed checkpoint changes nothing but the
  * temporary file, which it removes; it is counted in stats. */

@@ -261,10 +261,10 @@ static stele_receipt refused(int code)
  * returns 1 when it is to be appended (rec completed: an outcome's ref is
  * its intent), 0 when its receipt is final. idx_lock held. */
 static int decide(stele_log *log, const stele_event *ev, struct fmt_record *rec, struct round *rd,
-                  stele_receipt *rc, uint32_t key_hash)
+                  stele_receipt *rc, uint32_t key_hash, struct idx_hint *hint)
 {
     struct idx_key k;
-    int live = ev->key_size && idx_key_get_h(log->idx, key_hash, ev->key, ev->key_size, &k) &&
+    int live = ev->key_size && idx_key_get_h(log->idx, key_hash, ev->key, ev->key_size, &k, hint) &&
                index_key_live(log, &k, rd->recorded_at_ns);
     if (rec->kind == STELE_KIND_OUTCOME) {
         if (!live) {
@@ -381,13 +381,14 @@ static int encode_round(stele_log *log, struct request *head, struct segment *se
             const stele_event *ev = &r->events[i];
             struct fmt_record rec;
             fill_record(ev, r->prep[i].fingerprint, rd->recorded_at_ns, &rec);
-            if (!decide(log, ev, &rec, rd, &r->receipts[i], h))
+            struct idx_hint hint; /* where the key's lookup ended, for its insert */
+            if (!decide(log, ev, &rec, rd, &r->receipts[i], h, &hint))
                 continue;
             rec.stream_version = r->receipts[i].stream_version;
             rd->body_size += fmt_record_encode(&rec, rd->next_lsn, seg->seed, body + rd->body_size,
                                                log->buf_cap - STELE_BATCH_HEADER_SIZE - rd->body_size);
             /* Later records of this round already see this one (S27). */
-            int code = index_apply(log, &rec, rd->next_lsn, &h);
+            int code = index_apply(log, &rec, rd->next_lsn, &h, ev->key_size ? &hint : NULL);
             if (code)
                 return code;
             rd->next_lsn++;

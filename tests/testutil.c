@@ -121,8 +121,11 @@ int tu_copy_dir(const char *src, const char *dst)
             continue;
         char *s = tu_path(src, e->d_name), *t = tu_path(dst, e->d_name);
         size_t n;
+        errno = 0;
         uint8_t *buf = tu_read_file(s, &n);
-        rc = buf ? tu_write_file(t, buf, n) : -1;
+        /* A file gone since it was listed (a live log's *.tmp, renamed
+         * into place) is not copied. */
+        rc = buf ? tu_write_file(t, buf, n) : errno == ENOENT ? 0 : -1;
         free(buf);
         free(s);
         free(t);

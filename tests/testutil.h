@@ -38,7 +38,8 @@ void tu_rmrf(const char *path);
 uint8_t *tu_read_file(const char *path, size_t *out_size);
 /* Writes buf to path (created or truncated); 0 on success. */
 int tu_write_file(const char *path, const void *buf, size_t size);
-/* Copies directory src (flat, files only) to dst (created); 0 on success. */
+/* Copies directory src (flat, files only) to dst (created); 0 on success. A file
+ * that disappears between listing and reading is skipped. */
 int tu_copy_dir(const char *src, const char *dst);
 /* Path of a file inside dir; the caller frees it. */
 char *tu_path(const char *dir, const char *name);
