@@ -38,16 +38,40 @@
 
 /* ---------------------------------------------------------------- pools */
 
+/* Memory from malloc, or (mapped) mapped directly, zeroed and asked for
+ * huge pages: for slot tables probed at random, where with 4 KiB pages
+ * nearly every probe would also miss the TLB. */
+static void *mem_alloc(size_t bytes, int mapped)
+{
+    if (!mapped)
+        return malloc(bytes);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    madvise(p, bytes, MADV_HUGEPAGE); /* a hint: without huge pages it works the same */
+    return p;
+}
+
+static void mem_free(void *p, size_t bytes, int mapped)
+{
+    if (!mapped)
+        free(p);
+    else if (p)
+        munmap(p, bytes);
+}
+
 /* Fresh memory is slow to get: the kernel zeroes each page at its first
  * write (and under a hypervisor the host may fault it in too), which at
- * millions of keys was a quarter of an insert's time. So once an index has
- * filled one whole chunk of a pool or of an arena, the next whole chunk is
- * allocated and touched on a short-lived thread while the current one fills
- * (chunk_spare), and the thread that inserts, the log's writer, only takes
- * it over. Small indexes never start a thread. */
+ * millions of keys was a quarter of an insert's time. So the memory an
+ * index will soon need (the next whole chunk of a pool or an arena, once it
+ * has filled one; a large slot table's successor) is allocated and touched
+ * on a short-lived thread (a spare) while the current one fills, and the
+ * thread that inserts, the log's writer, only takes it over. Small indexes
+ * never start a thread. */
 struct chunk_spare {
     pthread_t thread;
     size_t bytes;
+    int mapped;           /* mem_alloc's */
     uint8_t *mem;         /* NULL when it could not be allocated */
 };
 
@@ -55,8 +79,9 @@ static void *chunk_spare_main(void *arg)
 {
     struct chunk_spare *cs = arg;
     pthread_setname_np(pthread_self(), "stele-idx-grow");
-    cs->mem = malloc(cs->bytes);
+    cs->mem = mem_alloc(cs->bytes, cs->mapped);
     if (cs->mem) {
+        /* One write per 4 KiB page (huge pages or not) makes it present. */
         volatile uint8_t *p = cs->mem;
         for (size_t off = 0; off < cs->bytes; off += 4096)
             p[off] = 0;
@@ -64,15 +89,15 @@ static void *chunk_spare_main(void *arg)
     return NULL;
 }
 
-/* Starts preparing a chunk of bytes unless one is being prepared already. */
-static void chunk_spare_start(struct chunk_spare **slot, size_t bytes)
+/* Starts preparing bytes of memory unless some are being prepared already. */
+static void chunk_spare_start(struct chunk_spare **slot, size_t bytes, int mapped)
 {
     if (*slot)
         return;
     struct chunk_spare *cs = malloc(sizeof *cs);
     if (!cs)
-        return; /* the chunk will be allocated when needed */
-    *cs = (struct chunk_spare){.bytes = bytes};
+        return; /* the memory will be allocated when needed */
+    *cs = (struct chunk_spare){.bytes = bytes, .mapped = mapped};
     if (pthread_create(&cs->thread, NULL, chunk_spare_main, cs) != 0) {
         free(cs);
         return;
@@ -90,7 +115,7 @@ static uint8_t *chunk_spare_take(struct chunk_spare **slot, size_t bytes)
     pthread_join(cs->thread, NULL);
     uint8_t *mem = cs->mem;
     if (mem && cs->bytes != bytes) {
-        free(mem);
+        mem_free(mem, cs->bytes, cs->mapped);
         mem = NULL;
     }
     free(cs);
@@ -100,7 +125,7 @@ static uint8_t *chunk_spare_take(struct chunk_spare **slot, size_t bytes)
 
 static void chunk_spare_discard(struct chunk_spare **slot)
 {
-    free(chunk_spare_take(slot, 0));
+    chunk_spare_take(slot, 0); /* a size nothing has: freed */
 }
 
 /* A whole chunk of bytes: the prepared one when there is one (then the next
@@ -111,7 +136,7 @@ static uint8_t *chunk_alloc(struct chunk_spare **slot, size_t bytes)
     if (!c)
         c = malloc(bytes);
     if (c)
-        chunk_spare_start(slot, bytes);
+        chunk_spare_start(slot, bytes, 0);
     return c;
 }
 
@@ -340,13 +365,11 @@ struct slot {
     uint32_t h32;         /* the key's hash; h32 & mask is its home slot */
 };
 
-struct spare;
-
 struct table {
     struct slot *slots;
     uint64_t cap;         /* 0 or a power of two, at most 2^32 */
     uint64_t used;
-    struct spare *spare;  /* the next, larger table, being prepared; or NULL */
+    struct chunk_spare *spare; /* the next, larger table, being prepared; or NULL */
 };
 
 #define TABLE_CAP_MIN 64u
@@ -355,96 +378,32 @@ struct table {
 #define IDX_KEY_COUNT_MAX (TABLE_CAP_MAX / 4 * 3)
 #define IDX_STREAM_COUNT_MAX IDX_KEY_COUNT_MAX
 
-/* Slot tables of 2 MiB and more are mapped directly and asked for huge
- * pages: a table of millions of keys is probed at random, and with 4 KiB
- * pages nearly every probe would also miss the TLB (and every first touch
- * fault). Smaller ones come from calloc. Both start zeroed. */
+/* Slot tables of 2 MiB and more are mapped (mem_alloc); smaller ones come
+ * from calloc. Both start zeroed. */
 #define TABLE_HUGE_BYTES (UINT64_C(2) << 20)
 
 static struct slot *slots_alloc(uint64_t cap)
 {
     size_t bytes = (size_t)cap * sizeof(struct slot);
-    if (bytes < TABLE_HUGE_BYTES)
-        return calloc(cap, sizeof(struct slot));
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    madvise(p, bytes, MADV_HUGEPAGE); /* a hint: without huge pages it works the same */
-    return p;
+    return bytes < TABLE_HUGE_BYTES ? calloc(cap, sizeof(struct slot)) : mem_alloc(bytes, 1);
 }
 
 static void slots_free(struct slot *s, uint64_t cap)
 {
     size_t bytes = (size_t)cap * sizeof(struct slot);
-    if (bytes < TABLE_HUGE_BYTES)
-        free(s);
-    else if (s)
-        munmap(s, bytes);
+    mem_free(s, bytes, bytes >= TABLE_HUGE_BYTES);
 }
 
-/* Memory never touched before is slow to get: the kernel zeroes it, page by
- * page, at the first write (and under a hypervisor the host may have to
- * find it too). A large table's successor is therefore mapped and touched
- * on a thread of its own shortly before it is needed (from load 7/10; the
- * table grows at 3/4), so that the thread that inserts, the log's writer,
- * only rehashes into it. Until then the successor is not allocated at all:
- * the memory per key stays what idx_memory says. */
-struct spare {
-    pthread_t thread;
-    uint64_t cap;
-    struct slot *slots;   /* NULL when it could not be allocated */
-};
-
-static void *spare_main(void *arg)
-{
-    struct spare *sp = arg;
-    pthread_setname_np(pthread_self(), "stele-idx-grow");
-    sp->slots = slots_alloc(sp->cap);
-    if (sp->slots) {
-        /* One write per 4 KiB page (huge pages or not) makes it present. */
-        volatile uint8_t *p = (volatile uint8_t *)sp->slots;
-        for (size_t off = 0, n = (size_t)sp->cap * sizeof(struct slot); off < n; off += 4096)
-            p[off] = 0;
-    }
-    return NULL;
-}
-
-/* The spare's table (NULL if it failed), the thread joined. */
-static struct slot *spare_take(struct table *t, uint64_t *out_cap)
-{
-    struct spare *sp = t->spare;
-    pthread_join(sp->thread, NULL);
-    struct slot *s = sp->slots;
-    *out_cap = sp->cap;
-    free(sp);
-    t->spare = NULL;
-    return s;
-}
-
-static void spare_discard(struct table *t)
-{
-    if (t->spare) {
-        uint64_t cap = 0;
-        struct slot *s = spare_take(t, &cap);
-        slots_free(s, cap);
-    }
-}
-
-/* Starts preparing the successor of a large table nearing load 3/4. */
+/* A large table's successor is prepared as a spare (chunk_spare) shortly
+ * before it is needed: from load 7/10, the table growing at 3/4, so that the
+ * writer only rehashes into it. Until then it is not allocated at all: the
+ * memory per key stays what idx_memory says. */
 static void spare_maybe_start(struct table *t)
 {
     if (t->spare || t->used * 10 < t->cap * 7 || t->cap * 2 > TABLE_CAP_MAX ||
         t->cap * 2 * sizeof(struct slot) < TABLE_HUGE_BYTES)
         return;
-    struct spare *sp = malloc(sizeof *sp);
-    if (!sp)
-        return; /* the table grows without it */
-    *sp = (struct spare){.cap = t->cap * 2};
-    if (pthread_create(&sp->thread, NULL, spare_main, sp) != 0) {
-        free(sp);
-        return;
-    }
-    t->spare = sp;
+    chunk_spare_start(&t->spare, (size_t)t->cap * 2 * sizeof(struct slot), 1);
 }
 
 /* Makes room for count more keys: grows (rehashing by the stored hashes)
@@ -460,15 +419,7 @@ static int table_reserve_n(struct table *t, uint64_t count)
         cap *= 2;
     if (cap > TABLE_CAP_MAX)
         return -1;
-    struct slot *s = NULL;
-    if (t->spare) {
-        uint64_t spare_cap = 0;
-        s = spare_take(t, &spare_cap);
-        if (s && spare_cap != cap) {
-            slots_free(s, spare_cap);
-            s = NULL;
-        }
-    }
+    struct slot *s = (struct slot *)chunk_spare_take(&t->spare, (size_t)cap * sizeof(struct slot));
     if (!s)
         s = slots_alloc(cap);
     if (!s)
@@ -751,8 +702,8 @@ void idx_free(struct idx *x)
         return;
     assert(x->snap != x); /* a snapshot is released, never freed */
     idx_snapshot_release(x);
-    spare_discard(&x->keys);
-    spare_discard(&x->streams);
+    chunk_spare_discard(&x->keys.spare);
+    chunk_spare_discard(&x->streams.spare);
     slots_free(x->keys.slots, x->keys.cap);
     pool_free(&x->entries);
     pool_free(&x->sides);
@@ -1327,12 +1278,12 @@ uint64_t idx_comp_count(const struct idx *x)
 
 uint64_t idx_memory(const struct idx *x)
 {
-    uint64_t spares = (x->keys.spare ? x->keys.spare->cap : 0) + (x->streams.spare ? x->streams.spare->cap : 0);
-    const struct chunk_spare *chunks[] = {x->entries.spare, x->sides.spare, x->key_arena.spare, x->stream_arena.spare};
+    const struct chunk_spare *chunks[] = {x->keys.spare,    x->streams.spare,   x->entries.spare,
+                                          x->sides.spare,   x->key_arena.spare, x->stream_arena.spare};
     uint64_t chunk_bytes = 0;
     for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++)
         chunk_bytes += chunks[i] ? chunks[i]->bytes : 0;
-    return sizeof *x + x->snap_bytes + (x->keys.cap + spares) * sizeof(struct slot) + chunk_bytes +
+    return sizeof *x + x->snap_bytes + x->keys.cap * sizeof(struct slot) + chunk_bytes +
            x->entries.bytes + x->sides.bytes + x->key_arena.bytes +
            x->streams.cap * sizeof(struct slot) + x->stream_cap * sizeof(struct stream) + x->stream_arena.bytes +
            x->stream_lsn_bytes + x->comp_cap * sizeof(struct comp);

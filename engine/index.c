@@ -269,6 +269,17 @@ static int ckpt_store(struct ckpt_job *j)
     return code;
 }
 
+/* The rest of a prepared job: its snapshot serialised (if it has one),
+ * then the file stored; counted in stats either way. Frees j. */
+static int ckpt_finish(struct ckpt_job *j)
+{
+    if (j->snap && j->code == STELE_OK)
+        j->code = idx_save(j->snap, &j->info, job_write, j);
+    int code = ckpt_store(j);
+    job_free(j);
+    return code;
+}
+
 int index_checkpoint(stele_log *log)
 {
     index_checkpoint_wait(log);
@@ -278,20 +289,16 @@ int index_checkpoint(stele_log *log)
         ckpt_account(log, STELE_ERR_NOMEM, 0);
         return STELE_ERR_NOMEM;
     }
-    int code = ckpt_store(j);
-    job_free(j);
-    return code;
+    return ckpt_finish(j);
 }
+
 
 static void *ckpt_main(void *arg)
 {
     struct ckpt_job *j = arg;
     pthread_setname_np(pthread_self(), "stele-ckpt");
     stele_log *log = j->log;
-    if (j->snap && j->code == STELE_OK)
-        j->code = idx_save(j->snap, &j->info, job_write, j);
-    ckpt_store(j); /* counted in stats either way */
-    job_free(j);
+    ckpt_finish(j);
     pthread_mutex_lock(&log->q_lock);
     log->ckpt_done = 1;
     pthread_mutex_unlock(&log->q_lock);
@@ -320,10 +327,7 @@ void index_checkpoint_start(stele_log *log)
     if (j->code != STELE_OK || pthread_create(&log->ckpt_thread, NULL, ckpt_main, j) != 0) {
         /* A failed preparation is recorded; without a thread, the file is
          * written here. */
-        if (j->snap && j->code == STELE_OK)
-            j->code = idx_save(j->snap, &j->info, job_write, j);
-        ckpt_store(j);
-        job_free(j);
+        ckpt_finish(j);
         idx_snapshot_release(log->idx);
         return;
     }

@@ -337,16 +337,22 @@ static void sealed_flip(const char *dir, const uint8_t *img, size_t size, size_t
     free(copy);
 }
 
-START_TEST(sealed_bit_flips_are_detected)
+/* A closed log in dir whose first segment is sealed (20 batches of 2). */
+static void make_sealed_log(const char *dir)
 {
-    char *base = scratch("sealed");
-    char *dir = tu_path(base, "log");
     stele_log *log = open_log(dir, STELE_DURABILITY_SYNC, 1);
     append_batches(log, 1, 20, 2);
     stele_stats s;
     ck_assert_int_eq(stele_stats_get(log, &s), STELE_OK);
     ck_assert_uint_ge(s.sealed_segment_count, 1);
     ck_assert_int_eq(stele_close(log), STELE_OK);
+}
+
+START_TEST(sealed_bit_flips_are_detected)
+{
+    char *base = scratch("sealed");
+    char *dir = tu_path(base, "log");
+    make_sealed_log(dir);
     size_t size;
     uint8_t *img = get_file(dir, SEG1, &size);
     uint64_t seg1_last = le64_load(img + size - STELE_FOOTER_SIZE + 16);
@@ -374,12 +380,7 @@ START_TEST(sealed_every_bit_flip)
 {
     char *base = scratch("bits");
     char *dir = tu_path(base, "log");
-    stele_log *log = open_log(dir, STELE_DURABILITY_SYNC, 1);
-    append_batches(log, 1, 20, 2);
-    stele_stats s;
-    ck_assert_int_eq(stele_stats_get(log, &s), STELE_OK);
-    ck_assert_uint_ge(s.sealed_segment_count, 1);
-    ck_assert_int_eq(stele_close(log), STELE_OK);
+    make_sealed_log(dir);
     ck_assert_int_eq(stele_verify(dir, NULL, NULL, NULL), STELE_OK);
     char *path = tu_path(dir, SEG1);
     ck_assert_int_eq(chmod(path, 0644), 0);
