@@ -99,6 +99,7 @@ struct run_result {
     double syncs_per_s;              /* < 0 when unknown */
     double records_per_sync;         /* < 0 when unknown */
     double writer_ns_per_record;     /* < 0 when unknown (target_stats) */
+    double cpu_ns_per_record;        /* the whole process's CPU time in the run, per record; < 0 unknown */
 };
 
 /* One configuration's runs, summarised: the median run by records_per_s, and

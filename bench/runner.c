@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -188,9 +189,21 @@ static void wait_for_end(struct run *r, struct worker *w, int count, uint64_t t0
         fprintf(stderr, "\r\033[K");
 }
 
-/* Starts the workers, lets them run, joins them; merges their histograms into all. */
+/* CPU time (user and system) this process's threads have used so far, ns. */
+static double process_cpu_ns(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return -1;
+    return ((double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec) * 1e9 +
+           ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) * 1e3;
+}
+
+/* Starts the workers, lets them run, joins them; merges their histograms
+ * into all. *out_cpu_ns: the process's CPU time from the start to the stop
+ * signal (the workers', the store's threads', the kernel's on their behalf). */
 static int drive(struct run *r, int threads, const struct progress *pg, struct histogram *all,
-                 uint64_t *out_records, double *out_seconds)
+                 uint64_t *out_records, double *out_seconds, double *out_cpu_ns)
 {
     struct worker *w = calloc((size_t)threads, sizeof *w);
     pthread_t *tid = calloc((size_t)threads, sizeof *tid);
@@ -206,11 +219,14 @@ static int drive(struct run *r, int threads, const struct progress *pg, struct h
         }
     }
     int ok = w && tid && started == threads;
+    double cpu0 = process_cpu_ns();
     gate_open(&r->gate, started, ok ? 1 : -1);
     uint64_t t0 = mono_ns();
     if (ok)
         wait_for_end(r, w, started, t0, pg);
     atomic_store(&r->stop, 1);
+    double cpu1 = process_cpu_ns();
+    *out_cpu_ns = cpu0 >= 0 && cpu1 >= cpu0 ? cpu1 - cpu0 : -1;
     for (int i = 0; i < started; i++) {
         pthread_join(tid[i], NULL);
         hist_merge(all, &w[i].hist);
@@ -230,8 +246,8 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
-static void summarise(const struct histogram *all, uint64_t records, double seconds, const struct target_stats *ts,
-                      struct run_result *out)
+static void summarise(const struct histogram *all, uint64_t records, double seconds, double cpu_ns,
+                      const struct target_stats *ts, struct run_result *out)
 {
     out->records = records;
     out->seconds = seconds;
@@ -242,6 +258,7 @@ static void summarise(const struct histogram *all, uint64_t records, double seco
     out->syncs_per_s = ts->syncs_known && seconds > 0 ? (double)ts->syncs / seconds : -1;
     out->records_per_sync = ts->syncs_known && ts->syncs ? (double)records / (double)ts->syncs : -1;
     out->writer_ns_per_record = ts->writer_ns_per_record;
+    out->cpu_ns_per_record = cpu_ns >= 0 && records ? cpu_ns / (double)records : -1;
 }
 
 int run_once(const struct config *cfg, const struct target *t, int threads, const char *parent_dir,
@@ -256,17 +273,17 @@ int run_once(const struct config *cfg, const struct target *t, int threads, cons
     struct run r = {.cfg = cfg, .target = t, .gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}};
     struct target_stats ts = {.writer_ns_per_record = -1};
     uint64_t records = 0;
-    double seconds = 0;
+    double seconds = 0, cpu_ns = -1;
     int rc = -1;
     if (!all)
         fprintf(stderr, "stele-bench: out of memory\n");
     else if (t->open(cfg, dir, &r.db) == 0) {
-        rc = drive(&r, threads, pg, all, &records, &seconds);
+        rc = drive(&r, threads, pg, all, &records, &seconds, &cpu_ns);
         if (t->close(r.db, &ts) != 0)
             rc = -1;
     }
     if (rc == 0)
-        summarise(all, records, seconds, &ts, out);
+        summarise(all, records, seconds, cpu_ns, &ts, out);
     free(all);
     /* Each run starts from an empty store and leaves nothing behind, so a sweep does not fill the disk. */
     bench_remove_tree(dir);
