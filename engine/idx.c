@@ -529,6 +529,12 @@ struct idx {
     uint32_t pending_head;  /* side index + 1 of the oldest pending intent */
     uint32_t pending_tail;
     uint64_t oldest_at_ns;  /* <= last_at_ns of every key that is not pending */
+    /* The expiry sweep in progress (idx_expire_step): the entry it goes on
+     * at (0 = none in progress), the oldest last_at_ns it kept so far, and
+     * the oldest stored since it started. */
+    uint32_t sweep_next;
+    uint64_t sweep_oldest;
+    uint64_t sweep_stored_oldest;
 
     struct table streams;
     struct stream *stream_v;
@@ -860,10 +866,14 @@ static void entry_store(struct idx *x, uint32_t e, uint32_t side, const struct i
             .outcome = v->outcome,
         };
     }
-    if (is_pending(v))
+    if (is_pending(v)) {
         pending_link(x, side - 1);
-    else if (v->last_at_ns < x->oldest_at_ns)
-        x->oldest_at_ns = v->last_at_ns;
+    } else {
+        if (v->last_at_ns < x->oldest_at_ns)
+            x->oldest_at_ns = v->last_at_ns;
+        if (v->last_at_ns < x->sweep_stored_oldest)
+            x->sweep_stored_oldest = v->last_at_ns;
+    }
 }
 
 /* Takes entry e out of the counts and the pending list; frees its side
@@ -1028,28 +1038,53 @@ static void key_arena_compact(struct idx *x)
     x->key_arena = fresh;
 }
 
-uint64_t idx_expire(struct idx *x, uint64_t now_ns)
+uint64_t idx_expire_step(struct idx *x, uint64_t now_ns, uint64_t budget, int *out_done)
 {
-    if (x->window_ns == 0 || !expired(x->oldest_at_ns, now_ns, x->window_ns))
+    *out_done = 1;
+    if (x->window_ns == 0 || budget == 0)
         return 0;
+    if (x->sweep_next == 0) {
+        if (!expired(x->oldest_at_ns, now_ns, x->window_ns))
+            return 0;
+        x->sweep_oldest = x->sweep_stored_oldest = UINT64_MAX;
+    }
     uint64_t forgotten = 0;
-    uint64_t oldest = UINT64_MAX;
-    for (uint32_t e = 0; e < x->entries.top; e++) {
+    uint32_t e = x->sweep_next;
+    for (; e < x->entries.top && budget > 0; e++) {
+        budget--;
         const struct entry *en = entry_at(x, e);
         if (entry_kind(en) == 0 || (en->side && side_at(x, en->side - 1)->pending))
             continue;
         if (expired(en->last_at_ns, now_ns, x->window_ns)) {
             key_delete(x, e);
             forgotten++;
-        } else if (en->last_at_ns < oldest) {
-            oldest = en->last_at_ns;
+            budget = budget > IDX_EXPIRE_DELETE_COST ? budget - IDX_EXPIRE_DELETE_COST : 0;
+        } else if (en->last_at_ns < x->sweep_oldest) {
+            x->sweep_oldest = en->last_at_ns;
         }
     }
-    x->oldest_at_ns = oldest;
+    if (e < x->entries.top) {
+        x->sweep_next = e;
+        *out_done = 0;
+        return forgotten;
+    }
+    /* Keys stored meanwhile behind the sweep were not seen by it. */
+    x->sweep_next = 0;
+    x->oldest_at_ns = x->sweep_oldest < x->sweep_stored_oldest ? x->sweep_oldest : x->sweep_stored_oldest;
     /* Compaction rewrites every key's position and frees the old arena: not
      * while a snapshot reads it (the next expiry after it compacts). */
     if (!x->snap && x->key_arena.dead > x->key_arena.live && x->key_arena.dead >= ARENA_COMPACT_MIN)
         key_arena_compact(x);
+    return forgotten;
+}
+
+uint64_t idx_expire(struct idx *x, uint64_t now_ns)
+{
+    uint64_t forgotten = 0;
+    int done;
+    do
+        forgotten += idx_expire_step(x, now_ns, UINT64_MAX, &done);
+    while (!done);
     return forgotten;
 }
 

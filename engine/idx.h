@@ -98,6 +98,17 @@ int idx_pending_each(const struct idx *x,
  * reused by later keys. */
 uint64_t idx_expire(struct idx *x, uint64_t now_ns);
 
+/* The same in bounded steps, so that a large index is not walked in one go:
+ * a sweep starts when some key may have expired, and each step goes on in
+ * entry order from where the last one stopped, for budget units of work: an
+ * entry looked at costs 1, a key forgotten IDX_EXPIRE_DELETE_COST more (its
+ * hash, a probe and a shift in the slot table). *out_done is set when no
+ * sweep is in progress after the step. Keys stored while a sweep is in
+ * progress are not missed: one it did not look at is looked at by the next
+ * sweep. Returns the number forgotten. */
+#define IDX_EXPIRE_DELETE_COST 32u
+uint64_t idx_expire_step(struct idx *x, uint64_t now_ns, uint64_t budget, int *out_done);
+
 /* --- streams (1..255 bytes) */
 
 /* Appends lsn as the next version of stream (creating it at version 1).

@@ -85,15 +85,29 @@ int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn, cons
     return STELE_OK;
 }
 
-void index_expire(stele_log *log, uint64_t now)
+void index_expire(stele_log *log, uint64_t now, int whole)
 {
-    uint64_t n = idx_expire(log->idx, now);
-    log->idx_expired_at = now;
+    int done = 1;
+    uint64_t n = whole ? idx_expire(log->idx, now) : idx_expire_step(log->idx, now, INDEX_EXPIRE_STEP, &done);
+    /* A sweep in progress goes on at the next seal whatever the time. */
+    log->idx_sweeping = !done;
+    if (!log->idx_sweeping)
+        log->idx_expired_at = now;
     if (n) {
         pthread_mutex_lock(&log->q_lock);
         log->stats.index_expired += n;
         pthread_mutex_unlock(&log->q_lock);
     }
+}
+
+void index_expire_round(stele_log *log, uint64_t now)
+{
+    uint64_t window = log->meta.idem_window_ns;
+    /* Expiry deletes keys all over the index: while a checkpoint's snapshot
+     * is being written that would copy most of it, so it waits. */
+    if (window && !log->ckpt_started &&
+        (log->idx_sweeping || (now > log->idx_expired_at && now - log->idx_expired_at >= window / 16)))
+        index_expire(log, now, 0);
 }
 
 uint64_t index_stream_version_of(stele_log *log, const void *stream, size_t stream_size, uint64_t lsn)

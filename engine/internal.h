@@ -214,7 +214,8 @@ struct stele_log {
     pthread_t ckpt_thread;   /* writes a checkpoint started at a seal */
     int ckpt_started;        /* ckpt_thread is to be joined */
     int ckpt_done;           /* ckpt_thread has finished (under q_lock) */
-    uint64_t idx_expired_at; /* recorded time of the last expiry pass */
+    uint64_t idx_expired_at; /* recorded time the last expiry sweep ended */
+    int idx_sweeping;        /* an expiry sweep is in progress (index_expire) */
     char fence_msg[512];     /* why the log was fenced, for every later caller */
 
     stele_stats stats;       /* counters, under q_lock */
@@ -379,7 +380,17 @@ void index_checkpoint_reap(stele_log *log);
  * §15.2): within the window, or a pending intent. */
 int index_key_live(const stele_log *log, const struct idx_key *k, uint64_t now);
 /* Forgets the keys older than the window at recorded time now; idx_lock held. */
-void index_expire(stele_log *log, uint64_t now);
+/* Forgets the keys the window has passed (SPEC.md §15.2): whole, or one
+ * step of INDEX_EXPIRE_STEP units of a sweep (idx_expire_step; the writer,
+ * once per round while log->idx_sweeping says the sweep goes on). idx_lock
+ * held. */
+#define INDEX_EXPIRE_STEP 4096u
+void index_expire(stele_log *log, uint64_t now, int whole);
+/* The writer, after deciding a round at recorded time now: a step of the
+ * expiry sweep in progress, or of a new one when one is due (every 1/16 of
+ * the window); none while a checkpoint's snapshot is being written.
+ * idx_lock held. */
+void index_expire_round(stele_log *log, uint64_t now);
 /* The version the record at lsn has in stream (0 if not in it); idx_lock held. */
 uint64_t index_stream_version_of(stele_log *log, const void *stream, size_t stream_size, uint64_t lsn);
 /* Makes the index current for a query (read-only handles catch up with the

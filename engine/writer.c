@@ -415,20 +415,14 @@ static int drain_syncs(stele_log *log)
     return STELE_OK;
 }
 
-/* At a seal, with everything written durable: forgets expired keys now and
- * then, and checkpoints the index when enough records came since the last
- * checkpoint. A failed checkpoint is counted and logged in stats, not fatal:
+/* At a seal, with everything written durable: reaps the last checkpoint
+ * (expiry waits until then, index_expire_round) and checkpoints the index
+ * when enough records came since the last checkpoint. A failed checkpoint is counted and logged in stats, not fatal:
  * the log is the truth and the next open indexes what the checkpoint lacks. */
 static void index_maintain(stele_log *log)
 {
     pthread_mutex_lock(&log->idx_lock);
     index_checkpoint_reap(log);
-    /* Expiry deletes keys all over the index: while a checkpoint's snapshot
-     * is being written that would copy most of it, so it waits for the
-     * first seal after. */
-    uint64_t now = log->last_recorded_at_ns, window = log->meta.idem_window_ns;
-    if (window && !log->ckpt_started && now > log->idx_expired_at && now - log->idx_expired_at >= window / 16)
-        index_expire(log, now);
     /* A checkpoint costs time in proportion to the index, and the scan it
      * saves at the next open is in proportion to the records since the last
      * one: checkpointing only once at least as many records came as the
@@ -628,6 +622,10 @@ static int run_round(stele_log *log, struct request *head, uint64_t body_max, in
         if (code == STELE_OK) {
             pthread_mutex_lock(&log->idx_lock);
             code = encode_round(log, head, seg, rd);
+            /* Expiry goes a bounded step per round (SPEC.md §15.2): never
+             * one walk of the whole index while appends wait. */
+            if (code == STELE_OK)
+                index_expire_round(log, rd->recorded_at_ns);
             pthread_mutex_unlock(&log->idx_lock);
         }
     }

@@ -452,6 +452,79 @@ START_TEST(test_expiry_boundaries)
 }
 END_TEST
 
+/* An expiry sweep in steps (idx_expire_step, the writer's once a round):
+ * each step does no more work than it is given, keys stay right
+ * while the sweep is half way (lookups, new keys, a replaced key, keys
+ * stored behind the sweep), and when it is done exactly the expired keys
+ * are gone; a key stored behind the sweep with an old time is expired by
+ * the next sweep, not lost from view. */
+START_TEST(test_expiry_in_steps)
+{
+    enum { N = 10000, STEP = 700, WINDOW = 1000 };
+    struct idx *x = idx_new(WINDOW);
+    char k[64];
+    /* Even keys old (time 10), odd keys recent (time 5000); 100 pending
+     * intents among the old ones, never expired. */
+    for (unsigned i = 0; i < N; i++) {
+        int n = sprintf(k, "key-%05u", i);
+        struct idx_key v = i % 100 == 0 ? intent(i + 1, 10) : event(i + 1, i % 2 ? 5000 : 10);
+        ck_assert_int_eq(idx_key_put(x, k, (size_t)n, &v), 0);
+    }
+    uint64_t forgotten = 0, now = 5500;
+    unsigned steps = 0;
+    int done = 0;
+    while (!done) {
+        uint64_t before = idx_key_count(x);
+        uint64_t n = idx_expire_step(x, now, STEP, &done);
+        forgotten += n;
+        steps++;
+        ck_assert_uint_eq(idx_key_count(x), before - n);
+        REQUIRE(n <= STEP / (1 + IDX_EXPIRE_DELETE_COST) + 1, "step %u forgot %llu keys on a budget of %u", steps,
+                (unsigned long long)n, STEP);
+        if (steps == 3) {
+            /* Half way: the index answers as before, and takes new keys,
+             * some of them into entries the sweep has passed. */
+            struct idx_key got;
+            for (unsigned i = 1; i < N; i += 2) {
+                int m = sprintf(k, "key-%05u", i);
+                struct idx_key v = event(i + 1, 5000);
+                expect_key(x, k, (size_t)m, &v);
+            }
+            for (unsigned i = 0; i < 50; i++) {
+                int m = sprintf(k, "new-%05u", i);
+                struct idx_key v = event(N + 1 + i, i == 0 ? 20 : 5400); /* new-00000: old time */
+                ck_assert_int_eq(idx_key_put(x, k, (size_t)m, &v), 0);
+            }
+            REQUIRE(idx_key_get(x, "new-00049", 9, &got) == 1, "a key put during the sweep is missing");
+        }
+    }
+    /* 10,000 entries looked at and 4,900 keys forgotten, a step going past
+     * its budget by at most the last key's cost: at least (10,000 + 4,900 *
+     * 32) / (700 + 32) steps. */
+    REQUIRE(steps >= (N + (N / 2 - N / 100) * IDX_EXPIRE_DELETE_COST) / (STEP + IDX_EXPIRE_DELETE_COST),
+            "the sweep took only %u steps", steps);
+    /* Old events are gone except the pending intents; new-00000 went into an
+     * entry the sweep had freed and passed: it is not forgotten yet. */
+    ck_assert_uint_eq(forgotten, N / 2 - N / 100);
+    struct idx_key got;
+    for (unsigned i = 0; i < N; i++) {
+        int n = sprintf(k, "key-%05u", i);
+        int present = idx_key_get(x, k, (size_t)n, &got);
+        if (i % 100 == 0 || i % 2)
+            REQUIRE(present, "key %u was forgotten", i);
+        else
+            REQUIRE(!present, "expired key %u still present", i);
+    }
+    /* The next sweep finds the key stored behind the last one. */
+    ck_assert_uint_eq(idx_expire_step(x, now, STEP, &done) + (done ? 0 : idx_expire(x, now)), 1);
+    REQUIRE(!idx_key_get(x, "new-00000", 9, &got), "an expired key stored behind a sweep was never forgotten");
+    /* Nothing left to expire: a step looks at nothing and is done. */
+    ck_assert_uint_eq(idx_expire_step(x, now, STEP, &done), 0);
+    ck_assert_int_eq(done, 1);
+    idx_free(x);
+}
+END_TEST
+
 START_TEST(test_expiry_memory_reused)
 {
     /* Each cycle puts N new keys (events, resolved intents, a few pending
@@ -1220,6 +1293,7 @@ static Suite *idx_suite(void)
     tcase_add_test(tc, test_forced_collisions);
     tcase_add_test(tc, test_pending_order);
     tcase_add_test(tc, test_expiry_boundaries);
+    tcase_add_test(tc, test_expiry_in_steps);
     tcase_add_test(tc, test_expiry_memory_reused);
     tcase_add_test(tc, test_streams);
     tcase_add_test(tc, test_compensations);
