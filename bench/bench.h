@@ -47,6 +47,7 @@ struct config {
     stele_io_backend backend;
     uint64_t index_keys;             /* --index N: the index benchmark (index_bench.c) instead of a sweep */
     long long checkpoint_records;    /* --checkpoint-records N for stele; -1 = the engine's default */
+    long long window_ns;             /* --window SECONDS for stele, in ns; -1 = the engine's default */
     int read_scan, read_get, read_since; /* --read-*: the read benchmark (read_bench.c) instead of a sweep */
     uint64_t read_size;              /* --read-size BYTES: the log it builds */
     int compression_ratio;           /* --compression-ratio: the compression workload (compress_bench.c) */

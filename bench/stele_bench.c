@@ -54,6 +54,8 @@ static void usage(FILE *f)
             "                   [--durability sync|interval|none] [--keys] [--duration SECONDS] [--runs N]\n"
             "                   [--dir PATH] [--peer NAME]... [--json] [--plot FILE.svg] [--posix]\n"
             "                   [--checkpoint-records N]   (stele's option; 0 = index checkpoint only at close)\n"
+            "                   [--window SECONDS]   stele's idempotency window (default 24 h; 0 = forever);\n"
+            "                                  a short one keeps the index at a steady size\n"
             "                   [--buffered]   stele's option direct_io 0: batches written through the page cache\n"
             "                   [--key-cost]   stele alone, without and with a key on every append, runs\n"
             "                                  interleaved; prints the keyed/unkeyed ratio\n"
@@ -170,6 +172,14 @@ static int apply_option(int c, const char *arg, struct config *cfg)
             return -1;
         cfg->checkpoint_records = n;
         return 0;
+    case 'w': {
+        char *end;
+        double w = strtod(arg, &end);
+        if (end == arg || *end || !(w >= 0 && w <= 365.0 * 86400))
+            return -1;
+        cfg->window_ns = (long long)(w * 1e9);
+        return 0;
+    }
     case 'x':
         if (parse_long(arg, 1, 1000000000L, &n) != 0)
             return -1;
@@ -224,6 +234,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         {"json", no_argument, 0, 'j'},              {"plot", required_argument, 0, 'g'},
         {"posix", no_argument, 0, 'P'},             {"help", no_argument, 0, 'h'},
         {"index", required_argument, 0, 'x'},       {"checkpoint-records", required_argument, 0, 'c'},
+        {"window", required_argument, 0, 'w'},
         {"read-scan", no_argument, 0, '1'},         {"read-get", no_argument, 0, '2'},
         {"read-since", no_argument, 0, '3'},        {"read-size", required_argument, 0, '4'},
         {"compression-ratio", no_argument, 0, 'C'}, {"events", required_argument, 0, 'E'},
@@ -438,7 +449,7 @@ int main(int argc, char **argv)
 {
     struct config cfg = {.record_size = 100, .thread_list = {1}, .thread_list_count = 1, .inflight = 1, .batch = 1,
                          .durability = STELE_DURABILITY_SYNC, .duration_s = 5, .runs = 1,
-                         .backend = STELE_IO_URING, .checkpoint_records = -1, .read_size = 1ull << 30,
+                         .backend = STELE_IO_URING, .checkpoint_records = -1, .window_ns = -1, .read_size = 1ull << 30,
                          .events = 100000, .seed = 1, .level = 3};
     const struct target *targets[BENCH_PEERS_MAX + 1];
     int target_count = 0;

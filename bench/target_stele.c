@@ -48,6 +48,8 @@ static int stele_db_open(const struct config *cfg, const char *dir, void **out_d
     o.direct_io = !cfg->buffered;
     if (cfg->checkpoint_records >= 0)
         o.checkpoint_records = (uint64_t)cfg->checkpoint_records;
+    if (cfg->window_ns >= 0)
+        o.idem_window_ns = (uint64_t)cfg->window_ns;
     /* Large records must fit: payload_size_max is fixed at creation. */
     if (cfg->record_size > o.payload_size_max)
         o.payload_size_max = (uint32_t)cfg->record_size;

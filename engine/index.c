@@ -85,10 +85,10 @@ int index_apply(stele_log *log, const struct fmt_record *rec, uint64_t lsn, cons
     return STELE_OK;
 }
 
-void index_expire(stele_log *log, uint64_t now, int whole)
+void index_expire(stele_log *log, uint64_t now, uint64_t budget)
 {
     int done = 1;
-    uint64_t n = whole ? idx_expire(log->idx, now) : idx_expire_step(log->idx, now, INDEX_EXPIRE_STEP, &done);
+    uint64_t n = budget ? idx_expire_step(log->idx, now, budget, &done) : idx_expire(log->idx, now);
     /* A sweep in progress goes on at the next seal whatever the time. */
     log->idx_sweeping = !done;
     if (!log->idx_sweeping)
@@ -100,14 +100,14 @@ void index_expire(stele_log *log, uint64_t now, int whole)
     }
 }
 
-void index_expire_round(stele_log *log, uint64_t now)
+void index_expire_round(stele_log *log, uint64_t now, uint64_t records)
 {
     uint64_t window = log->meta.idem_window_ns;
     /* Expiry deletes keys all over the index: while a checkpoint's snapshot
      * is being written that would copy most of it, so it waits. */
     if (window && !log->ckpt_started &&
         (log->idx_sweeping || (now > log->idx_expired_at && now - log->idx_expired_at >= window / 16)))
-        index_expire(log, now, 0);
+        index_expire(log, now, INDEX_EXPIRE_STEP + INDEX_EXPIRE_PER_RECORD * records);
 }
 
 uint64_t index_stream_version_of(stele_log *log, const void *stream, size_t stream_size, uint64_t lsn)

@@ -380,17 +380,22 @@ void index_checkpoint_reap(stele_log *log);
  * §15.2): within the window, or a pending intent. */
 int index_key_live(const stele_log *log, const struct idx_key *k, uint64_t now);
 /* Forgets the keys older than the window at recorded time now; idx_lock held. */
-/* Forgets the keys the window has passed (SPEC.md §15.2): whole, or one
- * step of INDEX_EXPIRE_STEP units of a sweep (idx_expire_step; the writer,
- * once per round while log->idx_sweeping says the sweep goes on). idx_lock
+/* Forgets the keys the window has passed (SPEC.md §15.2): whole (budget 0),
+ * or one step of a sweep of budget units (idx_expire_step; the writer, once
+ * per round while log->idx_sweeping says the sweep goes on). idx_lock held. */
+void index_expire(stele_log *log, uint64_t now, uint64_t budget);
+/* The writer, after deciding a round of records records at recorded time
+ * now: a step of the expiry sweep in progress, or of a new one when one is
+ * due (every 1/16 of the window); none while a checkpoint's snapshot is
+ * being written. The step's budget grows with the round, so that sweeps
+ * keep up with keys coming at any rate: a sweep looks at every entry once
+ * per 1/16 of the window (16 entries per record appended, in a steady
+ * state) and forgets about as many keys as come (32 units each), so
+ * INDEX_EXPIRE_PER_RECORD units per record leave it a margin. idx_lock
  * held. */
 #define INDEX_EXPIRE_STEP 4096u
-void index_expire(stele_log *log, uint64_t now, int whole);
-/* The writer, after deciding a round at recorded time now: a step of the
- * expiry sweep in progress, or of a new one when one is due (every 1/16 of
- * the window); none while a checkpoint's snapshot is being written.
- * idx_lock held. */
-void index_expire_round(stele_log *log, uint64_t now);
+#define INDEX_EXPIRE_PER_RECORD 64u
+void index_expire_round(stele_log *log, uint64_t now, uint64_t records);
 /* The version the record at lsn has in stream (0 if not in it); idx_lock held. */
 uint64_t index_stream_version_of(stele_log *log, const void *stream, size_t stream_size, uint64_t lsn);
 /* Makes the index current for a query (read-only handles catch up with the

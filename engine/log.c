@@ -536,7 +536,7 @@ int stele_close(stele_log *log)
          * the next open does not rescan the log (unless nothing changed). */
         index_checkpoint_wait(log);
         if (code == STELE_OK && !log->fenced && log->idx && log->idx_lsn > log->ckpt_stored_lsn) {
-            index_expire(log, log->last_recorded_at_ns, 1); /* nothing with window 0 */
+            index_expire(log, log->last_recorded_at_ns, 0); /* whole; nothing with window 0 */
             code = index_checkpoint(log);
         }
     }

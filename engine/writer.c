@@ -625,7 +625,7 @@ static int run_round(stele_log *log, struct request *head, uint64_t body_max, in
             /* Expiry goes a bounded step per round (SPEC.md §15.2): never
              * one walk of the whole index while appends wait. */
             if (code == STELE_OK)
-                index_expire_round(log, rd->recorded_at_ns);
+                index_expire_round(log, rd->recorded_at_ns, rd->next_lsn - rd->first_lsn);
             pthread_mutex_unlock(&log->idx_lock);
         }
     }
