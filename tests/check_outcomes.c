@@ -1211,6 +1211,61 @@ START_TEST(test_window)
 }
 END_TEST
 
+/* Keys coming faster than one round's fixed share of expiry could forget
+ * them: the expiry sweep (SPEC.md §15.2, a step per round sized by the
+ * round) keeps the index at about a window's worth of keys, and every key
+ * older than the window is forgotten. 256 keys per call, 64 calls per
+ * window, 40 windows. */
+START_TEST(test_window_steady)
+{
+    enum { PER_CALL = 256, CALLS_PER_WINDOW = 64, WINDOWS = 40 };
+    const uint64_t window = NS_PER_S;
+    char *dir = tu_tmpdir("out-window-steady");
+    stele_options o = opts_new(window);
+    o.durability = STELE_DURABILITY_NONE;
+    stele_log *log = open_log(dir, &o);
+    struct tclock clk;
+    uint64_t t0 = base_time();
+    atomic_store(&clk.ns, t0);
+    log_set_clock(log, tclock_read, &clk);
+    static char keys[PER_CALL][32];
+    static stele_event ev[PER_CALL];
+    static stele_receipt rc[PER_CALL];
+    uint64_t appended = 0, most = 0;
+    for (unsigned call = 0; call < CALLS_PER_WINDOW * WINDOWS; call++) {
+        atomic_store(&clk.ns, t0 + (uint64_t)call * (window / CALLS_PER_WINDOW));
+        for (unsigned i = 0; i < PER_CALL; i++) {
+            snprintf(keys[i], sizeof keys[i], "steady-%07u", call * PER_CALL + i);
+            ev[i] = mk(STELE_KIND_EVENT, keys[i], NULL, "t", "x");
+        }
+        int code = stele_append_batch(log, ev, PER_CALL, rc);
+        REQUIRE(code == STELE_OK, "call %u: %s: %s", call, stele_strerror(code), stele_errmsg());
+        appended += PER_CALL;
+        stele_stats st = stats_of(log);
+        if (st.index_keys > most)
+            most = st.index_keys;
+        ck_assert_uint_eq(st.index_keys + st.index_expired, appended);
+    }
+    /* A window holds 64 calls of 256 keys; the sweep, due every 1/16 of
+     * the window, may lag by a few calls. */
+    const uint64_t in_window = (uint64_t)CALLS_PER_WINDOW * PER_CALL;
+    REQUIRE(most <= in_window + in_window / 4, "the index held up to %llu keys; a window holds %llu",
+            (unsigned long long)most, (unsigned long long)in_window);
+    stele_stats st = stats_of(log);
+    REQUIRE(st.index_expired >= appended - in_window - in_window / 4, "%llu of %llu keys forgotten",
+            (unsigned long long)st.index_expired, (unsigned long long)appended);
+    /* The oldest keys are new again; the last call's are duplicates. */
+    stele_event first = mk(STELE_KIND_EVENT, "steady-0000000", NULL, "t", "x");
+    expect_append(log, &first, STELE_OK, STELE_DECISION_NEW, 0, "the first key, many windows later");
+    stele_event last = ev[PER_CALL - 1];
+    expect_append(log, &last, STELE_OK, STELE_DECISION_DUPLICATE, rc[PER_CALL - 1].lsn, "the last key");
+    OK(stele_close(log));
+    tu_rmrf(dir);
+    free(dir);
+    messages_check();
+}
+END_TEST
+
 START_TEST(test_window_forever)
 {
     char *dir = tu_tmpdir("out-forever");
@@ -1550,6 +1605,7 @@ int main(void)
     tcase_add_test(tc, test_query_arguments);
     tcase_add_test(tc, test_pending);
     tcase_add_test(tc, test_window);
+    tcase_add_test(tc, test_window_steady);
     tcase_add_test(tc, test_window_forever);
     tcase_add_test(tc, test_stream_versions);
     tcase_add_test(tc, test_stream_iterators);
