@@ -163,6 +163,10 @@ int index_bench(const struct config *cfg, uint64_t keys, const char *dir);
 int read_bench(const struct config *cfg, const char *dir);
 /* Removes dir and everything under it; 0 or -1 after printing why. */
 int bench_remove_tree(const char *dir);
+/* qsort's comparison of doubles, ascending. */
+int bench_by_double(const void *a, const void *b);
+/* The median of v[0..n) (the lower one for even n); sorts v in place. */
+double bench_median(double *v, int n);
 int run_once(const struct config *cfg, const struct target *t, int threads, const char *parent_dir,
              const struct progress *pg, struct run_result *out);
 

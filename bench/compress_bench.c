@@ -363,18 +363,6 @@ static int throughput_run(const struct config *cfg, const struct event_pool *p, 
     return rc;
 }
 
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, by_value);
-    return v[(n - 1) / 2];
-}
-
 static int throughput(const struct config *cfg, const struct event_pool *keyed, int level, const char *dir)
 {
     /* The timed runs cycle through the pool: without keys, or every event
@@ -401,9 +389,9 @@ static int throughput(const struct config *cfg, const struct event_pool *keyed, 
     }
     double med[MODE_COUNT], relmed[MODE_COUNT], cpumed[MODE_COUNT];
     for (int m = 0; m < MODE_COUNT; m++) {
-        relmed[m] = median(rel[m], cfg->runs);
-        med[m] = median(rps[m], cfg->runs);
-        cpumed[m] = median(cpu[m], cfg->runs);
+        relmed[m] = bench_median(rel[m], cfg->runs);
+        med[m] = bench_median(rps[m], cfg->runs);
+        cpumed[m] = bench_median(cpu[m], cfg->runs);
     }
     if (cfg->json)
         printf("{\"compression_throughput\":{\"durability\":\"%s\",\"records_per_append\":%d,\"level\":%d,"

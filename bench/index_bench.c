@@ -34,12 +34,6 @@ static int fail(const char *what, int code)
     return -1;
 }
 
-static int by_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Opens dir, checks what the index says, closes; *out_s is the open time. */
 static int timed_open(const char *dir, uint64_t keys, int expect_scanned, double *out_s, stele_stats *out_st)
 {
@@ -84,8 +78,7 @@ static int median_open(const char *dir, uint64_t keys, int rebuild, int runs, do
         if (timed_open(dir, keys, rebuild, &t[i], &st) != 0)
             return -1;
     }
-    qsort(t, (size_t)runs, sizeof t[0], by_double);
-    *out_s = t[(runs - 1) / 2];
+    *out_s = bench_median(t, runs);
     return 0;
 }
 

@@ -52,12 +52,6 @@ static int fail(const char *what, int code)
     return -1;
 }
 
-static int by_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static uint64_t rnd(uint64_t *s)
 {
     *s ^= *s >> 12;
@@ -217,12 +211,6 @@ struct scan_result {
     double verify_cpu_gbs, iterate_cpu_gbs;  /* per CPU-second */
 };
 
-static double median_of(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof v[0], by_double);
-    return v[(n - 1) / 2];
-}
-
 static int scan_bench(const struct config *cfg, const char *dir, uint64_t records, struct scan_result *out)
 {
     double v[BENCH_RUNS_MAX], vc[BENCH_RUNS_MAX], it[BENCH_RUNS_MAX], itc[BENCH_RUNS_MAX];
@@ -244,14 +232,14 @@ static int scan_bench(const struct config *cfg, const char *dir, uint64_t record
             itc[i] = (double)bytes / ic / 1e9;
         }
     }
-    *out = (struct scan_result){median_of(v, cfg->runs), median_of(it, cfg->runs), median_of(vc, cfg->runs),
-                                median_of(itc, cfg->runs)};
+    *out = (struct scan_result){bench_median(v, cfg->runs), bench_median(it, cfg->runs), bench_median(vc, cfg->runs),
+                                bench_median(itc, cfg->runs)};
     return 0;
 }
 
 static void percentiles(double *t, size_t n, double *out_median, double *out_p99)
 {
-    qsort(t, n, sizeof t[0], by_double);
+    qsort(t, n, sizeof t[0], bench_by_double);
     *out_median = t[(n - 1) / 2];
     *out_p99 = t[(n * 99) / 100];
 }

@@ -290,6 +290,18 @@ int run_once(const struct config *cfg, const struct target *t, int threads, cons
     return rc;
 }
 
+int bench_by_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, bench_by_double);
+    return v[(n - 1) / 2];
+}
+
 int bench_remove_tree(const char *dir)
 {
     if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0)

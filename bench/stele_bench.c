@@ -342,12 +342,6 @@ static int measure(const struct config *cfg, const struct target *t, int threads
     return 0;
 }
 
-static int by_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* --key-cost: stele without keys and with a unique key on every append, at
  * each thread count, the runs interleaved (unkeyed, keyed, unkeyed, ...) so
  * that both see the same machine. The cost is the median of the rounds'
@@ -380,8 +374,7 @@ static int key_cost(const struct config *cfg, const char *dir)
         summarise(&keyed, &target_stele, threads, b, &rb);
         report_result(&plain, &ra);
         report_result(&keyed, &rb);
-        qsort(ratio, (size_t)cfg->runs, sizeof ratio[0], by_double);
-        double med = ratio[(cfg->runs - 1) / 2];
+        double med = bench_median(ratio, cfg->runs); /* sorted: ratio[0] and ratio[runs - 1] are the range */
         /* The writer thread's CPU time per record: what a key adds on the
          * path every append takes, steadier than appends/s on a busy machine. */
         double wa[BENCH_RUNS_MAX], wb[BENCH_RUNS_MAX], ca[BENCH_RUNS_MAX], cb[BENCH_RUNS_MAX];
@@ -391,15 +384,11 @@ static int key_cost(const struct config *cfg, const char *dir)
             ca[r] = a[r].cpu_ns_per_record;
             cb[r] = b[r].cpu_ns_per_record;
         }
-        qsort(wa, (size_t)cfg->runs, sizeof wa[0], by_double);
-        qsort(wb, (size_t)cfg->runs, sizeof wb[0], by_double);
+        double wmed_a = bench_median(wa, cfg->runs), wmed_b = bench_median(wb, cfg->runs);
         /* And the whole process's: what a key costs on every thread (the
          * appender's, the index's background threads'), which on a machine
          * with few cores takes CPU from the writer. */
-        qsort(ca, (size_t)cfg->runs, sizeof ca[0], by_double);
-        qsort(cb, (size_t)cfg->runs, sizeof cb[0], by_double);
-        double wmed_a = wa[(cfg->runs - 1) / 2], wmed_b = wb[(cfg->runs - 1) / 2];
-        double cmed_a = ca[(cfg->runs - 1) / 2], cmed_b = cb[(cfg->runs - 1) / 2];
+        double cmed_a = bench_median(ca, cfg->runs), cmed_b = bench_median(cb, cfg->runs);
         if (cfg->json)
             printf("{\"key_cost\":{\"threads\":%d,\"inflight\":%d,\"runs\":%d,\"keyed_over_unkeyed\":%.4f,"
                    "\"min\":%.4f,\"max\":%.4f,\"fewer_appends_pct\":%.2f,"

@@ -528,13 +528,13 @@ struct idx {
     uint64_t pending_count;
     uint32_t pending_head;  /* side index + 1 of the oldest pending intent */
     uint32_t pending_tail;
-    uint64_t oldest_at_ns;  /* <= last_at_ns of every key that is not pending */
+    uint64_t oldest_at_ns;  /* <= last_at_ns of every key that is not pending (but see sweep_next) */
     /* The expiry sweep in progress (idx_expire_step): the entry it goes on
-     * at (0 = none in progress), the oldest last_at_ns it kept so far, and
-     * the oldest stored since it started. */
+     * at (0 = none in progress) and the oldest last_at_ns it kept so far.
+     * While it runs, oldest_at_ns covers only the keys stored since it
+     * started. */
     uint32_t sweep_next;
     uint64_t sweep_oldest;
-    uint64_t sweep_stored_oldest;
 
     struct table streams;
     struct stream *stream_v;
@@ -866,14 +866,10 @@ static void entry_store(struct idx *x, uint32_t e, uint32_t side, const struct i
             .outcome = v->outcome,
         };
     }
-    if (is_pending(v)) {
+    if (is_pending(v))
         pending_link(x, side - 1);
-    } else {
-        if (v->last_at_ns < x->oldest_at_ns)
-            x->oldest_at_ns = v->last_at_ns;
-        if (v->last_at_ns < x->sweep_stored_oldest)
-            x->sweep_stored_oldest = v->last_at_ns;
-    }
+    else if (v->last_at_ns < x->oldest_at_ns)
+        x->oldest_at_ns = v->last_at_ns;
 }
 
 /* Takes entry e out of the counts and the pending list; frees its side
@@ -1046,7 +1042,7 @@ uint64_t idx_expire_step(struct idx *x, uint64_t now_ns, uint64_t budget, int *o
     if (x->sweep_next == 0) {
         if (!expired(x->oldest_at_ns, now_ns, x->window_ns))
             return 0;
-        x->sweep_oldest = x->sweep_stored_oldest = UINT64_MAX;
+        x->sweep_oldest = x->oldest_at_ns = UINT64_MAX;
     }
     uint64_t forgotten = 0;
     uint32_t e = x->sweep_next;
@@ -1068,9 +1064,11 @@ uint64_t idx_expire_step(struct idx *x, uint64_t now_ns, uint64_t budget, int *o
         *out_done = 0;
         return forgotten;
     }
-    /* Keys stored meanwhile behind the sweep were not seen by it. */
+    /* Keys stored meanwhile behind the sweep were not seen by it, but
+     * oldest_at_ns was. */
     x->sweep_next = 0;
-    x->oldest_at_ns = x->sweep_oldest < x->sweep_stored_oldest ? x->sweep_oldest : x->sweep_stored_oldest;
+    if (x->sweep_oldest < x->oldest_at_ns)
+        x->oldest_at_ns = x->sweep_oldest;
     /* Compaction rewrites every key's position and frees the old arena: not
      * while a snapshot reads it (the next expiry after it compacts). */
     if (!x->snap && x->key_arena.dead > x->key_arena.live && x->key_arena.dead >= ARENA_COMPACT_MIN)

@@ -89,7 +89,7 @@ void index_expire(stele_log *log, uint64_t now, uint64_t budget)
 {
     int done = 1;
     uint64_t n = budget ? idx_expire_step(log->idx, now, budget, &done) : idx_expire(log->idx, now);
-    /* A sweep in progress goes on at the next seal whatever the time. */
+    /* A sweep in progress goes on at the next round whatever the time. */
     log->idx_sweeping = !done;
     if (!log->idx_sweeping)
         log->idx_expired_at = now;
@@ -305,7 +305,6 @@ int index_checkpoint(stele_log *log)
     }
     return ckpt_finish(j);
 }
-
 
 static void *ckpt_main(void *arg)
 {

@@ -379,7 +379,6 @@ void index_checkpoint_reap(stele_log *log);
 /* Whether what k holds is still remembered at recorded time now (SPEC.md
  * §15.2): within the window, or a pending intent. */
 int index_key_live(const stele_log *log, const struct idx_key *k, uint64_t now);
-/* Forgets the keys older than the window at recorded time now; idx_lock held. */
 /* Forgets the keys the window has passed (SPEC.md §15.2): whole (budget 0),
  * or one step of a sweep of budget units (idx_expire_step; the writer, once
  * per round while log->idx_sweeping says the sweep goes on). idx_lock held. */

@@ -417,8 +417,9 @@ static int drain_syncs(stele_log *log)
 
 /* At a seal, with everything written durable: reaps the last checkpoint
  * (expiry waits until then, index_expire_round) and checkpoints the index
- * when enough records came since the last checkpoint. A failed checkpoint is counted and logged in stats, not fatal:
- * the log is the truth and the next open indexes what the checkpoint lacks. */
+ * when enough records came since the last checkpoint. A failed checkpoint
+ * is counted and logged in stats, not fatal: the log is the truth and the
+ * next open indexes what the checkpoint lacks. */
 static void index_maintain(stele_log *log)
 {
     pthread_mutex_lock(&log->idx_lock);
