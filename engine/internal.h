@@ -210,7 +210,8 @@ struct stele_log {
     uint64_t idx_lsn;        /* every record up to here is in idx, none after */
     uint64_t idx_ckpt_lsn;   /* what the last checkpoint started or loaded covers */
     uint64_t ckpt_stored_lsn;/* what the last checkpoint stored or loaded covers (under q_lock) */
-    struct io *aux_io;       /* io_uring logs: plain I/O for the checkpoint file (owned); else NULL */
+    struct io *aux_io;       /* io_uring logs: plain I/O for background files (owned); else NULL */
+    struct seg_spare *spare; /* the next segment's file, being made (segment_io.c); writer thread */
     pthread_t ckpt_thread;   /* writes a checkpoint started at a seal */
     int ckpt_started;        /* ckpt_thread is to be joined */
     int ckpt_done;           /* ckpt_thread has finished (under q_lock) */
@@ -261,6 +262,11 @@ void segment_free(stele_log *log, struct segment *seg);
 int segment_create(stele_log *log, uint64_t seq, uint64_t first_lsn, uint64_t prev_chain,
                    struct segment **out_seg);
 int segment_seal(stele_log *log, struct segment *seg);
+/* Starts making the next segment's file ahead, unless one is being made
+ * (or the log has no background I/O): writer thread. */
+void segment_spare_start(stele_log *log);
+/* Waits for the spare's thread and removes the spare (at close). */
+void segment_spare_discard(stele_log *log);
 /* The fd batches are written through: the O_DIRECT one (opened at the first
  * call for a segment the handle did not create) or else the plain one. */
 int segment_write_fd(stele_log *log, struct segment *seg, int *out_fd);

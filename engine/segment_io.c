@@ -149,36 +149,42 @@ static int io_fail(int neg_errno, const char *op, const char *path)
 
 /* Opens the O_DIRECT descriptor batches are written through (path: the
  * segment's file, under whatever name it has now) and checks that the file
- * system takes the engine's 4096-byte alignment (SPEC.md §7.5). Where it does
- * not, the segment is written buffered, and stats say so and why
- * (RELIABILITY S17: never a silent fallback). */
-static int open_direct(stele_log *log, struct segment *seg, const char *path)
+ * system takes the engine's 4096-byte alignment (SPEC.md §7.5): *out_fd, or
+ * -1 with why it cannot be used in why (the segment is then written
+ * buffered). Fails only on a real failure to open. */
+static int direct_fd(struct io *io, const char *path, int *out_fd, char *why, size_t why_size)
 {
-    seg->dio_fd = -1;
-    if (!log->opts.direct_io || log->opts.read_only)
-        return STELE_OK;
-    char why[200] = "";
-    int fd = log->io->ops->open(log->io, path, O_WRONLY | O_DIRECT, 0);
+    *out_fd = -1;
+    why[0] = '\0';
+    int fd = io->ops->open(io, path, O_WRONLY | O_DIRECT, 0);
     if (fd < 0 && fd != -EINVAL && fd != -EOPNOTSUPP) /* not "unsupported": a real failure */
         return err_sys(-fd, "open for direct writes", path);
     if (fd < 0) {
-        snprintf(why, sizeof why, "open with O_DIRECT: %s", strerror(-fd));
-    } else {
-        struct statx stx;
-        if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) != 0)
-            snprintf(why, sizeof why, "statx: %s", strerror(errno));
-        else if (!(stx.stx_mask & STATX_DIOALIGN) || stx.stx_dio_mem_align == 0)
-            snprintf(why, sizeof why, "the file system does not say its direct I/O alignment");
-        else if (STELE_BLOCK_SIZE % stx.stx_dio_mem_align != 0 || STELE_BLOCK_SIZE % stx.stx_dio_offset_align != 0)
-            snprintf(why, sizeof why, "direct I/O alignment %u (memory) / %u (offset) does not divide %u",
-                     stx.stx_dio_mem_align, stx.stx_dio_offset_align, STELE_BLOCK_SIZE);
-        if (why[0])
-            log->io->ops->close(log->io, fd);
-        else
-            seg->dio_fd = fd;
+        snprintf(why, why_size, "open with O_DIRECT: %s", strerror(-fd));
+        return STELE_OK;
     }
+    struct statx stx;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) != 0)
+        snprintf(why, why_size, "statx: %s", strerror(errno));
+    else if (!(stx.stx_mask & STATX_DIOALIGN) || stx.stx_dio_mem_align == 0)
+        snprintf(why, why_size, "the file system does not say its direct I/O alignment");
+    else if (STELE_BLOCK_SIZE % stx.stx_dio_mem_align != 0 || STELE_BLOCK_SIZE % stx.stx_dio_offset_align != 0)
+        snprintf(why, why_size, "direct I/O alignment %u (memory) / %u (offset) does not divide %u",
+                 stx.stx_dio_mem_align, stx.stx_dio_offset_align, STELE_BLOCK_SIZE);
+    if (why[0])
+        io->ops->close(io, fd);
+    else
+        *out_fd = fd;
+    return STELE_OK;
+}
+
+/* seg is written through dio_fd (or buffered, for the reason why): stats
+ * say which, and why (RELIABILITY S17: never a silent fallback). */
+static void direct_adopt(stele_log *log, struct segment *seg, int dio_fd, const char *why)
+{
+    seg->dio_fd = dio_fd;
     pthread_mutex_lock(&log->q_lock);
-    log->stats.direct_io = seg->dio_fd >= 0;
+    log->stats.direct_io = dio_fd >= 0;
     if (why[0]) {
         /* The segment's file name (not its directory) and why, within the note's size. */
         const char *name = strrchr(seg->path, '/');
@@ -187,7 +193,18 @@ static int open_direct(stele_log *log, struct segment *seg, const char *path)
                  name ? name + 1 : seg->path, why);
     }
     pthread_mutex_unlock(&log->q_lock);
-    return STELE_OK;
+}
+
+static int open_direct(stele_log *log, struct segment *seg, const char *path)
+{
+    seg->dio_fd = -1;
+    if (!log->opts.direct_io || log->opts.read_only)
+        return STELE_OK;
+    char why[200];
+    int fd, code = direct_fd(log->io, path, &fd, why, sizeof why);
+    if (code == STELE_OK)
+        direct_adopt(log, seg, fd, why);
+    return code;
 }
 
 int segment_write_fd(stele_log *log, struct segment *seg, int *out_fd)
@@ -203,26 +220,138 @@ int segment_write_fd(stele_log *log, struct segment *seg, int *out_fd)
  * written zeros make those syncs pure data flushes (measured on ext4: 139 us
  * instead of 315 us per 4 KiB write + fdatasync). The sync after the header
  * makes the zeros durable too. */
-static int zero_fill(stele_log *log, struct segment *seg, const char *path)
+static int zero_fill(struct io *io, int fd, uint64_t capacity, const char *path)
 {
-    size_t chunk = seg->capacity < (1u << 20) ? (size_t)seg->capacity : (1u << 20);
+    size_t chunk = capacity < (1u << 20) ? (size_t)capacity : (1u << 20);
     uint8_t *zeros = aligned_alloc(STELE_BLOCK_SIZE, chunk); /* capacity is a multiple of the block */
     if (!zeros)
         return err_set(STELE_ERR_NOMEM, "out of memory zero-filling %s", path);
     memset(zeros, 0, chunk);
-    /* Through the direct fd when there is one: 64 MiB of zeros need not
-     * pass through the page cache. */
-    int fd, r = 0, code = segment_write_fd(log, seg, &fd); /* opened at create: cannot fail here */
-    if (code) {
-        free(zeros);
-        return code;
-    }
-    for (uint64_t off = STELE_SEGMENT_HEADER_SIZE; off < seg->capacity && r == 0; off += chunk) {
-        size_t len = seg->capacity - off < chunk ? (size_t)(seg->capacity - off) : chunk;
-        r = log->io->ops->write(log->io, fd, zeros, len, off, 0);
+    int r = 0;
+    for (uint64_t off = STELE_SEGMENT_HEADER_SIZE; off < capacity && r == 0; off += chunk) {
+        size_t len = capacity - off < chunk ? (size_t)(capacity - off) : chunk;
+        r = io->ops->write(io, fd, zeros, len, off, 0);
     }
     free(zeros);
     return r < 0 ? io_fail(r, "zero-fill", path) : STELE_OK;
+}
+
+/* Preallocates the file fd (path) to capacity bytes and writes zeros over
+ * all but its header block, through dio_fd when there is one: 64 MiB of
+ * zeros need not pass through the page cache. */
+static int prepare_file(struct io *io, int fd, int dio_fd, uint64_t capacity, const char *path)
+{
+    int r = io->ops->fallocate(io, fd, capacity);
+    if (r < 0) {
+        /* Without fallocate (some file systems) the size is set instead; the
+         * space is then not reserved, so ENOSPC may come at a later write,
+         * which fences the log like any failed write. */
+        if (r != -EOPNOTSUPP || (r = io->ops->ftruncate(io, fd, capacity)) < 0)
+            return io_fail(r, "preallocate", path);
+    }
+    return zero_fill(io, dio_fd >= 0 ? dio_fd : fd, capacity, path);
+}
+
+/* ------------------------------------------------------ the spare segment */
+
+/* The next segment's file, made ahead (SPEC.md §7.2): while the active
+ * segment fills, a thread of its own (stele-spare) creates SPARE_NAME,
+ * preallocates it and writes its zeros, so that a roll only writes the
+ * header, renames the file into place and syncs the directory, instead of
+ * making the writer wait for 64 MiB of zeros (about 40 ms, the p99 of a
+ * busy log). Its name, header and place in the chain are only known at the
+ * roll; until then it is a .tmp file like any other, deleted at the next
+ * open after a crash. Only logs with a second, plain I/O backend for
+ * background work (log->aux_io: io_uring logs) make one; with the others a
+ * roll makes its file itself, as before, in one thread, so that a test's
+ * injected faults and crash steps come in a fixed order. */
+#define SPARE_NAME "segment.spare.tmp"
+
+struct seg_spare {
+    pthread_t thread;
+    struct io *io;
+    uint64_t capacity;
+    int direct;              /* open an O_DIRECT fd too */
+    int fd;                  /* -1 when not open */
+    int dio_fd;              /* -1: none (why says why, when direct) */
+    int code;                /* STELE_OK once made */
+    char why[200];
+    char path[4096 + 40];
+};
+
+static void *spare_main(void *arg)
+{
+    struct seg_spare *sp = arg;
+    pthread_setname_np(pthread_self(), "stele-spare");
+    struct io *io = sp->io;
+    /* A spare left by an earlier handle of this log (which holds its lock)
+     * is only ever ours: truncated and made again. */
+    int r = io->ops->open(io, sp->path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (r < 0) {
+        sp->code = io_fail(r, "create", sp->path);
+        return NULL;
+    }
+    sp->fd = r;
+    sp->code = sp->direct ? direct_fd(io, sp->path, &sp->dio_fd, sp->why, sizeof sp->why) : STELE_OK;
+    if (sp->code == STELE_OK)
+        sp->code = prepare_file(io, sp->fd, sp->dio_fd, sp->capacity, sp->path);
+    return NULL;
+}
+
+/* Closes the spare's files and removes it. */
+static void spare_free(struct seg_spare *sp)
+{
+    if (sp->dio_fd >= 0)
+        sp->io->ops->close(sp->io, sp->dio_fd);
+    if (sp->fd >= 0) {
+        sp->io->ops->close(sp->io, sp->fd);
+        sp->io->ops->unlink(sp->io, sp->path); /* a leftover is removed at the next open anyway */
+    }
+    free(sp);
+}
+
+void segment_spare_start(stele_log *log)
+{
+    if (log->spare || !log->aux_io || log->opts.read_only)
+        return;
+    struct seg_spare *sp = calloc(1, sizeof *sp);
+    if (!sp)
+        return; /* the next roll makes its file itself */
+    *sp = (struct seg_spare){.io = log->aux_io, .capacity = log->meta.segment_size,
+                             .direct = log->opts.direct_io, .fd = -1, .dio_fd = -1};
+    snprintf(sp->path, sizeof sp->path, "%s/" SPARE_NAME, log->dir);
+    if (pthread_create(&sp->thread, NULL, spare_main, sp) != 0) {
+        free(sp);
+        return;
+    }
+    log->spare = sp;
+}
+
+/* The spare, made, once its thread is done; NULL when there is none or it
+ * could not be made (then the roll makes its file itself, and reports what
+ * fails). */
+static struct seg_spare *spare_take(stele_log *log)
+{
+    struct seg_spare *sp = log->spare;
+    if (!sp)
+        return NULL;
+    log->spare = NULL;
+    pthread_join(sp->thread, NULL);
+    if (sp->code != STELE_OK || sp->capacity != log->meta.segment_size) {
+        spare_free(sp);
+        return NULL;
+    }
+    return sp;
+}
+
+void segment_spare_discard(stele_log *log)
+{
+    struct seg_spare *sp = log->spare;
+    if (!sp)
+        return;
+    log->spare = NULL;
+    pthread_join(sp->thread, NULL);
+    spare_free(sp);
 }
 
 int segment_create(stele_log *log, uint64_t seq, uint64_t first_lsn, uint64_t prev_chain,
@@ -256,25 +385,30 @@ int segment_create(stele_log *log, uint64_t seq, uint64_t first_lsn, uint64_t pr
     uint8_t block[STELE_SEGMENT_HEADER_SIZE];
     fmt_segment_header_encode(&h, block, sizeof block);
 
-    int r = io->ops->open(io, tmp, O_RDWR | O_CREAT | O_EXCL, 0644);
-    if (r < 0) {
-        code = io_fail(r, "create", tmp);
-        goto fail;
-    }
-    segment_fd_adopt(log, seg, r);
-    if ((code = open_direct(log, seg, tmp)) != STELE_OK)
-        goto fail;
-    if ((r = io->ops->fallocate(io, seg->fd, seg->capacity)) < 0) {
-        /* Without fallocate (some file systems) the size is set instead; the
-         * space is then not reserved, so ENOSPC may come at a later write,
-         * which fences the log like any failed write. */
-        if (r != -EOPNOTSUPP || (r = io->ops->ftruncate(io, seg->fd, seg->capacity)) < 0) {
-            code = io_fail(r, "preallocate", tmp);
+    int r;
+    struct seg_spare *sp = spare_take(log);
+    if (sp) {
+        /* Made ahead: the file takes the segment's name from here on. */
+        snprintf(tmp, sizeof tmp, "%s", sp->path);
+        segment_fd_adopt(log, seg, sp->fd);
+        if (sp->direct)
+            direct_adopt(log, seg, sp->dio_fd, sp->why);
+        else
+            seg->dio_fd = -1;
+        sp->fd = sp->dio_fd = -1;
+        free(sp);
+    } else {
+        r = io->ops->open(io, tmp, O_RDWR | O_CREAT | O_EXCL, 0644);
+        if (r < 0) {
+            code = io_fail(r, "create", tmp);
             goto fail;
         }
+        segment_fd_adopt(log, seg, r);
+        if ((code = open_direct(log, seg, tmp)) != STELE_OK)
+            goto fail;
+        if ((code = prepare_file(io, seg->fd, seg->dio_fd, seg->capacity, tmp)) != STELE_OK)
+            goto fail;
     }
-    if ((code = zero_fill(log, seg, tmp)) != STELE_OK)
-        goto fail;
     if ((r = io->ops->write(io, seg->fd, block, sizeof block, 0, 1)) < 0) {
         code = io_fail(r, "write header of", tmp);
         goto fail;

@@ -473,8 +473,10 @@ static int segment_for(stele_log *log, uint64_t frame_max, struct segment **out_
     } else if (seg->data_end + frame_max + STELE_FOOTER_SIZE > seg->capacity) {
         code = roll(log);
     }
-    if (code == STELE_OK)
+    if (code == STELE_OK) {
         *out_seg = log_active(log);
+        segment_spare_start(log); /* the next roll's file, made while this segment fills */
+    }
     return code;
 }
 
@@ -912,6 +914,7 @@ void writer_stop(stele_log *log)
     pthread_mutex_unlock(&log->q_lock);
     pthread_join(log->writer, NULL);
     log->writer_started = 0;
+    segment_spare_discard(log);
     if (log->syncer_started) {
         pthread_join(log->syncer, NULL);
         log->syncer_started = 0;

@@ -54,6 +54,9 @@
  *    process, so that io_uring_enter returns -EINTR while waiting (the
  *    watching hook counts them, up to 64 in a row on one wait): every append
  *    succeeds, nothing is fenced, and the log reads back and verifies.
+ *  - The spare segment (SPEC.md §7.2): a roll takes over the file prepared
+ *    ahead (the same inode), a new one is prepared, close removes it, a
+ *    stale one is removed at open, the POSIX backend makes none.
  */
 #include <check.h>
 #include <dirent.h>
@@ -66,6 +69,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1014,6 +1018,166 @@ START_TEST(test_signal_storm)
 }
 END_TEST
 
+/* ------------------------------------------------------------ spare segment */
+
+#define SPARE_FILE "segment.spare.tmp"
+
+/* stat of dir's spare segment file: 0, or -1 with errno. */
+static int spare_stat(const char *dir, struct stat *st)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/" SPARE_FILE, dir);
+    return stat(path, st);
+}
+
+/* Waits (boundedly) for the spare's file at its full size, other than the
+ * file open as fd_before (or any, with -1), and opens it: the descriptor
+ * keeps its inode from being reused, so that an inode that turns up again
+ * under a segment's name is the very file. */
+static int wait_spare(const char *dir, int fd_before, const char *what)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/" SPARE_FILE, dir);
+    struct stat before = {0}, st;
+    if (fd_before >= 0)
+        REQUIRE(fstat(fd_before, &before) == 0, "fstat: %s", strerror(errno));
+    for (int i = 0; i < 2000; i++) {
+        int fd = open(path, O_RDONLY);
+        if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size == SEG_SIZE &&
+            (fd_before < 0 || st.st_ino != before.st_ino))
+            return fd;
+        if (fd >= 0)
+            close(fd);
+        usleep(5000);
+    }
+    ck_abort_msg("%s: no spare segment file in %s after 10 s", what, dir);
+    return -1;
+}
+
+/* The segment open as fd is the newest segment file of dir (inode ino),
+ * under its name only, and begins with a segment header. */
+static void check_adopted(int fd, ino_t ino, const char *what)
+{
+    struct stat st;
+    REQUIRE(fstat(fd, &st) == 0, "fstat: %s", strerror(errno));
+    REQUIRE(st.st_ino == ino && st.st_nlink == 1, "%s: the spare (inode %llu, %llu links) is not the new segment "
+            "(inode %llu)", what, (unsigned long long)st.st_ino, (unsigned long long)st.st_nlink,
+            (unsigned long long)ino);
+    uint8_t block[STELE_SEGMENT_HEADER_SIZE];
+    REQUIRE(pread(fd, block, sizeof block, 0) == (ssize_t)sizeof block, "%s: read the header", what);
+    struct fmt_segment_header h;
+    REQUIRE(fmt_segment_header_decode(block, sizeof block, &h) == FMT_OK, "%s: no segment header", what);
+    close(fd);
+}
+
+/* The segment files of dir: how many, and the newest's inode and size. */
+static size_t segments_of(const char *dir, ino_t *out_ino, off_t *out_size)
+{
+    DIR *d = opendir(dir);
+    REQUIRE(d, "opendir %s: %s", dir, strerror(errno));
+    size_t n = 0;
+    uint64_t newest = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        uint64_t first;
+        if (!fmt_segment_name_parse(e->d_name, &first))
+            continue;
+        n++;
+        if (first < newest)
+            continue;
+        newest = first;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        REQUIRE(stat(path, &st) == 0, "stat %s: %s", path, strerror(errno));
+        *out_ino = st.st_ino;
+        *out_size = st.st_size;
+    }
+    closedir(d);
+    return n;
+}
+
+static void append_payload(stele_log *log, uint64_t i)
+{
+    char payload[2048];
+    memset(payload, 'a' + (int)(i % 26), sizeof payload);
+    stele_event ev = {.payload = payload, .payload_size = sizeof payload};
+    stele_receipt rc;
+    int code = stele_append(log, &ev, &rc);
+    REQUIRE(code == STELE_OK && rc.lsn == i, "append %llu: %s: %s", (unsigned long long)i, stele_strerror(code),
+            stele_errmsg());
+}
+
+/* The next segment's file is made ahead (SPEC.md §7.2): a roll takes over
+ * the very file (its inode) that was prepared while the last segment
+ * filled, and a new one is prepared; none is left after close; a stale one
+ * is removed at open and never used; a log on the POSIX backend makes none. */
+START_TEST(test_spare_segment)
+{
+    char *dir = tu_tmpdir("uring-spare");
+    stele_log *log = open_uring(dir, 1);
+    OK(stele_close(log));
+    struct stat st;
+    REQUIRE(spare_stat(dir, &st) != 0 && errno == ENOENT, "a log that appended nothing left a spare");
+
+    /* A stale spare, as a crash would leave it: removed at open. */
+    char path[4200];
+    snprintf(path, sizeof path, "%s/" SPARE_FILE, dir);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f && fputs("not a segment", f) >= 0 && fclose(f) == 0, "write %s", path);
+    log = open_uring(dir, 0);
+    REQUIRE(spare_stat(dir, &st) != 0 && errno == ENOENT, "the stale spare is still there after open");
+
+    uint64_t lsn = 1;
+    append_payload(log, lsn++);
+    int spare = wait_spare(dir, -1, "after the first append");
+    ino_t ino;
+    off_t size;
+    ck_assert_uint_eq(segments_of(dir, &ino, &size), 1);
+    /* 2 KiB records in 64 KiB segments: a roll within 40 appends. */
+    while (segments_of(dir, &ino, &size) == 1) {
+        REQUIRE(lsn < 40, "no roll after %llu appends", (unsigned long long)lsn);
+        append_payload(log, lsn++);
+    }
+    ck_assert_int_eq(size, SEG_SIZE);
+    int next = wait_spare(dir, spare, "after the roll");
+    check_adopted(spare, ino, "first roll");
+    /* A second roll takes the second spare. */
+    while (segments_of(dir, &ino, &size) == 2) {
+        REQUIRE(lsn < 80, "no second roll after %llu appends", (unsigned long long)lsn);
+        append_payload(log, lsn++);
+    }
+    check_adopted(next, ino, "second roll");
+    OK(stele_close(log));
+    REQUIRE(spare_stat(dir, &st) != 0 && errno == ENOENT, "close left the spare");
+    verify_clean(dir, lsn - 1, "spare segments");
+    log = open_uring(dir, 0);
+    for (uint64_t i = 1; i < lsn; i++) {
+        stele_record *rec;
+        OK(stele_get(log, i, &rec));
+        REQUIRE(rec->payload_size == 2048 && ((const char *)rec->payload)[2047] == 'a' + (int)(i % 26),
+                "LSN %llu reads back wrong", (unsigned long long)i);
+        stele_record_free(rec);
+    }
+    OK(stele_close(log));
+
+    /* The POSIX backend rolls without a spare. */
+    stele_options o = opts_uring();
+    o.io_backend = STELE_IO_POSIX;
+    OK(stele_open(dir, &o, &log));
+    size_t before = segments_of(dir, &ino, &size);
+    while (segments_of(dir, &ino, &size) == before) {
+        REQUIRE(lsn < 200, "no roll on the POSIX backend");
+        append_payload(log, lsn++);
+    }
+    REQUIRE(spare_stat(dir, &st) != 0 && errno == ENOENT, "the POSIX backend made a spare");
+    OK(stele_close(log));
+    verify_clean(dir, lsn - 1, "spare segments, then POSIX");
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *uring_suite(void)
 {
     Suite *s = suite_create("uring");
@@ -1035,6 +1199,11 @@ static Suite *uring_suite(void)
 
     tc = tcase_create("signals");
     tcase_add_test(tc, test_signal_storm);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("spare");
+    tcase_add_test(tc, test_spare_segment);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
