@@ -275,6 +275,7 @@ struct seg_spare {
     int fd;                  /* -1 when not open */
     int dio_fd;              /* -1: none (why says why, when direct) */
     int code;                /* STELE_OK once made */
+    char msg[160];           /* else what failed */
     char why[200];
     char path[4096 + 40];
 };
@@ -289,12 +290,15 @@ static void *spare_main(void *arg)
     int r = io->ops->open(io, sp->path, O_RDWR | O_CREAT | O_TRUNC, 0644);
     if (r < 0) {
         sp->code = io_fail(r, "create", sp->path);
+        snprintf(sp->msg, sizeof sp->msg, "%s", stele_errmsg());
         return NULL;
     }
     sp->fd = r;
     sp->code = sp->direct ? direct_fd(io, sp->path, &sp->dio_fd, sp->why, sizeof sp->why) : STELE_OK;
     if (sp->code == STELE_OK)
         sp->code = prepare_file(io, sp->fd, sp->dio_fd, sp->capacity, sp->path);
+    if (sp->code != STELE_OK)
+        snprintf(sp->msg, sizeof sp->msg, "%s", stele_errmsg());
     return NULL;
 }
 
@@ -328,8 +332,9 @@ void segment_spare_start(stele_log *log)
 }
 
 /* The spare, made, once its thread is done; NULL when there is none or it
- * could not be made (then the roll makes its file itself, and reports what
- * fails). */
+ * could not be made. Then the roll makes its file itself and reports what
+ * fails; a spare's failure is counted in stats, with its message, never
+ * dropped silently. */
 static struct seg_spare *spare_take(stele_log *log)
 {
     struct seg_spare *sp = log->spare;
@@ -337,6 +342,12 @@ static struct seg_spare *spare_take(stele_log *log)
         return NULL;
     log->spare = NULL;
     pthread_join(sp->thread, NULL);
+    if (sp->code != STELE_OK) {
+        pthread_mutex_lock(&log->q_lock);
+        log->stats.segment_spare_failures++;
+        snprintf(log->stats.spare_note, sizeof log->stats.spare_note, "%s", sp->msg);
+        pthread_mutex_unlock(&log->q_lock);
+    }
     if (sp->code != STELE_OK || sp->capacity != log->meta.segment_size) {
         spare_free(sp);
         return NULL;

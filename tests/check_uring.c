@@ -56,7 +56,8 @@
  *    succeeds, nothing is fenced, and the log reads back and verifies.
  *  - The spare segment (SPEC.md §7.2): a roll takes over the file prepared
  *    ahead (the same inode), a new one is prepared, close removes it, a
- *    stale one is removed at open, the POSIX backend makes none.
+ *    stale one is removed at open, one that cannot be made is counted in
+ *    stats (the roll makes its file), the POSIX backend makes none.
  */
 #include <check.h>
 #include <dirent.h>
@@ -1111,7 +1112,9 @@ static void append_payload(stele_log *log, uint64_t i)
 /* The next segment's file is made ahead (SPEC.md §7.2): a roll takes over
  * the very file (its inode) that was prepared while the last segment
  * filled, and a new one is prepared; none is left after close; a stale one
- * is removed at open and never used; a log on the POSIX backend makes none. */
+ * is removed at open and never used; one that cannot be made is counted in
+ * stats with its error, and the roll makes its file itself; a log on the
+ * POSIX backend makes none. */
 START_TEST(test_spare_segment)
 {
     char *dir = tu_tmpdir("uring-spare");
@@ -1160,6 +1163,23 @@ START_TEST(test_spare_segment)
         stele_record_free(rec);
     }
     OK(stele_close(log));
+
+    /* A spare that cannot be made (its name taken by a directory): the
+     * roll makes its file itself, and stats say what failed. */
+    log = open_uring(dir, 0); /* first: open removes every *.tmp, and fails on a directory */
+    REQUIRE(mkdir(path, 0755) == 0, "mkdir %s: %s", path, strerror(errno));
+    size_t segs = segments_of(dir, &ino, &size);
+    while (segments_of(dir, &ino, &size) == segs) {
+        REQUIRE(lsn < 120, "no roll with the spare's name taken");
+        append_payload(log, lsn++);
+    }
+    stele_stats s = stats_of(log);
+    REQUIRE(s.segment_spare_failures == 1 && strstr(s.spare_note, SPARE_FILE) && strstr(s.spare_note, strerror(EISDIR)),
+            "spare failures %llu, note '%s'", (unsigned long long)s.segment_spare_failures, s.spare_note);
+    ck_assert_int_eq(s.fenced, 0);
+    OK(stele_close(log));
+    REQUIRE(rmdir(path) == 0, "rmdir %s: %s", path, strerror(errno));
+    verify_clean(dir, lsn - 1, "spare segment not made");
 
     /* The POSIX backend rolls without a spare. */
     stele_options o = opts_uring();

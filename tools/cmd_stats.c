@@ -73,6 +73,8 @@ static json_t *stats_json(const stele_stats *st, const struct stat_number *n, si
                             json_string_lossy(st->index_note, strnlen(st->index_note, sizeof st->index_note)));
         json_object_set_new(o, "direct_io", json_boolean(st->direct_io));
         json_object_set_new(o, "io_note", json_string_lossy(st->io_note, strnlen(st->io_note, sizeof st->io_note)));
+        json_object_set_new(o, "spare_note",
+                            json_string_lossy(st->spare_note, strnlen(st->spare_note, sizeof st->spare_note)));
     }
     return o;
 }
@@ -107,7 +109,7 @@ static int print_stats(const struct cli_ctx *ctx, const stele_stats *st, const s
         {"appends_new", st->appends_new}, {"appends_duplicate", st->appends_duplicate},
         {"appends_conflict", st->appends_conflict}, {"appends_failed", st->appends_failed},
         {"batches_written", st->batches_written}, {"syncs", st->syncs}, {"bytes_written", st->bytes_written},
-        {"direct_io_fallbacks", st->direct_io_fallbacks},
+        {"direct_io_fallbacks", st->direct_io_fallbacks}, {"segment_spare_failures", st->segment_spare_failures},
         {"index_keys", st->index_keys}, {"index_pending", st->index_pending}, {"index_streams", st->index_streams},
         {"index_memory", st->index_memory}, {"index_checkpoint_lsn", st->index_checkpoint_lsn},
         {"index_checkpoints", st->index_checkpoints}, {"index_expired", st->index_expired},
@@ -295,6 +297,9 @@ static void prom_process(const stele_stats *st)
     prom_one("stele_direct_io_fallbacks_total", "counter",
              "Segments this process wrote through the page cache although direct_io asked for O_DIRECT.",
              st->direct_io_fallbacks);
+    prom_one("stele_segment_spare_failures_total", "counter",
+             "Rolls by this process that found the next segment's file could not be made ahead.",
+             st->segment_spare_failures);
     prom_one("stele_index_checkpoints_total", "counter", "Index checkpoints written by this process since open.",
              st->index_checkpoints);
     prom_one("stele_index_checkpoint_failures_total", "counter", "Index checkpoints that failed since open.",

@@ -572,6 +572,9 @@ typedef struct stele_stats {
     int direct_io;                 /* 1: the active segment is written with O_DIRECT (options.direct_io) */
     uint64_t direct_io_fallbacks;  /* segments written buffered although direct_io asked otherwise */
     char io_note[160];             /* why O_DIRECT is not used, "" when it is or was not asked for */
+    uint64_t segment_spare_failures; /* rolls that found the next segment's file could not be made ahead
+                                        (SPEC.md §7.2) and made it themselves; spare_note says why */
+    char spare_note[160];          /* the last such failure: the file and the error; "" if none */
     /* the index (SPEC.md §15) */
     uint64_t index_keys;           /* keys remembered (not yet forgotten) */
     uint64_t index_pending;        /* pending intents */
