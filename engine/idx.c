@@ -1036,7 +1036,7 @@ static void key_arena_compact(struct idx *x)
 
 uint64_t idx_expire_step(struct idx *x, uint64_t now_ns, uint64_t budget, int *out_done)
 {
-    *out_done = 1;
+    *out_done = x->sweep_next == 0;
     if (x->window_ns == 0 || budget == 0)
         return 0;
     if (x->sweep_next == 0) {
@@ -1067,6 +1067,7 @@ uint64_t idx_expire_step(struct idx *x, uint64_t now_ns, uint64_t budget, int *o
     /* Keys stored meanwhile behind the sweep were not seen by it, but
      * oldest_at_ns was. */
     x->sweep_next = 0;
+    *out_done = 1;
     if (x->sweep_oldest < x->oldest_at_ns)
         x->oldest_at_ns = x->sweep_oldest;
     /* Compaction rewrites every key's position and frees the old arena: not

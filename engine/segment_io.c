@@ -270,7 +270,7 @@ static int prepare_file(struct io *io, int fd, int dio_fd, uint64_t capacity, co
 struct seg_spare {
     pthread_t thread;
     struct io *io;
-    uint64_t capacity;
+    uint64_t capacity;       /* the log's segment_size, fixed at creation */
     int direct;              /* open an O_DIRECT fd too */
     int fd;                  /* -1 when not open */
     int dio_fd;              /* -1: none (why says why, when direct) */
@@ -290,14 +290,13 @@ static void *spare_main(void *arg)
     int r = io->ops->open(io, sp->path, O_RDWR | O_CREAT | O_TRUNC, 0644);
     if (r < 0) {
         sp->code = io_fail(r, "create", sp->path);
-        snprintf(sp->msg, sizeof sp->msg, "%s", stele_errmsg());
-        return NULL;
+    } else {
+        sp->fd = r;
+        sp->code = sp->direct ? direct_fd(io, sp->path, &sp->dio_fd, sp->why, sizeof sp->why) : STELE_OK;
+        if (sp->code == STELE_OK)
+            sp->code = prepare_file(io, sp->fd, sp->dio_fd, sp->capacity, sp->path);
     }
-    sp->fd = r;
-    sp->code = sp->direct ? direct_fd(io, sp->path, &sp->dio_fd, sp->why, sizeof sp->why) : STELE_OK;
-    if (sp->code == STELE_OK)
-        sp->code = prepare_file(io, sp->fd, sp->dio_fd, sp->capacity, sp->path);
-    if (sp->code != STELE_OK)
+    if (sp->code != STELE_OK) /* the message is this thread's: kept for the roll (spare_take) */
         snprintf(sp->msg, sizeof sp->msg, "%s", stele_errmsg());
     return NULL;
 }
@@ -347,8 +346,6 @@ static struct seg_spare *spare_take(stele_log *log)
         log->stats.segment_spare_failures++;
         snprintf(log->stats.spare_note, sizeof log->stats.spare_note, "%s", sp->msg);
         pthread_mutex_unlock(&log->q_lock);
-    }
-    if (sp->code != STELE_OK || sp->capacity != log->meta.segment_size) {
         spare_free(sp);
         return NULL;
     }

@@ -496,6 +496,12 @@ START_TEST(test_expiry_in_steps)
                 ck_assert_int_eq(idx_key_put(x, k, (size_t)m, &v), 0);
             }
             REQUIRE(idx_key_get(x, "new-00049", 9, &got) == 1, "a key put during the sweep is missing");
+            /* A step without budget does nothing and says the sweep goes on. */
+            uint64_t keys = idx_key_count(x);
+            int still = 1;
+            ck_assert_uint_eq(idx_expire_step(x, now, 0, &still), 0);
+            ck_assert_int_eq(still, 0);
+            ck_assert_uint_eq(idx_key_count(x), keys);
         }
     }
     /* 10,000 entries looked at and 4,900 keys forgotten, a step going past
