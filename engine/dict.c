@@ -305,11 +305,11 @@ int dict_writer_open(stele_log *log)
 {
     if (log->meta.compression != FMT_COMPRESSION_ZSTD)
         return STELE_OK;
-    uint32_t newest, count;
+    uint32_t newest = 0, count = 0;
     int code = dict_scan(log->dir, &newest, &count);
     if (code || newest == 0)
         return code;
-    ZSTD_CDict *cd;
+    ZSTD_CDict *cd = NULL;
     if ((code = cdict_load(log, newest, &cd)) != STELE_OK) {
         char why[512];
         snprintf(why, sizeof why, "%s", stele_errmsg());
@@ -528,7 +528,7 @@ static int writer_adopt(stele_log *log, uint32_t id)
 {
     if (log->meta.compression != FMT_COMPRESSION_ZSTD)
         return STELE_OK;
-    ZSTD_CDict *cd;
+    ZSTD_CDict *cd = NULL;
     int code = cdict_load(log, id, &cd);
     if (code)
         return code;
@@ -558,7 +558,7 @@ int stele_dict_train(stele_log *log, const stele_dict_options *opts, stele_dict_
         return code;
     struct sample s = {0};
     stele_dict_info info = {0};
-    uint32_t newest, count;
+    uint32_t newest = 0, count = 0;
     /* One training at a time: the id is the newest file's plus one, and this
      * process, holding the writer lock, is the only one that makes files. */
     pthread_mutex_lock(&log->dict_train_lock);

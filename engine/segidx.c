@@ -443,7 +443,7 @@ static int job_header(stele_log *log, struct segment *seg, struct write_job *j)
     int code = segment_fd_acquire(log, seg, &fd);
     if (code)
         return code;
-    uint64_t ck;
+    uint64_t ck = 0;
     code = footer_checksum(log, seg, fd, &ck);
     segment_fd_release(log, seg);
     j->h = (struct fmt_segidx_header){.segment_seed = seg->seed, .first_lsn = seg->first_lsn,
@@ -525,7 +525,7 @@ static void install(struct segment *seg, struct batch_ref *refs, size_t n, int f
 /* Loads or rebuilds seg's table; segidx_lock held, seg sealed and not indexed. */
 static int ensure_locked(stele_log *log, struct segment *seg, int fd)
 {
-    uint64_t ck;
+    uint64_t ck = 0;
     int code = footer_checksum(log, seg, fd, &ck);
     if (code)
         return code;
