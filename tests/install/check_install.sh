@@ -12,7 +12,8 @@
 #     and every installed page, rendered by man, is its command's --help text
 #     (the page's SYNOPSIS the synopsis, its sections the help's sections).
 #   check_install.sh readme README.md example.c
-#     Checks that the first ```c block of README.md is example.c, byte for byte.
+#     Checks that README.md links example.c and that its first ```c block is
+#     lines of example.c, byte for byte.
 set -euo pipefail
 
 fail() {
@@ -21,11 +22,17 @@ fail() {
 }
 
 check_readme() {
-    local readme=$1 example=$2
+    local readme=$1 example=$2 block start
     [[ -f $readme ]] || fail "$readme is missing"
-    diff -u "$example" <(awk '/^```c$/ { inside = 1; next } /^```$/ && inside { exit } inside' "$readme") ||
-        fail "the first \`\`\`c block of $readme differs from $example (diff above)"
-    echo "README.md quotes $example verbatim"
+    grep -qF '(tests/install/example.c)' "$readme" || fail "$readme does not link tests/install/example.c"
+    block=$(awk '/^```c$/ { inside = 1; next } /^```$/ && inside { exit } inside' "$readme")
+    [[ -n $block ]] || fail "$readme has no \`\`\`c block quoting $example"
+    # The block is a run of example.c's lines, byte for byte, from the line its first line matches.
+    start=$(grep -nxF -- "$(head -1 <<<"$block")" "$example" | head -1 | cut -d: -f1)
+    [[ -n $start ]] || fail "the first line of $readme's \`\`\`c block is not a line of $example"
+    diff -u <(tail -n +"$start" "$example" | head -n "$(wc -l <<<"$block")") <(printf '%s\n' "$block") ||
+        fail "the first \`\`\`c block of $readme is not an excerpt of $example (diff above)"
+    echo "README.md links $example and quotes it verbatim"
 }
 
 expected_output() {
