@@ -44,7 +44,7 @@
 #include "nats_sink.h"
 #include "stele.h"
 
-#define RELAY_WINDOW_DEFAULT 256u
+#define RELAY_WINDOW_DEFAULT 128u
 #define RELAY_COMMIT_INTERVAL_NS 100000000ull /* the cursor is committed at most every 100 ms */
 #define RELAY_FOLLOW_WAIT_MS 200
 #define RELAY_MS_MAX (24ull * 3600 * 1000)
@@ -128,7 +128,7 @@ static const char *const relay_manual[] = {
     "  --stream-subjects S,...  its subjects (default: TEMPLATE up to the token holding the first\n"
     "                      {...}, then '>': orders.{type} makes orders.>)\n"
     "  --dupe-window DURATION  and its duplicate window (default: the server's, 2m)\n"
-    "  --window N          LSNs past the cursor that may be in flight, 1-1024 (default 256)\n"
+    "  --window N          LSNs past the cursor that may be in flight, 1-256 (default 128)\n"
     "  --ack-timeout MS    a publish not acknowledged within MS ms is a failure (default 5000)\n"
     "  --backoff-base MS, --backoff-max MS  retry waits (default 100 and 5000)\n"
     "  --seed N            seed of the jitter (default: from the clock)\n",

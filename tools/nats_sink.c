@@ -40,7 +40,7 @@ struct nats_link {
     pthread_cond_t cv;
     struct nats_ack *queue;
     size_t queue_count, queue_cap;
-    int closed_reported;
+    uint64_t published;  /* publishes handed to the library on this link */
     uint64_t timeout_ms;
 };
 
@@ -283,12 +283,14 @@ void nats_link_close(struct nats_link *link)
     pthread_mutex_unlock(&link->mu);
     /* The JetStream context first: it owns the messages still unacknowledged
      * and drops them; then the connection (its callbacks still see link). */
-    if (link->js) {
+    if (link->js && link->published) {
+        /* (libnats 3.4.1 crashes here on a context that never published.) */
         natsMsgList pending;
         if (js_PublishAsyncGetPendingList(&pending, link->js) == NATS_OK)
             natsMsgList_Destroy(&pending);
-        jsCtx_Destroy(link->js);
     }
+    if (link->js)
+        jsCtx_Destroy(link->js);
     if (link->nc) {
         natsConnection_Close(link->nc);
         natsConnection_Destroy(link->nc);
@@ -368,6 +370,7 @@ enum nats_fault nats_publish_async(struct nats_link *link, const char *stream, c
     po.ExpectStream = stream;
     if (s == NATS_OK)
         s = js_PublishMsgAsync(link->js, &msg, &po);
+    link->published += s == NATS_OK;
     natsMsg_Destroy(msg); /* NULL once the library took it */
     if (s == NATS_OK)
         return NATS_FAULT_NONE;

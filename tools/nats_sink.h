@@ -19,7 +19,7 @@
 /* Limits (STYLE.md: a limit on everything; SPEC.md §21.5). */
 #define NATS_URLS_MAX 16u            /* servers in --nats */
 #define NATS_TEXT_SIZE 512u          /* one error message */
-#define NATS_RELAY_WINDOW_MAX 1024u  /* --window: the LSN span a relay may have unacknowledged */
+#define NATS_RELAY_WINDOW_MAX 256u   /* --window: the LSN span a relay may have unacknowledged */
 #define NATS_SCAN_MSGS_MAX 10000000u /* messages a resume scan reads before it gives up */
 
 /* Connection options, as the NATS command line tools spell them. */

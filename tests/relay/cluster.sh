@@ -78,3 +78,31 @@ cluster_start() {
 
 # The node number (1-3) of a server name n1..n3.
 node_of() { echo "${1#n}"; }
+
+# cursor_of DIR CONSUMER: the consumer's committed position (stele stats --prometheus).
+cursor_of() {
+    "$STELE" stats "$1" --prometheus | awk -v c="stele_consumer_position{consumer=\"$2\"}" '$1 == c {print $2; f=1} END {if (!f) print 0}'
+}
+
+# wait_cursor DIR CONSUMER LSN SECONDS: waits until the cursor reaches LSN.
+wait_cursor() {
+    local k
+    for k in $(seq 1 $(($4 * 10))); do
+        [ "$(cursor_of "$1" "$2")" -ge "$3" ] && return
+        sleep 0.1
+    done
+    fail "cursor $2 of $1 at $(cursor_of "$1" "$2") after $4 s, expected $3"
+}
+
+# check_exactly_once DUMP WANT: the dump's LSN column (js_tool dump) is
+# exactly the LSNs in file WANT, each once, in that order.
+check_exactly_once() {
+    awk '{print $3}' "$1" > "$1.lsns"
+    local dups
+    dups=$(sort -n "$1.lsns" | uniq -d | head -5 | tr '\n' ' ')
+    [ -z "$dups" ] || fail "LSNs stored twice in the stream: $dups"
+    if ! cmp -s "$1.lsns" "$2"; then
+        diff "$2" "$1.lsns" | head -10 >&2
+        fail "the stream does not hold exactly the selected LSNs in order ($(wc -l < "$1.lsns") messages, $(wc -l < "$2") wanted)"
+    fi
+}
