@@ -530,6 +530,9 @@ static int recover(struct relay *r, enum nats_fault fault, char err[NATS_TEXT_SI
                 return 0;
         }
         int rc = connect_and_scan(r, &fault, err);
+        if (rc == 0 && fault == NATS_FAULT_NONE && r->attempt)
+            fprintf(stderr, "stele: relay: connected again; the stream holds %zu of its LSNs after %" PRIu64
+                    " (%" PRIu64 " duplicates so far)\n", r->found_count, position(r), r->duplicates);
         if (rc || fault == NATS_FAULT_NONE)
             return rc;
     }

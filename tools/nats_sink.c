@@ -521,13 +521,27 @@ enum nats_fault nats_pull_open(struct nats_link *link, const char *stream, const
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = stream;
-    so.Config.Durable = durable;
-    so.Config.AckPolicy = js_AckExplicit;
-    so.Config.DeliverPolicy = js_DeliverAll;
-    so.Config.AckWait = (int64_t)ack_wait_ms * 1000000;
-    so.Config.FilterSubject = filter;
     jsErrCode jerr = 0;
-    natsStatus s = js_PullSubscribe(&p->sub, link->js, filter ? filter : ">", durable, NULL, &so, &jerr);
+    jsConsumerInfo *ci = NULL;
+    natsStatus s = js_GetConsumerInfo(&ci, link->js, stream, durable, NULL, &jerr);
+    if (s == NATS_OK) {
+        /* It exists: bind to it as it is (its filter and ack wait were set when it was made). */
+        so.Consumer = durable;
+        jsConsumerInfo_Destroy(ci);
+    } else if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) {
+        so.Config.Durable = durable;
+        so.Config.AckPolicy = js_AckExplicit;
+        so.Config.DeliverPolicy = js_DeliverAll;
+        so.Config.AckWait = (int64_t)ack_wait_ms * 1000000;
+        so.Config.FilterSubject = filter;
+    } else {
+        char what[300];
+        snprintf(what, sizeof what, "reading consumer %s of stream %s (JetStream code %d)", durable, stream, (int)jerr);
+        status_text(s, what, err);
+        free(p);
+        return classify(s, jerr);
+    }
+    s = js_PullSubscribe(&p->sub, link->js, filter ? filter : ">", durable, NULL, &so, &jerr);
     if (s != NATS_OK) {
         char what[300];
         snprintf(what, sizeof what, "binding pull consumer %s of stream %s (JetStream code %d)", durable, stream,

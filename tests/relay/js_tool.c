@@ -8,7 +8,8 @@
  *   js_tool leader URLS STREAM   the name of the stream's leader
  *   js_tool create URLS STREAM SUBJECT REPLICAS DUPE_WINDOW_MS   creates a file stream
  *   js_tool pub URLS SUBJECT N ID_PREFIX   publishes N messages synchronously, each with
- *                                Nats-Msg-Id ID_PREFIX-i and payload {"i":i} (i = 1..N)
+ *                                Nats-Msg-Id ID_PREFIX-i and payload {"i":i} (i = 1..N), or
+ *                                {"i":i,"salt":S} when $JS_TOOL_SALT is S
  *
  * Every API call has retries of its own (a cluster just started, or with a
  * node down, may answer "no responders" for a while); exit 1 with the reason
@@ -146,7 +147,9 @@ static void pub(const char *subject, long count, const char *prefix)
     for (long i = 1; i <= count; i++) {
         char id[256], data[64];
         snprintf(id, sizeof id, "%s-%ld", prefix, i);
-        int n = snprintf(data, sizeof data, "{\"i\":%ld}", i);
+        const char *salt = getenv("JS_TOOL_SALT");
+        int n = salt ? snprintf(data, sizeof data, "{\"i\":%ld,\"salt\":\"%.20s\"}", i, salt)
+                     : snprintf(data, sizeof data, "{\"i\":%ld}", i);
         natsStatus s = NATS_OK;
         jsErrCode jerr = 0;
         for (int k = 0; k < 100; k++) {
