@@ -503,7 +503,8 @@ enum nats_fault nats_scan_relay(struct nats_link *link, struct nats_scan *scan, 
         scan->lsn_count = 0;
         return f;
     }
-    qsort(scan->lsns, scan->lsn_count, sizeof *scan->lsns, cmp_u64);
+    if (scan->lsn_count > 1)
+        qsort(scan->lsns, scan->lsn_count, sizeof *scan->lsns, cmp_u64);
     return NATS_FAULT_NONE;
 }
 

@@ -79,8 +79,12 @@ cluster_start() {
 # The node number (1-3) of a server name n1..n3.
 node_of() { echo "${1#n}"; }
 
-# cursor_of DIR CONSUMER: the consumer's committed position (stele stats --prometheus).
+# cursor_of DIR CONSUMER: the consumer's committed position (stele stats
+# --prometheus), 0 before its first commit. (Asked only once the cursor file
+# exists: stele stats on a consumers/ directory holding lock files only
+# passes qsort a NULL array, which UBSan stops; an engine/cursor.c bug.)
 cursor_of() {
+    [ -e "$1/consumers/$2.cursor" ] || { echo 0; return; }
     "$STELE" stats "$1" --prometheus | awk -v c="stele_consumer_position{consumer=\"$2\"}" '$1 == c {print $2; f=1} END {if (!f) print 0}'
 }
 

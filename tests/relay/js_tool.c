@@ -11,6 +11,11 @@
  *                                Nats-Msg-Id ID_PREFIX-i and payload {"i":i} (i = 1..N), or
  *                                {"i":i,"salt":S} when $JS_TOOL_SALT is S
  *
+ *   js_tool bench URLS SUBJECT N WINDOW SIZE   the peer of bench/relay_bench.sh: publishes N
+ *                                messages of SIZE bytes asynchronously, at most WINDOW in flight,
+ *                                with the headers stele relay sets, and prints the seconds until
+ *                                the last PubAck came
+ *
  * Every API call has retries of its own (a cluster just started, or with a
  * node down, may answer "no responders" for a while); exit 1 with the reason
  * when it does not work out within about 20 s.
@@ -20,10 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static jsCtx *js;
 static natsConnection *nc;
+static int64_t max_pending; /* js_tool bench: the window */
 
 static void die(const char *what, natsStatus s, jsErrCode jerr)
 {
@@ -56,6 +63,8 @@ static void connect_to(const char *urls)
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 2000;
+    if (max_pending)
+        jo.PublishAsync.MaxPending = max_pending;
     if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK)
         die("JetStream context", s, 0);
     natsOptions_Destroy(o);
@@ -169,8 +178,53 @@ static void pub(const char *subject, long count, const char *prefix)
     }
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The same headers as stele relay (SPEC.md §21.1), values of the same sizes. */
+static void bench(const char *subject, long count, long size)
+{
+    char *payload = malloc((size_t)size + 1);
+    memset(payload, 'x', (size_t)size);
+    double t0 = now_s();
+    for (long i = 1; i <= count; i++) {
+        char id[64], lsn[24];
+        snprintf(id, sizeof id, "0123456789abcdef0123456789abcdef:%ld", i);
+        snprintf(lsn, sizeof lsn, "%ld", i);
+        natsMsg *m = NULL;
+        natsStatus s = natsMsg_Create(&m, subject, NULL, payload, (int)size);
+        const char *h[][2] = {{"Nats-Msg-Id", id}, {"Stele-Lsn", lsn}, {"Stele-Type", "order.t1"},
+                              {"Stele-Kind", "event"}, {"Stele-Event-Time", "2026-12-06T19:00:00.000000000Z"},
+                              {"Stele-Content", "json"}, {"Stele-Log", "0123456789abcdef0123456789abcdef"},
+                              {"Stele-Relay", "bench"}};
+        for (size_t k = 0; s == NATS_OK && k < sizeof h / sizeof h[0]; k++)
+            s = natsMsgHeader_Set(m, h[k][0], h[k][1]);
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        if (s == NATS_OK)
+            s = js_PublishMsgAsync(js, &m, &po);
+        natsMsg_Destroy(m);
+        if (s != NATS_OK)
+            die("publish", s, 0);
+    }
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 60000;
+    natsStatus s = js_PublishAsyncComplete(js, &po);
+    if (s != NATS_OK)
+        die("waiting for the acks", s, 0);
+    printf("%.4f\n", now_s() - t0);
+    free(payload);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 7 && strcmp(argv[1], "bench") == 0)
+        max_pending = atol(argv[5]);
     if (argc < 4) {
         fprintf(stderr, "usage: js_tool dump|leader URLS STREAM | js_tool pub URLS SUBJECT N ID_PREFIX\n");
         return 2;
@@ -180,6 +234,8 @@ int main(int argc, char **argv)
         dump(argv[3]);
     else if (strcmp(argv[1], "leader") == 0)
         leader(argv[3]);
+    else if (strcmp(argv[1], "bench") == 0 && argc == 7)
+        bench(argv[3], atol(argv[4]), atol(argv[6]));
     else if (strcmp(argv[1], "create") == 0 && argc == 7)
         create(argv[3], argv[4], atoi(argv[5]), atol(argv[6]));
     else if (strcmp(argv[1], "pub") == 0 && argc == 6)

@@ -8,7 +8,7 @@
 source "$(dirname "$0")/../cli/lib.sh"
 JS=${2:?usage: $0 STELE JS_TOOL}
 source "$(dirname "$0")/cluster.sh"
-KILLS=${STELE_RELAY_KILLS:-30}
+KILLS=${STELE_RELAY_KILLS:-20}
 SEED=${STELE_TEST_SEED:-$$}
 RANDOM=$SEED
 echo "seed $SEED, $KILLS kills"

@@ -1,5 +1,5 @@
 # test_failover.sh - stele relay --follow under a writer while the stream's
-# leader is killed (SIGKILL) and later one node is paused (SIGSTOP) for 3 s:
+# leader is killed (SIGKILL) and later one node is paused (SIGSTOP) for 2 s:
 # the relay retries, nothing is lost or duplicated, and the selected records
 # (--type order.t1, on subjects with {stream}) are in the R3 stream exactly
 # once, in order. Read back with js_tool (the JetStream API).
@@ -40,7 +40,7 @@ at=$(cursor_of "$T/log" relay.pay)
 wait_cursor "$T/log" relay.pay $((at + 300)) 30
 echo "pausing n$other at cursor $(cursor_of "$T/log" relay.pay)"
 node_pause "$other"
-sleep 3
+sleep 2
 node_resume "$other"
 at=$(cursor_of "$T/log" relay.pay)
 wait_cursor "$T/log" relay.pay $((at + 300)) 30

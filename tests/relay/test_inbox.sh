@@ -9,7 +9,7 @@
 source "$(dirname "$0")/../cli/lib.sh"
 JS=${2:?usage: $0 STELE JS_TOOL}
 source "$(dirname "$0")/cluster.sh"
-KILLS=${STELE_INBOX_KILLS:-20}
+KILLS=${STELE_INBOX_KILLS:-12}
 SEED=${STELE_TEST_SEED:-$$}
 RANDOM=$SEED
 echo "seed $SEED, $KILLS kills"
