@@ -137,9 +137,10 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
         a.tag = strtoull(v, NULL, 10);
     if (pae) {
         a.fault = classify(pae->Err, pae->ErrCode);
-        snprintf(a.text, sizeof a.text, "publishing LSN %" PRIu64 " to %s: %s%s%s (code %d)", a.tag,
-                 natsMsg_GetSubject(msg), natsStatus_GetText(pae->Err), pae->ErrText ? ": " : "",
-                 pae->ErrText ? pae->ErrText : "", (int)pae->ErrCode);
+        const char *st = natsStatus_GetText(pae->Err), *et = pae->ErrText;
+        int same = !et || !*et || strcmp(et, st) == 0;
+        snprintf(a.text, sizeof a.text, "publishing LSN %" PRIu64 " to %s: %s%s%s (JetStream code %d)", a.tag,
+                 natsMsg_GetSubject(msg), st, same ? "" : ": ", same ? "" : et, (int)pae->ErrCode);
     } else {
         a.duplicate = pa && pa->Duplicate;
     }

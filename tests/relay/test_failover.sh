@@ -59,4 +59,15 @@ check_jq "$T/relay.out" '.[0].cursor == '$N 'the relay reached the end'
 seq 1 $N | awk '$1 % 3 == 1' > "$T/want"
 check_exactly_once "$T/dump" "$T/want"
 grep -q '^1 pay.acct-1.order.t1 1 ' "$T/dump" || fail "LSN 1 is not the first message, on pay.acct-1.order.t1: $(head -1 "$T/dump")"
-echo "ok: $(wc -l < "$T/want") records exactly once through a leader kill and a paused node"
+
+# Failures that do not heal stop the relay (exit 1) and keep its cursor.
+run 1 "$STELE" relay "$T/log" --name other --nats "$NATS_URLS" --stream NOPE --subject 'nope.{type}'
+grep -q 'stream NOPE does not exist (--create-stream makes it)' "$T/err" || fail "stream missing: $(cat "$T/err")"
+# 1048500 payload bytes fit the log (1 MiB) but not, with the headers, NATS's max_payload (1 MiB).
+{ printf '{"type":"order.t1","data_text":"'; head -c 1048500 /dev/zero | tr '\0' 'x'; printf '"}\n'; } > "$T/big"
+run 0 "$STELE" append "$T/log" --jsonl < "$T/big"
+run 1 "$STELE" relay "$T/log" --name pay --nats "$NATS_URLS" --stream PAY --subject 'pay.{stream}.{type}' --type order.t1
+grep -q "publishing LSN $((N + 1)) to pay._.order.t1: .*not retried; the cursor stays at $N" "$T/err" ||
+    fail "message too large: $(cat "$T/err")"
+check_eq "$(cursor_of "$T/log" relay.pay)" "$N" "the cursor after a message too large"
+echo "ok: $(wc -l < "$T/want") records exactly once through a leader kill and a paused node; permanent failures stop"
