@@ -1523,6 +1523,41 @@ START_TEST(test_growth_in_steps)
 }
 END_TEST
 
+/* One hash: a run of 768 keys from slot 21 of 1,024. Expired mid-migration,
+ * keys 0-199 leave dead slots in the old table, among them slots 63, 95...
+ * where inserts' steps of 32 end: a key whose home was moved is still found
+ * past the migration point (the last slot moved was dead, not empty). */
+START_TEST(test_growth_dead_slot_at_step_end)
+{
+    struct grow g = {.x = idx_new(1000), .window = 1000, .rng = g_seed};
+    ck_assert_ptr_nonnull(g.x);
+    idx_set_hash(g.x, same_hash);
+    g.v = calloc(1200, sizeof *g.v);
+    g.gone = calloc(1200, 1);
+    ck_assert_ptr_nonnull(g.v);
+    ck_assert_ptr_nonnull(g.gone);
+    while (g.n < 769)
+        grow_put(&g);
+    struct idx_grow_stats st;
+    idx_grow_stats(g.x, 0, &st);
+    REQUIRE(st.old_slots == 1024 && st.old_live > 700, "old table of %llu slots, %llu keys",
+            (unsigned long long)st.old_slots, (unsigned long long)st.old_live);
+    g.swept_now = 1200;
+    ck_assert_uint_eq(idx_expire(g.x, g.swept_now), 160); /* 0-199 but the pending intents */
+    grow_check_all(&g, g.x);
+    int steps = 0;
+    for (; st.old_slots && steps < 100; steps++) {
+        grow_put(&g);
+        grow_check_all(&g, g.x);
+        idx_grow_stats(g.x, 0, &st);
+    }
+    REQUIRE(st.old_slots == 0 && steps >= 20, "migration still going after %d inserts", steps);
+    idx_free(g.x);
+    free(g.v);
+    free(g.gone);
+}
+END_TEST
+
 /* The stream table grows the same way: every stream's versions stay
  * readable while it moves. */
 START_TEST(test_stream_growth_in_steps)
@@ -1578,6 +1613,7 @@ static Suite *idx_suite(void)
     tcase_add_test(tc, test_streams);
     tcase_add_test(tc, test_compensations);
     tcase_add_test(tc, test_growth_in_steps);
+    tcase_add_test(tc, test_growth_dead_slot_at_step_end);
     tcase_add_test(tc, test_stream_growth_in_steps);
     suite_add_tcase(s, tc);
 
