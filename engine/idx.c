@@ -15,8 +15,9 @@
  * 1 + key bytes; an intent 48 bytes more.
  *
  * Deletion (expiry) uses backward-shift deletion, so lookups never meet a
- * tombstone. The slot's hash is also its home position (h32 & mask), so a
- * shift or a rehash never needs the key bytes. Dead key bytes stay in the
+ * tombstone (but for the old table of a migration in progress, see struct
+ * table). The slot's hash is also its home position (h32 & mask), so a
+ * shift or a move to a larger table never needs the key bytes. Dead key bytes stay in the
  * arena until they outnumber the live ones (and exceed ARENA_COMPACT_MIN);
  * then expiry copies the live keys into a fresh arena, so the arena holds at
  * most about twice the live key bytes plus one chunk. SPEC.md §15.7 has the
@@ -413,8 +414,8 @@ struct table {
 /* Old slots moved per insert. A migration begins at load 3/8 of the new
  * table and must end before load 3/4, that is within old_cap * 3/4
  * inserts: any bound above 4/3 does; a larger one ends it sooner (lookups
- * consult two tables meanwhile) at a higher cost per insert (about 5 ns a
- * slot, mostly one cache miss in the new table per live slot). */
+ * consult two tables meanwhile) at a higher cost per insert (mostly one
+ * cache miss in the new table per live slot moved). */
 #define TABLE_MIGRATE_SLOTS 32u
 _Static_assert(TABLE_MIGRATE_SLOTS * 3 > 4, "a migration ends before the new table needs to grow");
 
