@@ -44,6 +44,8 @@ static const struct {
     {"dump", "list a log's segments, batches and records with offsets"},
     {"backup", "make an online, consistent, verified copy of a log"},
     {"dict", "train a zstd dictionary for a log's batches"},
+    {"relay", "publish a log's events into a NATS JetStream stream, exactly once"},
+    {"inbox", "append a JetStream stream's messages to a log, each once"},
 };
 
 static const char *summary_of(const char *name)
