@@ -195,6 +195,16 @@ static void complete_acked_locked(stele_log *log)
  * own_hi (a batch that failed before its write started), FENCED after; a
  * waiting stele_sync, which has no record of its own, learns the failed
  * operation's io_code (IO or NOSPACE). */
+/* How a request whose records are encoded ends on a fenced log: unknown
+ * when their write was started, own_code up to own_hi, FENCED after. */
+static int fenced_code_locked(const stele_log *log, const struct request *r, uint64_t own_hi, int own_code)
+{
+    uint64_t unknown = load(&log->attempted_lsn);
+    if (log->written_lsn > unknown)
+        unknown = log->written_lsn;
+    return r->ack_lsn <= unknown ? STELE_ERR_OUTCOME_UNKNOWN : r->ack_lsn <= own_hi ? own_code : STELE_ERR_FENCED;
+}
+
 static void fence_locked(stele_log *log, uint64_t own_hi, int own_code, int io_code)
 {
     if (!log->fenced) {
@@ -202,15 +212,9 @@ static void fence_locked(stele_log *log, uint64_t own_hi, int own_code, int io_c
         log->fence_code = own_code;
         snprintf(log->fence_msg, sizeof log->fence_msg, "%s", stele_errmsg());
     }
-    uint64_t unknown = load(&log->attempted_lsn);
-    if (log->written_lsn > unknown)
-        unknown = log->written_lsn;
     for (struct request *r = log->await_head, *next; r; r = next) {
         next = r->next;
-        complete_locked(log, r, r->sync && !r->count  ? io_code
-                                : r->ack_lsn <= unknown ? STELE_ERR_OUTCOME_UNKNOWN
-                                : r->ack_lsn <= own_hi  ? own_code
-                                                        : STELE_ERR_FENCED);
+        complete_locked(log, r, r->sync && !r->count ? io_code : fenced_code_locked(log, r, own_hi, own_code));
     }
     log->await_head = log->await_tail = NULL;
     log->inflight_count = 0;
@@ -724,7 +728,9 @@ static int encode(stele_log *log, struct request *r)
             /* Async requests join the await list in encoding order, so
              * that their callbacks come in LSN order. */
             pthread_mutex_lock(&log->q_lock);
-            if (r->ack_lsn <= acked_for(log, r))
+            if (log->fenced) /* since the check above: the fence completed the await list already */
+                complete_locked(log, r, fenced_code_locked(log, r, 0, STELE_ERR_FENCED));
+            else if (r->ack_lsn <= acked_for(log, r))
                 complete_locked(log, r, STELE_OK); /* duplicates of acknowledged records */
             else
                 await_insert_locked(log, r);
@@ -823,8 +829,11 @@ static void *bg_main(void *arg)
         }
         if (stepped)
             continue;
-        if (log->fenced || (log->stopping && !log->w_busy && !log->s_busy &&
-                            load(&log->assigned_lsn) == load(&log->taken_lsn)))
+        /* A fenced log keeps its background threads until close: an async
+         * append encoded as the fence came completes with the fence's code,
+         * and its callback runs here. */
+        if (log->stopping && (log->fenced || (!log->w_busy && !log->s_busy &&
+                                              load(&log->assigned_lsn) == load(&log->taken_lsn))))
             break;
         /* Idle before the last look for work: an appender that encodes
          * after this look sees the count and wakes us (kick_after_encode). */
@@ -834,7 +843,9 @@ static void *bg_main(void *arg)
             continue;
         }
         uint64_t due = UINT64_MAX;
-        if (log->durability == STELE_DURABILITY_INTERVAL && log->written_lsn > log->durable_lsn && !log->s_busy)
+        if (log->fenced)
+            ; /* nothing is written or synced again: only callbacks wake us */
+        else if (log->durability == STELE_DURABILITY_INTERVAL && log->written_lsn > log->durable_lsn && !log->s_busy)
             due = log->last_sync_ns + (uint64_t)log->opts.sync_interval_ms * 1000000u;
         else if (log->durability == STELE_DURABILITY_NONE && log->linger_ns != UINT64_MAX &&
                  load(&log->assigned_lsn) > load(&log->taken_lsn) && !log->w_busy)
