@@ -7,10 +7,17 @@
  *     length, payload) and copies them into the open batch under a mutex.
  *   - Whoever finds no write in progress becomes the leader: it takes the
  *     whole open batch (a fresh one opens for later appenders), and outside
- *     the mutex writes it with one write() and syncs it with one fdatasync()
- *     on a file it appends to, then marks the batch done and wakes the
- *     appenders that batch covered (they return), and one appender of the
- *     next batch, if there is one, to lead it.
+ *     the mutex writes it with one write() and syncs it with one fdatasync(),
+ *     then marks the batch done and wakes the appenders that batch covered
+ *     (they return), and one appender of the next batch, if there is one, to
+ *     lead it.
+ *   - The file is preallocated as PostgreSQL does its WAL segments: with
+ *     --durability sync, open (outside the timed part) writes 64 MiB of zeros
+ *     and syncs them, so a batch's fdatasync there commits data and no file
+ *     size. Past 64 MiB the file grows with each write. Measured here
+ *     (2026-12-07, 64 threads, 3 s, 3 alternating pairs): 66.6k/61.6k/54.1k
+ *     appends/s preallocated against 26.4k/47.5k/41.4k appending, so the peer
+ *     gets the faster of the two.
  *   - Appenders of a batch wait on one of two condition variables (by the
  *     batch's parity), so finishing a batch wakes its own appenders and not
  *     those queued for the next one.
@@ -52,6 +59,20 @@ struct grp_db {
     uint64_t syncs;
 };
 
+#define PREALLOC_SIZE (64u * 1024u * 1024u)
+#define PREALLOC_CHUNK (1u << 20)
+
+/* Zero-fills the first PREALLOC_SIZE bytes and syncs them (size included),
+ * so that a batch's fdatasync inside them commits data only, no file size. */
+static int prealloc(int fd)
+{
+    static const unsigned char zeros[PREALLOC_CHUNK];
+    for (size_t off = 0; off < PREALLOC_SIZE; off += PREALLOC_CHUNK)
+        if (bench_write_all(fd, zeros, PREALLOC_CHUNK) != 0)
+            return -1;
+    return fdatasync(fd) == 0 && lseek(fd, 0, SEEK_SET) == 0 ? 0 : -1;
+}
+
 struct grp_thread {
     struct grp_db *db;
 };
@@ -83,6 +104,14 @@ static int grp_open(const struct config *cfg, const char *dir, void **out_db)
         return fail(path, err);
     }
     db->sync = cfg->durability == STELE_DURABILITY_SYNC;
+    if (db->sync && prealloc(db->fd) != 0) {
+        int err = errno;
+        close(db->fd);
+        free(db->open_buf);
+        free(db->write_buf);
+        free(db);
+        return fail(path, err);
+    }
     db->open_batch = 1;
     pthread_mutex_init(&db->mu, NULL);
     pthread_cond_init(&db->cv[0], NULL);

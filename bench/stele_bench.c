@@ -86,6 +86,7 @@ static void usage(FILE *f)
             "peers (--peer all: every one built in), each measured in the same sweep as stele, rounds interleaved:\n"
             "  group      the textbook group commit: appenders queue under a mutex, the one that finds no write\n"
             "             in progress leads: one write() and one fdatasync() for all queued, then wakes them\n"
+            "             (sync: the file's first 64 MiB are zero-filled and synced before the clock starts)\n"
             "  write      one plain buffered write() per append under a mutex, never synced (the page cache's rate)\n"
             "  fdatasync  one write() + fdatasync() per append under a mutex (no grouping)\n"
             "  sqlite     one connection shared by all threads under a mutex, WAL, synchronous=FULL, a\n"
