@@ -73,10 +73,6 @@ static int prealloc(int fd)
     return fdatasync(fd) == 0 && lseek(fd, 0, SEEK_SET) == 0 ? 0 : -1;
 }
 
-struct grp_thread {
-    struct grp_db *db;
-};
-
 static int fail(const char *what, int err)
 {
     fprintf(stderr, "stele-bench: group: %s: %s\n", what, strerror(err));
@@ -120,14 +116,11 @@ static int grp_open(const struct config *cfg, const char *dir, void **out_db)
     return 0;
 }
 
+/* An appender needs nothing of its own: the open batch is the database's. */
 static int grp_thread_open(void *db, int thread_id, void **out_thread)
 {
     (void)thread_id;
-    struct grp_thread *t = calloc(1, sizeof *t);
-    if (!t)
-        return fail("thread", ENOMEM);
-    t->db = db;
-    *out_thread = t;
+    *out_thread = db;
     return 0;
 }
 
@@ -186,7 +179,7 @@ static void lead(struct grp_db *db)
 
 static int grp_append(void *thread, const struct bench_record *recs, int count)
 {
-    struct grp_db *db = ((struct grp_thread *)thread)->db;
+    struct grp_db *db = thread;
     size_t size = bench_frame_size(recs, count);
     pthread_mutex_lock(&db->mu);
     if (reserve(db, size) != 0) {
@@ -209,7 +202,7 @@ static int grp_append(void *thread, const struct bench_record *recs, int count)
 
 static void grp_thread_close(void *thread)
 {
-    free(thread);
+    (void)thread;
 }
 
 static int grp_close(void *dbp, struct target_stats *out_stats)

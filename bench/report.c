@@ -72,9 +72,9 @@ static void print_json(const struct config *cfg, const struct result *r, double 
            "\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"syncs_per_s\":%s,\"records_per_sync\":%s,"
            "\"stele_ratio\":%s,\"stele_ratio_min\":%s,\"stele_ratio_max\":%s,\"stele_p99_us\":%s}\n",
            r->engine, r->never_syncs ? "none" : durability_name(cfg->durability), cfg->record_size, r->threads,
-           cfg->inflight, cfg->batch,
-           r->keyed ? "true" : "false", cfg->runs, m->seconds, (unsigned long long)m->records, m->records_per_s,
-           r->records_per_s_min, r->records_per_s_max, mb_per_s, m->p50_us, m->p99_us, m->p999_us,
+           cfg->inflight, cfg->batch, r->keyed ? "true" : "false", cfg->runs, m->seconds,
+           (unsigned long long)m->records, m->records_per_s, r->records_per_s_min, r->records_per_s_max, mb_per_s,
+           m->p50_us, m->p99_us, m->p999_us,
            jnum(sps, sizeof sps, m->syncs_per_s, 0), jnum(rps, sizeof rps, m->records_per_sync, 2),
            ratio_text(ratio, sizeof ratio, r->stele_ratio > 0 ? r->stele_ratio : -1, 4, "null"),
            ratio_text(rmin, sizeof rmin, r->stele_ratio > 0 ? r->ratio_min : -1, 4, "null"),
@@ -90,8 +90,9 @@ static void print_row(const struct config *cfg, const struct result *r, double m
     snprintf(size, sizeof size, "%zu", cfg->record_size);
     snprintf(threads, sizeof threads, "%d", r->threads);
     snprintf(inflight, sizeof inflight, "%d", cfg->inflight);
-    printf(TABLE_FORMAT, r->engine, r->never_syncs ? "none" : durability_name(cfg->durability), r->keyed ? "yes" : "no", size, threads,
-           inflight, num(rps, sizeof rps, m->records_per_s, 0), num(rmin, sizeof rmin, r->records_per_s_min, 0),
+    printf(TABLE_FORMAT, r->engine, r->never_syncs ? "none" : durability_name(cfg->durability),
+           r->keyed ? "yes" : "no", size, threads, inflight, num(rps, sizeof rps, m->records_per_s, 0),
+           num(rmin, sizeof rmin, r->records_per_s_min, 0),
            num(rmax, sizeof rmax, r->records_per_s_max, 0), num(mbps, sizeof mbps, mb_per_s, 2),
            num(p50, sizeof p50, m->p50_us, 1), num(p99, sizeof p99, m->p99_us, 1),
            num(p999, sizeof p999, m->p999_us, 1), num(sps, sizeof sps, m->syncs_per_s, 0),
@@ -122,8 +123,9 @@ void report_ratios(const struct config *cfg, const struct result *cell, int coun
         char ratio[24], lo[24], hi[24];
         if (r->stele_ratio > 0)
             printf("  stele/%-22s %8sx (%s-%s)   p99 %9.1f | %9.1f\n", r->engine,
-                   ratio_text(ratio, sizeof ratio, r->stele_ratio, 3, "-"), ratio_text(lo, sizeof lo, r->ratio_min, 3, "-"),
-                   ratio_text(hi, sizeof hi, r->ratio_max, 3, "-"), r->stele_p99_us, r->median.p99_us);
+                   ratio_text(ratio, sizeof ratio, r->stele_ratio, 3, "-"),
+                   ratio_text(lo, sizeof lo, r->ratio_min, 3, "-"), ratio_text(hi, sizeof hi, r->ratio_max, 3, "-"),
+                   r->stele_p99_us, r->median.p99_us);
         else
             printf("  stele/%-22s        -  (the peer appended nothing)\n", r->engine);
     }

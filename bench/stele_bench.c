@@ -9,8 +9,9 @@
  * (stele, then each peer; the next round in the reverse order), so that the
  * machine's noise falls on all of them alike. The median run by records/s is
  * reported, with the min and max, and each peer's row says how many times
- * faster stele was, with both p99s side by side. runner.c drives a run, target_stele.c and peer_<name>.c are the
- * stores, report.c prints, plot.c draws.
+ * faster stele was; a block after each cell gives every ratio again with
+ * both p99s side by side. runner.c drives a run, target_stele.c and
+ * peer_<name>.c are the stores, report.c prints, plot.c draws the SVG.
  *
  * Exit codes: 0 ok, 2 usage (including a peer or feature not in this build),
  * 1 a store failed during a run.
