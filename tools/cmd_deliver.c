@@ -67,7 +67,7 @@ _Static_assert(sizeof(DELIVER_ENDPOINT_PREFIX) - 1 + DELIVER_ENDPOINT_SIZE_MAX =
 enum {
     OPT_ENDPOINT = 256, OPT_URL, OPT_SECRET_FILE, OPT_TYPE, OPT_STREAM, OPT_FOLLOW, OPT_CONCURRENCY, OPT_WINDOW,
     OPT_TIMEOUT, OPT_MAX_ATTEMPTS, OPT_BACKOFF_BASE, OPT_BACKOFF_MAX, OPT_RATE, OPT_HEADER, OPT_DRY_RUN,
-    OPT_BREAKER, OPT_SEED, OPT_STATUS,
+    OPT_BREAKER, OPT_SEED, OPT_STATUS, OPT_ENABLE,
 };
 
 static const struct option deliver_options[] = {
@@ -89,6 +89,7 @@ static const struct option deliver_options[] = {
     {"breaker", required_argument, NULL, OPT_BREAKER},
     {"seed", required_argument, NULL, OPT_SEED},
     {"status", no_argument, NULL, OPT_STATUS},
+    {"enable", no_argument, NULL, OPT_ENABLE},
     CLI_COMMON_OPTIONS,
 };
 
@@ -96,7 +97,7 @@ static const char deliver_synopsis[] =
     "stele deliver DIR --endpoint NAME --url URL --secret-file F [--type T] [--stream S] [--follow]\n"
     "                   [--concurrency N] [--window N] [--timeout MS] [--max-attempts N]\n"
     "                   [--backoff-base MS] [--backoff-max MS] [--breaker N] [--rate N]\n"
-    "                   [--header 'K: V']... [--seed N] [--dry-run]\n"
+    "                   [--header 'K: V']... [--seed N] [--dry-run] [--enable]\n"
     "       stele deliver DIR --endpoint NAME --status";
 
 static const char *const deliver_manual[] = {
@@ -121,7 +122,8 @@ static const char *const deliver_manual[] = {
     "  2^(attempt-1))] ms, at least the Retry-After the endpoint sent (seconds or HTTP date) up to\n"
     "  --backoff-max, until --max-attempts. Any other status (redirects are not followed) makes the\n"
     "  event a dead letter at once, with the status and the first 1 KiB of the response body; so\n"
-    "  does the last failed attempt. 410 Gone also disables the endpoint: the run stops, exit 1.\n"
+    "  does the last failed attempt. 410 Gone also disables the endpoint: the run stops, exit 1,\n"
+    "  and later runs refuse to start (exit 1) until one is given --enable.\n"
     "  After --breaker consecutive retryable failures the circuit breaker opens: one probe request\n"
     "  per backoff interval instead of one request per event; probes do not use up attempts; the\n"
     "  first success closes it. Retries, dead letters and the breaker are reported on stderr; at\n"
@@ -145,6 +147,8 @@ static const char *const deliver_manual[] = {
     "  --header 'K: V'     an extra request header (up to 32)\n"
     "  --seed N            seed of the jitter (default: from the clock)\n"
     "  --dry-run           print {\"lsn\",\"webhook_id\",\"url\"} per event; send and commit nothing\n"
+    "  --enable            enable an endpoint disabled by a 410: its 410 dead letters are marked\n"
+    "                      resolved (those events are not sent again) and delivery goes on\n"
     "  --status            print the endpoint's {\"endpoint\",\"cursor\",\"last_lsn\",\"backlog\",\n"
     "                      \"oldest_undelivered_age_s\",\"dead_letters\"} and exit\n"
     "\n"
@@ -168,7 +172,7 @@ struct deliver_args {
     const char *endpoint, *url, *secret_file, *type, *stream;
     const char *headers[DELIVER_HEADERS_MAX];
     unsigned header_count;
-    int follow, dry_run, status, has_seed;
+    int follow, dry_run, status, enable, has_seed;
     uint64_t concurrency, window, timeout_ms, max_attempts, backoff_base_ms, backoff_max_ms, breaker, rate, seed;
 };
 
@@ -306,6 +310,7 @@ static int deliver_option(struct cli_ctx *ctx, int c, struct deliver_args *a)
     case OPT_SEED: a->has_seed = 1; return cli_opt_u64(ctx, "seed", optarg, &a->seed);
     case OPT_DRY_RUN: a->dry_run = 1; return 0;
     case OPT_STATUS: a->status = 1; return 0;
+    case OPT_ENABLE: a->enable = 1; return 0;
     default: return CLI_EXIT_USAGE;
     }
 }
@@ -968,6 +973,33 @@ static void http_close(struct deliver *d)
     memset(d->key, 0, sizeof d->key);
 }
 
+/* An endpoint is disabled while one of its unresolved dead letters is a 410
+ * (SPEC.md §22.3); --enable resolves them. Returns 0 or the exit code. */
+static int check_enabled(struct deliver *d)
+{
+    stele_dead_letter *items;
+    size_t n;
+    int code = stele_dead_letter_list(d->cur, 0, &items, &n);
+    if (code != STELE_OK)
+        return cli_fail(d->ctx, code, "listing the dead letters of consumer %s", d->consumer);
+    static const char gone[] = "HTTP 410";
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (items[i].reason_size < sizeof gone - 1 || memcmp(items[i].reason, gone, sizeof gone - 1) != 0)
+            continue;
+        if (!d->a->enable)
+            rc = cli_error(d->ctx, CLI_EXIT_FAILURE, "endpoint %s is disabled: LSN %" PRIu64 " was answered 410 "
+                           "Gone; --enable delivers again", d->a->endpoint, items[i].lsn);
+        else if ((code = stele_dead_letter_resolve(d->cur, items[i].lsn)) != STELE_OK)
+            rc = cli_fail(d->ctx, code, "marking the dead letter of LSN %" PRIu64 " resolved", items[i].lsn);
+        else
+            fprintf(stderr, "stele: deliver: endpoint %s enabled (the 410 of LSN %" PRIu64 " is resolved)\n",
+                    d->a->endpoint, items[i].lsn);
+    }
+    stele_dead_letter_free(items);
+    return rc;
+}
+
 /* Opens the cursor (exclusively when delivering) and reads where it is. */
 static int open_consumer(struct deliver *d)
 {
@@ -978,6 +1010,9 @@ static int open_consumer(struct deliver *d)
         return cli_fail(d->ctx, code, "delivering to endpoint %s", d->a->endpoint);
     if ((code = stele_cursor_position(d->cur, &d->committed)) != STELE_OK)
         return cli_fail(d->ctx, code, "reading consumer %s", d->consumer);
+    int rc = d->a->status || d->a->dry_run ? 0 : check_enabled(d);
+    if (rc)
+        return rc;
     stele_stats st;
     if ((code = stele_stats_get(d->log, &st)) != STELE_OK)
         return cli_fail(d->ctx, code, "reading the log's stats");

@@ -40,7 +40,8 @@ receiver_stop() {
     fi
 }
 
-# deliver ARGS...: stele deliver of the log $T/log to endpoint e1 at $URL.
+# deliver ARGS...: stele deliver of the log $T/log at $URL (endpoint e1
+# unless ARGS say --endpoint).
 deliver() {
     "$STELE" deliver "$T/log" --endpoint e1 --url "$URL" --secret-file "$T/secret" "$@"
 }
