@@ -13,9 +13,10 @@
  * go in parallel. An event is done when a 2xx came back or it was recorded
  * durably as a dead letter. The cursor is committed to the window's low-water
  * mark: the LSN before the oldest event not done (or the last LSN read, when
- * the window is empty). A crash therefore re-sends only events of the window,
- * those in flight and those finished after the oldest unfinished one, and
- * every re-send carries the event's webhook-id, so receivers deduplicate.
+ * the window is empty), and a done event leaves the window only once a
+ * commit covers it. A crash therefore re-sends only events of the window (at
+ * most --window), and every re-send carries the event's webhook-id, so
+ * receivers deduplicate.
  *
  * Retry classes (SPEC.md §22.3): 2xx delivered; 408, 425, 429, 5xx and
  * transport failures (refused, reset, DNS, timeout) retried after a capped
@@ -430,21 +431,30 @@ static int window_add(struct deliver *d, const stele_record *rec)
     return 0;
 }
 
-/* Commits the low-water mark: everything before the oldest event not done. */
+/* Commits the low-water mark: everything before the oldest event not done.
+ * Done events leave the window only once a commit covers them, so that the
+ * window holds every event a crash would re-send: at most --window. When
+ * half the window is done events waiting for a commit (they hold back the
+ * reading of new ones), or when forced, it commits at once; otherwise at most
+ * every DELIVER_COMMIT_INTERVAL_MS. */
 static int window_commit(struct deliver *d, int force)
 {
-    while (d->head < d->tail && slot_at(d, d->head)->state == SLOT_DONE)
-        slot_release(slot_at(d, d->head++));
-    uint64_t low = d->head < d->tail ? slot_at(d, d->head)->lsn - 1 : d->seen;
+    uint64_t h = d->head;
+    while (h < d->tail && slot_at(d, h)->state == SLOT_DONE)
+        h++;
+    uint64_t low = h < d->tail ? slot_at(d, h)->lsn - 1 : d->seen;
     uint64_t now = mono_ns();
-    if (d->a->dry_run || low <= d->committed ||
-        (!force && now - d->last_commit_ns < DELIVER_COMMIT_INTERVAL_MS * 1000000ull))
-        return 0;
-    int code = stele_cursor_commit(d->cur, low);
-    if (code != STELE_OK)
-        return cli_fail(d->ctx, code, "committing consumer %s at LSN %" PRIu64, d->consumer, low);
-    d->committed = low;
-    d->last_commit_ns = now;
+    int due = force || (h - d->head) * 2 >= d->a->window ||
+              now - d->last_commit_ns >= DELIVER_COMMIT_INTERVAL_MS * 1000000ull;
+    if (!d->a->dry_run && low > d->committed && due) {
+        int code = stele_cursor_commit(d->cur, low);
+        if (code != STELE_OK)
+            return cli_fail(d->ctx, code, "committing consumer %s at LSN %" PRIu64, d->consumer, low);
+        d->committed = low;
+        d->last_commit_ns = now;
+    }
+    while (d->head < h && slot_at(d, d->head)->lsn <= d->committed)
+        slot_release(slot_at(d, d->head++));
     return 0;
 }
 
@@ -799,27 +809,44 @@ static int window_fill(struct deliver *d, int wait_ms)
     return 0;
 }
 
-/* Runs the requests, collects what finished, commits the low-water mark. */
-static int pump(struct deliver *d, int timeout_ms)
+/* Takes the finished requests; *out_count says how many there were. */
+static int collect(struct deliver *d, unsigned *out_count)
 {
-    int running = 0, fds = 0;
-    CURLMcode mc = curl_multi_perform(d->multi, &running);
-    if (mc == CURLM_OK)
-        mc = curl_multi_poll(d->multi, NULL, 0, timeout_ms, &fds);
-    if (mc == CURLM_OK)
-        mc = curl_multi_perform(d->multi, &running);
-    if (mc != CURLM_OK)
-        return cli_error(d->ctx, CLI_EXIT_FAILURE, "running the requests: %s", curl_multi_strerror(mc));
     CURLMsg *m;
     int left;
+    *out_count = 0;
     while ((m = curl_multi_info_read(d->multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE)
             continue;
         int rc = on_done(d, m->easy_handle, m->data.result);
         if (rc)
             return rc;
+        ++*out_count;
     }
-    return window_commit(d, 0);
+    return 0;
+}
+
+/* Runs the requests, collects what finished, commits the low-water mark.
+ * It polls (up to timeout_ms) only when nothing finished already: on
+ * loopback a request can finish inside curl_multi_perform, and a poll then
+ * would sleep with the answer in hand. */
+static int pump(struct deliver *d, int timeout_ms)
+{
+    int running = 0, fds = 0;
+    unsigned done = 0;
+    CURLMcode mc = curl_multi_perform(d->multi, &running);
+    if (mc != CURLM_OK)
+        return cli_error(d->ctx, CLI_EXIT_FAILURE, "running the requests: %s", curl_multi_strerror(mc));
+    int rc = collect(d, &done);
+    if (rc == 0 && done == 0) {
+        mc = curl_multi_poll(d->multi, NULL, 0, timeout_ms, &fds);
+        if (mc == CURLM_OK)
+            mc = curl_multi_perform(d->multi, &running);
+        if (mc != CURLM_OK)
+            return cli_error(d->ctx, CLI_EXIT_FAILURE, "running the requests: %s", curl_multi_strerror(mc));
+        rc = collect(d, &done);
+    }
+    return rc ? rc : window_commit(d, 0);
 }
 
 static int deliver_loop(struct deliver *d)
