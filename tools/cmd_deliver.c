@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,7 +226,8 @@ struct deliver {
     struct slot *ring;   /* the window: sequence s at ring[s % window] */
     uint64_t head, tail; /* sequences: [head, tail) are in the window */
     uint64_t seen;       /* the last LSN read (filtered out or not) */
-    uint64_t committed, last_commit_ns;
+    uint64_t committed, last_commit_ns; /* committed: durable, as the committer last said */
+    struct committer *committer;        /* NULL in a dry run or --status */
     int at_end, gone;
     uint64_t rng;
     /* the breaker */
@@ -431,12 +433,121 @@ static int window_add(struct deliver *d, const stele_record *rec)
     return 0;
 }
 
+/* The committer: a thread of its own that commits the cursor, so that the
+ * loop goes on sending while a commit waits for its fdatasync (a few ms to
+ * tens of ms, against a request's fraction of a ms on loopback). The loop
+ * asks for a position (want); the thread commits the latest one asked and
+ * says what is durable (durable), waking the loop's poll. The cursor handle
+ * belongs to one thread at a time (stele.h): cur_mu is held around every
+ * call on it, the thread's commits and the loop's dead letters alike. */
+struct committer {
+    pthread_t thread;
+    pthread_mutex_t mu, cur_mu;
+    pthread_cond_t cv;
+    stele_cursor *cur;
+    CURLM *multi;           /* woken when a commit is durable */
+    uint64_t want, durable;
+    int code, quit;         /* code: the first failed commit's, then no more commits */
+    char msg[512];          /* its stele_errmsg(), copied on the thread that failed */
+};
+
+static void *committer_main(void *arg)
+{
+    struct committer *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->quit && (c->want <= c->durable || c->code != STELE_OK))
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->quit && (c->want <= c->durable || c->code != STELE_OK))
+            break;
+        uint64_t target = c->want;
+        pthread_mutex_unlock(&c->mu);
+        pthread_mutex_lock(&c->cur_mu);
+        int code = stele_cursor_commit(c->cur, target);
+        const char *msg = code == STELE_OK ? "" : stele_errmsg();
+        pthread_mutex_unlock(&c->cur_mu);
+        pthread_mutex_lock(&c->mu);
+        if (code == STELE_OK) {
+            c->durable = target;
+        } else {
+            c->code = code;
+            snprintf(c->msg, sizeof c->msg, "%s", msg ? msg : "");
+        }
+        pthread_cond_broadcast(&c->cv);
+        if (c->multi)
+            curl_multi_wakeup(c->multi);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static int committer_start(struct deliver *d)
+{
+    struct committer *c = calloc(1, sizeof *c);
+    if (!c)
+        return cli_error(d->ctx, CLI_EXIT_FAILURE, "out of memory");
+    c->cur = d->cur;
+    c->multi = d->multi;
+    c->want = c->durable = d->committed;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->cur_mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    int e = pthread_create(&c->thread, NULL, committer_main, c);
+    if (e != 0) {
+        free(c);
+        return cli_error(d->ctx, CLI_EXIT_FAILURE, "starting the cursor's thread: %s", strerror(e));
+    }
+    d->committer = c;
+    return 0;
+}
+
+/* Waits until what was asked is durable (or failed), then ends the thread. */
+static void committer_stop(struct deliver *d)
+{
+    struct committer *c = d->committer;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->quit = 1;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    d->committed = c->durable;
+    pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->cur_mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+    d->committer = NULL;
+}
+
+/* Asks for lsn to be committed; with wait, returns once it is durable.
+ * Updates d->committed. Returns 0 or the exit code of a failed commit. */
+static int committer_ask(struct deliver *d, uint64_t lsn, int wait)
+{
+    struct committer *c = d->committer;
+    pthread_mutex_lock(&c->mu);
+    if (lsn > c->want) {
+        c->want = lsn;
+        pthread_cond_broadcast(&c->cv);
+    }
+    while (wait && c->durable < lsn && c->code == STELE_OK)
+        pthread_cond_wait(&c->cv, &c->mu);
+    d->committed = c->durable;
+    int code = c->code;
+    pthread_mutex_unlock(&c->mu);
+    if (code == STELE_OK)
+        return 0;
+    fprintf(stderr, "stele: deliver: committing consumer %s at LSN %" PRIu64 ": %s%s%s\n", d->consumer, lsn,
+            stele_strerror(code), c->msg[0] ? ": " : "", c->msg);
+    return cli_exit_for(code);
+}
+
 /* Commits the low-water mark: everything before the oldest event not done.
- * Done events leave the window only once a commit covers them, so that the
- * window holds every event a crash would re-send: at most --window. When
- * half the window is done events waiting for a commit (they hold back the
- * reading of new ones), or when forced, it commits at once; otherwise at most
- * every DELIVER_COMMIT_INTERVAL_MS. */
+ * Done events leave the window only once a durable commit covers them, so
+ * that the window holds every event a crash would re-send: at most --window.
+ * When half the window is done events waiting for a commit (they hold back
+ * the reading of new ones), or when forced, it asks at once; otherwise at
+ * most every DELIVER_COMMIT_INTERVAL_MS. force waits for the commit. */
 static int window_commit(struct deliver *d, int force)
 {
     uint64_t h = d->head;
@@ -446,12 +557,12 @@ static int window_commit(struct deliver *d, int force)
     uint64_t now = mono_ns();
     int due = force || (h - d->head) * 2 >= d->a->window ||
               now - d->last_commit_ns >= DELIVER_COMMIT_INTERVAL_MS * 1000000ull;
-    if (!d->a->dry_run && low > d->committed && due) {
-        int code = stele_cursor_commit(d->cur, low);
-        if (code != STELE_OK)
-            return cli_fail(d->ctx, code, "committing consumer %s at LSN %" PRIu64, d->consumer, low);
-        d->committed = low;
-        d->last_commit_ns = now;
+    if (d->committer) {
+        int rc = committer_ask(d, due && low > d->committed ? low : 0, force);
+        if (rc)
+            return rc;
+        if (due)
+            d->last_commit_ns = now;
     }
     while (d->head < h && slot_at(d, d->head)->lsn <= d->committed)
         slot_release(slot_at(d, d->head++));
@@ -650,7 +761,9 @@ static int slot_dead(struct deliver *d, struct slot *s, const char *reason, cons
     stele_dead_letter dl = {.lsn = s->lsn, .attempts = s->attempts, .key = s->key, .key_size = strlen(s->key),
                             .reason = reason, .reason_size = strlen(reason), .last_stderr = q->body,
                             .last_stderr_size = q->body_size};
+    pthread_mutex_lock(&d->committer->cur_mu);
     int code = stele_dead_letter_add(d->cur, &dl);
+    pthread_mutex_unlock(&d->committer->cur_mu);
     if (code != STELE_OK)
         return cli_fail(d->ctx, code, "recording the dead letter of LSN %" PRIu64, s->lsn);
     d->dead++;
@@ -1074,9 +1187,10 @@ static int run(struct deliver *d, const char *dir)
         rc = dry_run(d);
         goto done;
     }
-    if ((rc = http_open(d)) == 0) {
+    if ((rc = http_open(d)) == 0 && (rc = committer_start(d)) == 0) {
         d->rate_start_ns = mono_ns();
         rc = deliver_loop(d);
+        committer_stop(d);
         int rc2 = print_summary(d);
         rc = rc ? rc : rc2;
     }

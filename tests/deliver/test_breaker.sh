@@ -3,14 +3,16 @@
 # --breaker 2 and --concurrency 4 the breaker opens after at most 5
 # requests; every later failure is a probe: alone on the wire (no other
 # request being handled when it arrives) and at least one backoff interval
-# after the one before. Probes spend no attempts: with --max-attempts 2
-# no event becomes a dead letter, and each of the 20 events is answered 200
-# exactly once (12 + 20 requests in all).
+# after the one before. Probes spend no attempts: an event can fail at most
+# twice before the breaker opens (the second failure in a row opens it), so
+# with --max-attempts 3 no event becomes a dead letter (were probes counted,
+# the 7 or more failed probes would kill events), and each of the 20 events
+# is answered 200 exactly once (12 + 20 requests in all).
 source "$(dirname "$0")/lib.sh"
 run 0 "$STELE" init "$T/log"
 append_events 20 0
 receiver_start "$(python3 -c 'import json; print(json.dumps({"first": [{"status": 503, "hold_ms": 30}] * 12}))')"
-run 0 deliver --concurrency 4 --breaker 2 --max-attempts 2 --backoff-base 20 --backoff-max 80
+run 0 deliver --concurrency 4 --breaker 2 --max-attempts 3 --backoff-base 20 --backoff-max 80
 check_jq "$T/out" '.[0] | .delivered == 20 and .dead_letters == 0 and .breaker_opens >= 1 and .probes >= 7
     and .cursor == 20' "the run's summary"
 check_signed
