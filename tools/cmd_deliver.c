@@ -157,7 +157,8 @@ static const char *const deliver_manual[] = {
     "OUTPUT\n"
     "  {\"endpoint\",\"cursor\",\"delivered\",\"dead_letters\",\"requests\",\"retries\",\"by_class\":\n"
     "  {\"2xx\",\"retryable_status\",\"transport\",\"dead_status\",\"gone\"},\"breaker_opens\",\"probes\",\n"
-    "  \"latency_ms\":{\"p50\",\"p99\",\"max\"}}\n"
+    "  \"latency_ms\":{\"p50\",\"p99\",\"max\"}} (latency: request start to answer; p50 and p99 are the\n"
+    "  upper bounds of power-of-two buckets of microseconds)\n"
     "\n"
     "EXIT STATUS\n"
     "  0 done (or stopped by a signal); 1 the endpoint answered 410 Gone, another deliver of the\n"
@@ -710,7 +711,7 @@ static double latency_quantile_ms(const struct deliver *d, double q)
 
 /* ---------------------------------------------------------- the breaker */
 
-static void breaker_open(struct deliver *d, uint64_t now, uint64_t retry_after_ms)
+static void breaker_open(struct deliver *d, uint64_t now, uint64_t retry_after_ms, uint64_t lsn, const char *reason)
 {
     d->opens++;
     uint64_t cap = backoff_cap_ms(d->a->backoff_base_ms, d->a->backoff_max_ms, d->opens);
@@ -721,23 +722,25 @@ static void breaker_open(struct deliver *d, uint64_t now, uint64_t retry_after_m
     d->breaker_until_ns = now + wait * 1000000u;
     if (d->breaker == BREAKER_CLOSED) {
         d->breaker_opens++;
-        fprintf(stderr, "stele: deliver: endpoint %s: circuit breaker open after %u consecutive failures; "
-                "next probe in %" PRIu64 " ms\n", d->a->endpoint, d->failures, wait);
+        fprintf(stderr, "stele: deliver: endpoint %s: circuit breaker open after %u consecutive failures (the "
+                "last: LSN %" PRIu64 ", %s); next probe in %" PRIu64 " ms\n", d->a->endpoint, d->failures, lsn,
+                reason, wait);
     } else {
-        fprintf(stderr, "stele: deliver: endpoint %s: probe failed; circuit breaker stays open, next probe in %"
-                PRIu64 " ms\n", d->a->endpoint, wait);
+        fprintf(stderr, "stele: deliver: endpoint %s: probe (LSN %" PRIu64 ") failed (%s); circuit breaker "
+                "stays open, next probe in %" PRIu64 " ms\n", d->a->endpoint, lsn, reason, wait);
     }
     d->breaker = BREAKER_OPEN;
 }
 
-static void breaker_failure(struct deliver *d, int probe, uint64_t now, uint64_t retry_after_ms)
+static void breaker_failure(struct deliver *d, int probe, uint64_t now, uint64_t retry_after_ms, uint64_t lsn,
+                            const char *reason)
 {
     if (!d->a->breaker)
         return;
     d->failures++;
     if ((d->breaker == BREAKER_HALF_OPEN && probe) ||
         (d->breaker == BREAKER_CLOSED && d->failures >= d->a->breaker))
-        breaker_open(d, now, retry_after_ms);
+        breaker_open(d, now, retry_after_ms, lsn, reason);
 }
 
 /* The endpoint answered (2xx, or a status that is no retryable failure). */
@@ -828,7 +831,7 @@ static int on_done(struct deliver *d, CURL *e, CURLcode cc)
             d->by_transport++;
         else
             d->by_retry_status++;
-        breaker_failure(d, q->probe, now, retry_after_ms);
+        breaker_failure(d, q->probe, now, retry_after_ms, s->lsn, reason);
         return slot_retry(d, s, q, reason, now, retry_after_ms);
     case OUT_GONE:
         d->by_gone++;
@@ -872,6 +875,8 @@ static int schedule(struct deliver *d, uint64_t now, uint64_t *next_ns)
             continue;
         }
         if (d->a->rate) {
+            if (d->rate_count == 0)
+                d->rate_start_ns = now; /* the pace counts from the first request */
             uint64_t due = d->rate_start_ns + d->rate_count * 1000000000u / d->a->rate;
             if (due > now) {
                 *next_ns = due < *next_ns ? due : *next_ns;
@@ -1188,7 +1193,6 @@ static int run(struct deliver *d, const char *dir)
         goto done;
     }
     if ((rc = http_open(d)) == 0 && (rc = committer_start(d)) == 0) {
-        d->rate_start_ns = mono_ns();
         rc = deliver_loop(d);
         committer_stop(d);
         int rc2 = print_summary(d);

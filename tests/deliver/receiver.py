@@ -17,7 +17,7 @@ sends Retry-After as the HTTP date N seconds from now.
 A log line: {"n", "id", "lsn", "stream", "attempt" (1, 2, ... per webhook-id),
 "status", "sig_ok", "ts_ok", "active" (requests being handled when this one
 arrived, itself included), "t" (monotonic seconds when answered), "sha"
-(SHA-256 of the body)}. It is written, flushed, before the answer is sent, so
+(SHA-256 of the body), "x_test" and "content_type" (those headers)}. It is written, flushed, before the answer is sent, so
 the log's order is the order in which the deliverer learnt the answers.
 """
 import argparse
@@ -93,7 +93,8 @@ def main():
             out = r.get("body", "ok").encode()
             line = {"n": n, "id": wid, "lsn": ev.get("lsn"), "stream": ev.get("stream"), "attempt": attempt,
                     "status": status, "sig_ok": sig_ok, "ts_ok": ts_ok, "active": active,
-                    "t": time.monotonic(), "sha": hashlib.sha256(body).hexdigest()}
+                    "t": time.monotonic(), "sha": hashlib.sha256(body).hexdigest(),
+                    "x_test": self.headers.get("X-Test"), "content_type": self.headers.get("Content-Type")}
             with lock:
                 state["active"] -= 1
                 log.write(json.dumps(line) + "\n")

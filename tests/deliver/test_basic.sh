@@ -44,6 +44,14 @@ check_jq "$T/recv.log" 'all(.[]; .stream == "s3") and ([.[].lsn] | . == (sort)) 
 run 0 "$STELE" deliver "$T/log" --endpoint e3 --url "$URL" --secret-file "$T/secret" --type t.a
 check_jq "$T/out" '.[0].delivered == 105 and .[0].cursor == 210' "--type; the cursor reaches the end"
 
+# --header and --rate: 25 events at 200/s start at least 24/200 s apart
+# from first to last (answers: less the first one's latency, a few ms).
+: > "$T/recv.log"
+run 0 "$STELE" deliver "$T/log" --endpoint e4 --url "$URL" --secret-file "$T/secret" --type t.a --stream s5 \
+    --header 'X-Test: abc' --rate 200
+check_jq "$T/recv.log" 'length == 25 and all(.[]; .x_test == "abc" and .content_type == "application/json")' \
+    "--header is sent with the Standard Webhooks headers"
+check_jq "$T/recv.log" '(sort_by(.t) | .[-1].t - .[0].t) > 20 / 200' "--rate paces the requests"
 # Usage and setup errors.
 run 2 "$STELE" deliver "$T/log" --endpoint e1 --url "$URL"
 run 2 "$STELE" deliver "$T/log" --endpoint 'bad/name' --url "$URL" --secret-file "$T/secret"
