@@ -6,6 +6,8 @@ own implementation (Python's hmac and base64, not stele's code), answers from
 a scripted plan and logs every request as one JSON line.
 
 usage: receiver.py --secret-file F --log F --port-file F [--plan F]
+       receiver.py --self-test   (the signature of the Standard Webhooks
+                                  specification's example; exit 0 if it matches)
 
 The plan (JSON) says what to answer; anything it does not script gets 200:
   {"first": [R, ...],            the first requests of the run, whatever they carry
@@ -34,7 +36,26 @@ import threading
 import time
 
 
+def signature(key, wid, ts, body):
+    """The webhook-signature value: v1, base64(HMAC-SHA256(key, id.ts.body))."""
+    mac = hmac.new(key, wid.encode() + b"." + ts.encode() + b"." + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def self_test():
+    """The example of the Standard Webhooks specification (standardwebhooks.com)."""
+    key = base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    got = signature(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", b'{"test": 2432232314}')
+    want = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    if got != want:
+        print("receiver.py: the specification's example signs as %s, not %s" % (got, want), file=sys.stderr)
+        return 1
+    return 0
+
+
 def main():
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
     ap = argparse.ArgumentParser()
     ap.add_argument("--secret-file", required=True)
     ap.add_argument("--log", required=True)
@@ -71,8 +92,7 @@ def main():
             wid = self.headers.get("webhook-id", "")
             ts = self.headers.get("webhook-timestamp", "")
             sigs = self.headers.get("webhook-signature", "").split()
-            mac = hmac.new(key, wid.encode() + b"." + ts.encode() + b"." + body, hashlib.sha256).digest()
-            want = "v1," + base64.b64encode(mac).decode()
+            want = signature(key, wid, ts, body)
             sig_ok = any(hmac.compare_digest(s, want) for s in sigs)
             ts_ok = ts.isdigit() and abs(time.time() - int(ts)) < 300
             try:
