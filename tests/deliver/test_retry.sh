@@ -1,5 +1,5 @@
 # test_retry.sh - the retry classes of stele deliver (SPEC.md §22.3) against
-# a real HTTP receiver with scripted answers: 503s retried with the same
+# a real HTTP receiver with scripted answers: 503s, 425 and 504 retried with the same
 # webhook-id and body; Retry-After in seconds and as an HTTP date honoured,
 # and capped at --backoff-max; a stall past --timeout retried; 400 and 302
 # dead letters at once (with the response body); the last failed attempt a
@@ -17,10 +17,11 @@ receiver_start '{"by_lsn": {
     "6": [302],
     "7": [503, 503, 503],
     "8": [{"status": 200, "hold_ms": 1500}],
-    "9": [{"status": 429, "retry_after": "3600"}]}}'
+    "9": [{"status": 429, "retry_after": "3600"}],
+    "10": [425, 504]}}'
 run 0 deliver --breaker 0 --max-attempts 3 --backoff-base 10 --backoff-max 1500 --timeout 400
 check_jq "$T/out" '.[0] | .delivered == 7 and .dead_letters == 3 and .cursor == 10 and .by_class.transport == 1
-    and .by_class.dead_status == 2 and .by_class.retryable_status == 8' "the run's summary"
+    and .by_class.dead_status == 2 and .by_class.retryable_status == 10' "the run's summary"
 check_signed
 check_jq "$T/recv.log" '[.[] | select(.lsn == 2) | .attempt] == [1, 2, 3]' "503, 503, then 200"
 check_jq "$T/recv.log" '[group_by(.id)[] | map(.sha) | unique | length == 1] | all' "retries carry the same body"
@@ -32,6 +33,7 @@ python3 -c "import sys; sys.exit(not (1.4 <= $(gap 9) < 30))" || fail "Retry-Aft
 check_jq "$T/recv.log" '[.[] | select(.lsn == 8)] | length == 2' "the stalled request is retried"
 check_jq "$T/recv.log" '[.[] | select(.lsn == 5 or .lsn == 6)] | length == 2' "400 and 302 are not retried"
 check_jq "$T/recv.log" '[.[] | select(.lsn == 7)] | length == 3' "--max-attempts 3"
+check_jq "$T/recv.log" '[.[] | select(.lsn == 10) | .status] == [425, 504, 200]' "425 and 504 are retried"
 grep -q 'LSN 8: attempt 1 of 3 failed (Timeout' "$T/err" || fail "the timeout is reported: $(cat "$T/err")"
 grep -q 'LSN 3: attempt 1 of 3 failed (HTTP 429); retrying in 1000 ms (Retry-After)' "$T/err" ||
     fail "the Retry-After wait is reported: $(cat "$T/err")"
