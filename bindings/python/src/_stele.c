@@ -1549,6 +1549,8 @@ static int log_close_handle(LogObject *self)
         pthread_cond_wait(&self->users_zero, &self->users_lock);
     pthread_mutex_unlock(&self->users_lock);
     Py_END_ALLOW_THREADS
+    if (!self->log)
+        return STELE_OK; /* another thread's close() got here first */
     while (self->iters) {
         self->iters->log_closed = 1;
         iter_close_engine(self->iters);
