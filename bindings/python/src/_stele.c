@@ -453,6 +453,7 @@ static PyTypeObject RecordType = {
 struct async_req;
 
 typedef struct IterObject IterObject;
+typedef struct CursorObject CursorObject;
 
 typedef struct {
     PyObject_HEAD
@@ -462,6 +463,7 @@ typedef struct {
     pthread_mutex_t users_lock;
     pthread_cond_t users_zero;
     IterObject *iters;           /* open iterators (changed with the GIL held) */
+    CursorObject *cursors;       /* open consumer cursors (likewise) */
     int efd;                     /* eventfd of async completions, -1 until first needed */
     pthread_mutex_t done_lock;
     struct async_req *done_head, *done_tail; /* completed async appends, oldest first */
@@ -1377,6 +1379,431 @@ static PyObject *log_read(LogObject *self, PyObject *args, PyObject *kwds)
     return (PyObject *)it;
 }
 
+/* -------------------------------------------------------------- cursors */
+
+struct CursorObject {
+    PyObject_HEAD
+    LogObject *log;              /* owned */
+    stele_cursor *cur;           /* NULL once closed */
+    CursorObject *prev, *next;   /* in log->cursors */
+    int busy;                    /* a cursor belongs to one thread at a time (stele.h) */
+    int log_closed;
+    PyObject *name;
+};
+
+static PyTypeObject CursorType;
+
+static PyStructSequence_Field dead_fields[] = {
+    {"lsn", "the record given up on"},
+    {"dead_at_ns", "when it was given up on (the latest time)"},
+    {"resolved_at_ns", "when it was marked resolved, 0 = still dead"},
+    {"attempts", "deliveries tried"},
+    {"key", "the record's key (may be empty)"},
+    {"reason", "why"},
+    {"last_stderr", "the handler's last stderr line"},
+    {NULL, NULL}};
+static PyStructSequence_Desc dead_desc = {"stele.DeadLetter", "A record a consumer gave up on (Cursor.dead_letters).",
+                                          dead_fields, 7};
+static PyTypeObject DeadType;
+
+static PyStructSequence_Field consumer_fields[] = {
+    {"name", "the consumer's name"},
+    {"position", "its committed position, 0 = none"},
+    {"dead_letters", "dead letters not resolved"},
+    {NULL, NULL}};
+static PyStructSequence_Desc consumer_desc = {"stele.ConsumerInfo", "A consumer as its files say (Log.consumers).",
+                                              consumer_fields, 3};
+static PyTypeObject ConsumerType;
+
+static void cursor_unlink(CursorObject *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (c->log->cursors == c)
+        c->log->cursors = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void cursor_close_engine(CursorObject *c)
+{
+    if (c->cur) {
+        stele_cursor_close(c->cur);
+        c->cur = NULL;
+        cursor_unlink(c);
+    }
+}
+
+static void cursor_dealloc(CursorObject *c)
+{
+    cursor_close_engine(c);
+    Py_XDECREF(c->log);
+    Py_XDECREF(c->name);
+    PyObject_Free(c);
+}
+
+/* Takes the cursor for one call: the log open, the cursor open, no other thread in it. */
+static int cursor_begin(CursorObject *c)
+{
+    if (!c->cur) {
+        raise_code(STELE_ERR_CLOSED, c->log_closed ? "the cursor's log is closed" : "the cursor is closed", NULL,
+                   NULL);
+        return -1;
+    }
+    if (c->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "stele cursor: in use by another thread");
+        return -1;
+    }
+    if (use_begin(c->log) < 0)
+        return -1;
+    c->busy = 1;
+    return 0;
+}
+
+static void cursor_end(CursorObject *c)
+{
+    c->busy = 0;
+    use_end(c->log);
+}
+
+static PyObject *cursor_position(CursorObject *c, void *unused)
+{
+    (void)unused;
+    if (cursor_begin(c) < 0)
+        return NULL;
+    uint64_t lsn = 0;
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = stele_cursor_position(c->cur, &lsn);
+    Py_END_ALLOW_THREADS
+    PyObject *res = code == STELE_OK ? PyLong_FromUnsignedLongLong(lsn) : raise_last(code);
+    cursor_end(c);
+    return res;
+}
+
+static PyObject *cursor_commit(CursorObject *c, PyObject *arg)
+{
+    uint64_t lsn;
+    if (get_u64(arg, "lsn", &lsn) < 0 || cursor_begin(c) < 0)
+        return NULL;
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = stele_cursor_commit(c->cur, lsn);
+    Py_END_ALLOW_THREADS
+    PyObject *res = code == STELE_OK ? (Py_INCREF(Py_None), Py_None) : raise_last(code);
+    cursor_end(c);
+    return res;
+}
+
+/* True when this handle holds the consumer's lock, False when another does or no lock file
+ * can be made (check_exclusive() raises Locked or ReadOnly with the reason instead). */
+static PyObject *cursor_exclusive_impl(CursorObject *c, int raise)
+{
+    if (cursor_begin(c) < 0)
+        return NULL;
+    int code = stele_cursor_exclusive(c->cur);
+    PyObject *res;
+    if (code == STELE_OK)
+        res = (Py_INCREF(Py_True), Py_True);
+    else if (!raise && (code == STELE_ERR_LOCKED || code == STELE_ERR_READ_ONLY))
+        res = (Py_INCREF(Py_False), Py_False);
+    else
+        res = raise_last(code);
+    cursor_end(c);
+    return res;
+}
+
+static PyObject *cursor_get_exclusive(CursorObject *c, void *unused)
+{
+    (void)unused;
+    return cursor_exclusive_impl(c, 0);
+}
+
+static PyObject *cursor_check_exclusive(CursorObject *c, PyObject *unused)
+{
+    (void)unused;
+    PyObject *r = cursor_exclusive_impl(c, 1);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *cursor_dead_letter(CursorObject *c, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"lsn", "reason", "key", "attempts", "last_stderr", NULL};
+    PyObject *lsn_obj, *reason = NULL, *key = NULL, *err = NULL;
+    unsigned int attempts = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OIO:dead_letter", kwlist, &lsn_obj, &reason, &key,
+                                     &attempts, &err))
+        return NULL;
+    stele_dead_letter dl;
+    memset(&dl, 0, sizeof dl);
+    dl.attempts = attempts;
+    if (get_u64(lsn_obj, "lsn", &dl.lsn) < 0 || get_text(reason, "reason", &dl.reason, &dl.reason_size) < 0 ||
+        get_text(key == Py_None ? NULL : key, "key", &dl.key, &dl.key_size) < 0 ||
+        get_text(err == Py_None ? NULL : err, "last_stderr", &dl.last_stderr, &dl.last_stderr_size) < 0 ||
+        cursor_begin(c) < 0)
+        return NULL;
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = stele_dead_letter_add(c->cur, &dl);
+    Py_END_ALLOW_THREADS
+    PyObject *res = code == STELE_OK ? (Py_INCREF(Py_None), Py_None) : raise_last(code);
+    cursor_end(c);
+    return res;
+}
+
+static PyObject *cursor_resolve_dead_letter(CursorObject *c, PyObject *arg)
+{
+    uint64_t lsn;
+    if (get_u64(arg, "lsn", &lsn) < 0 || cursor_begin(c) < 0)
+        return NULL;
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = stele_dead_letter_resolve(c->cur, lsn);
+    Py_END_ALLOW_THREADS
+    PyObject *res = code == STELE_OK ? (Py_INCREF(Py_None), Py_None) : raise_last(code);
+    cursor_end(c);
+    return res;
+}
+
+static PyObject *cursor_dead_letters(CursorObject *c, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"include_resolved", NULL};
+    int include = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p:dead_letters", kwlist, &include) || cursor_begin(c) < 0)
+        return NULL;
+    stele_dead_letter *items = NULL;
+    size_t count = 0;
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = stele_dead_letter_list(c->cur, include, &items, &count);
+    Py_END_ALLOW_THREADS
+    PyObject *res = code == STELE_OK ? PyList_New((Py_ssize_t)count) : raise_last(code);
+    for (size_t i = 0; res && i < count; i++) {
+        const stele_dead_letter *d = &items[i];
+        PyObject *f[7] = {PyLong_FromUnsignedLongLong(d->lsn), PyLong_FromUnsignedLongLong(d->dead_at_ns),
+                          PyLong_FromUnsignedLongLong(d->resolved_at_ns), PyLong_FromUnsignedLong(d->attempts),
+                          text_new(d->key, d->key_size), text_new(d->reason, d->reason_size),
+                          text_new(d->last_stderr, d->last_stderr_size)};
+        PyObject *o = structseq_fill(&DeadType, f, 7);
+        if (!o)
+            Py_CLEAR(res);
+        else
+            PyList_SET_ITEM(res, (Py_ssize_t)i, o);
+    }
+    stele_dead_letter_free(items);
+    cursor_end(c);
+    return res;
+}
+
+static PyObject *cursor_close_method(CursorObject *c, PyObject *unused)
+{
+    (void)unused;
+    if (c->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "stele cursor: close() while another thread uses it");
+        return NULL;
+    }
+    cursor_close_engine(c);
+    Py_RETURN_NONE;
+}
+
+static PyObject *cursor_enter(CursorObject *c, PyObject *unused)
+{
+    (void)unused;
+    Py_INCREF(c);
+    return (PyObject *)c;
+}
+
+static PyObject *cursor_exit(CursorObject *c, PyObject *args)
+{
+    (void)args;
+    PyObject *r = cursor_close_method(c, NULL);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *cursor_get_name(CursorObject *c, void *unused)
+{
+    (void)unused;
+    Py_INCREF(c->name);
+    return c->name;
+}
+
+static PyMethodDef cursor_methods[] = {
+    {"commit", (PyCFunction)cursor_commit, METH_O,
+     "commit(lsn)\n\nMakes lsn the committed position, durably (positions never go back: Invalid). Locked "
+     "when another handle holds the consumer's lock."},
+    {"check_exclusive", (PyCFunction)cursor_check_exclusive, METH_NOARGS,
+     "check_exclusive()\n\nRaises Locked (naming the holder's pid) or ReadOnly unless this handle may change "
+     "the consumer; call it before delivering anything."},
+    {"dead_letter", (PyCFunction)(void (*)(void))cursor_dead_letter, METH_VARARGS | METH_KEYWORDS,
+     "dead_letter(lsn, reason, *, key=None, attempts=1, last_stderr=None)\n\nRecords that the consumer gave "
+     "up on lsn, durably (recording it again replaces what the list says)."},
+    {"resolve_dead_letter", (PyCFunction)cursor_resolve_dead_letter, METH_O,
+     "resolve_dead_letter(lsn)\n\nMarks the dead letter of lsn resolved (redriven), durably; NotFound if none."},
+    {"dead_letters", (PyCFunction)(void (*)(void))cursor_dead_letters, METH_VARARGS | METH_KEYWORDS,
+     "dead_letters(include_resolved=False) -> list[DeadLetter]\n\nThe dead letters in LSN order."},
+    {"close", (PyCFunction)cursor_close_method, METH_NOARGS, "close()\n\nReleases the consumer's lock."},
+    {"__enter__", (PyCFunction)cursor_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)cursor_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef cursor_getset[] = {
+    {"position", (getter)cursor_position, NULL, "the committed position: the last LSN finished, 0 = none", NULL},
+    {"exclusive", (getter)cursor_get_exclusive, NULL,
+     "True when this handle holds the consumer's lock (may commit), False otherwise", NULL},
+    {"name", (getter)cursor_get_name, NULL, "the consumer's name", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject CursorType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "stele.Cursor",
+    .tp_basicsize = sizeof(CursorObject),
+    .tp_dealloc = (destructor)cursor_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A consumer's durable cursor and dead letters (Log.cursor(name)); a context manager.\n"
+              "One handle changes a consumer at a time (a lock file); a cursor belongs to one thread at a time.",
+    .tp_methods = cursor_methods,
+    .tp_getset = cursor_getset,
+};
+
+static PyObject *log_cursor(LogObject *self, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "cursor: the name must be a str");
+        return NULL;
+    }
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (!name || use_begin(self) < 0)
+        return NULL;
+    stele_cursor *cur = NULL;
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = stele_cursor_open(self->log, name, &cur);
+    Py_END_ALLOW_THREADS
+    if (code != STELE_OK) {
+        raise_last(code);
+        use_end(self);
+        return NULL;
+    }
+    use_end(self);
+    CursorObject *c = PyObject_New(CursorObject, &CursorType);
+    if (!c) {
+        stele_cursor_close(cur);
+        return NULL;
+    }
+    c->log = self;
+    Py_INCREF(self);
+    c->name = arg;
+    Py_INCREF(arg);
+    c->cur = cur;
+    c->busy = 0;
+    c->log_closed = 0;
+    c->prev = NULL;
+    c->next = self->cursors;
+    if (self->cursors)
+        self->cursors->prev = c;
+    self->cursors = c;
+    return (PyObject *)c;
+}
+
+static PyObject *log_consumers(LogObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (use_begin(self) < 0)
+        return NULL;
+    stele_consumer_info *items = NULL;
+    size_t count = 0;
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = stele_consumers(self->log, &items, &count);
+    Py_END_ALLOW_THREADS
+    PyObject *res = code == STELE_OK ? PyList_New((Py_ssize_t)count) : raise_last(code);
+    for (size_t i = 0; res && i < count; i++) {
+        PyObject *f[3] = {PyUnicode_DecodeUTF8(items[i].name, (Py_ssize_t)strnlen(items[i].name, sizeof items[i].name),
+                                               "replace"),
+                          PyLong_FromUnsignedLongLong(items[i].position),
+                          PyLong_FromUnsignedLongLong(items[i].dead_letters)};
+        PyObject *o = structseq_fill(&ConsumerType, f, 3);
+        if (!o)
+            Py_CLEAR(res);
+        else
+            PyList_SET_ITEM(res, (Py_ssize_t)i, o);
+    }
+    stele_consumers_free(items);
+    use_end(self);
+    return res;
+}
+
+/* --------------------------------------------------------------- verify */
+
+typedef struct {
+    PyObject *problems; /* list, or NULL after a failure */
+} verify_ctx;
+
+/* Called by stele_verify without the GIL: takes it only for a problem (progress is ignored). */
+static int verify_cb(void *ctx, const stele_verify_problem *p, uint64_t done, uint64_t total)
+{
+    (void)done;
+    (void)total;
+    verify_ctx *v = ctx;
+    if (!p)
+        return 0;
+    PyGILState_STATE g = PyGILState_Ensure();
+    int stop = 0;
+    if (v->problems) {
+        PyObject *t = Py_BuildValue("{s:s,s:K,s:K,s:s}", "path", p->path ? p->path : "", "offset",
+                                    (unsigned long long)p->offset, "lsn", (unsigned long long)p->lsn, "what",
+                                    p->what ? p->what : "");
+        if (!t || PyList_Append(v->problems, t) < 0) {
+            Py_CLEAR(v->problems);
+            stop = 1;
+        }
+        Py_XDECREF(t);
+    }
+    PyGILState_Release(g);
+    return stop;
+}
+
+static PyObject *mod_verify(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    PyObject *path = NULL;
+    if (!PyUnicode_FSConverter(arg, &path))
+        return NULL;
+    verify_ctx v = {PyList_New(0)};
+    if (!v.problems) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    stele_verify_report rep;
+    memset(&rep, 0, sizeof rep);
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = stele_verify(PyBytes_AS_STRING(path), verify_cb, &v, &rep);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path);
+    if (!v.problems)
+        return NULL; /* the callback's error (memory) is set */
+    if (code != STELE_OK && code != STELE_ERR_CORRUPT) {
+        Py_DECREF(v.problems);
+        return raise_last(code);
+    }
+    PyObject *res = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:O}", "segments", (unsigned long long)rep.segments,
+                                  "batches", (unsigned long long)rep.batches, "records",
+                                  (unsigned long long)rep.records, "bytes", (unsigned long long)rep.bytes,
+                                  "last_lsn", (unsigned long long)rep.last_lsn, "problem_count",
+                                  (unsigned long long)rep.problems, "torn_bytes", (unsigned long long)rep.torn_bytes,
+                                  "problems", v.problems);
+    Py_DECREF(v.problems);
+    return res;
+}
+
 /* ----------------------------------------------------------- log queries */
 
 static PyObject *log_get(LogObject *self, PyObject *arg)
@@ -1555,6 +1982,11 @@ static int log_close_handle(LogObject *self)
         self->iters->log_closed = 1;
         iter_close_engine(self->iters);
     }
+    /* stele.h: close cursors before their log. */
+    while (self->cursors) {
+        self->cursors->log_closed = 1;
+        cursor_close_engine(self->cursors);
+    }
     stele_log *log = self->log;
     self->log = NULL;
     int code;
@@ -1684,6 +2116,12 @@ static PyMethodDef log_methods[] = {
      "stream, that stream's records in version order from from_version. Without follow the iteration\n"
      "ends at the end of the log; with follow it waits for new records, at most timeout seconds for\n"
      "each (None = forever; Ctrl-C and close() interrupt it)."},
+    {"cursor", (PyCFunction)log_cursor, METH_O,
+     "cursor(name) -> Cursor\n\nOpens the consumer cursor name (1-64 bytes of [A-Za-z0-9._-]): its durable "
+     "position and dead letters. Without the consumer's lock (another handle has it) the cursor reads only: "
+     "see Cursor.exclusive."},
+    {"consumers", (PyCFunction)log_consumers, METH_NOARGS,
+     "consumers() -> list[ConsumerInfo]\n\nEvery consumer of the log, by name, read without taking their locks."},
     {"stats", (PyCFunction)log_stats, METH_NOARGS, "stats() -> Stats\n\nThe log's counters and state (stele_stats)."},
     {"sync", (PyCFunction)log_sync, METH_NOARGS, "sync()\n\nMakes every record acknowledged so far durable."},
     {"close", (PyCFunction)log_close, METH_NOARGS,
@@ -1794,6 +2232,10 @@ static PyObject *mod_set_helpers(PyObject *mod, PyObject *args)
 static PyMethodDef mod_methods[] = {
     {"_create", (PyCFunction)(void (*)(void))mod_create, METH_VARARGS | METH_KEYWORDS,
      "_create(path, **options): stele_create"},
+    {"verify", (PyCFunction)mod_verify, METH_O,
+     "verify(path) -> dict\n\nChecks every byte of the log in path without writing anything (stele_verify): "
+     "returns segments, batches, records, bytes, last_lsn, torn_bytes, problem_count and problems (a list of "
+     "{path, offset, lsn, what}); a damaged log is a report with problems, not an exception."},
     {"strerror", (PyCFunction)mod_strerror, METH_O, "strerror(code) -> str\n\nThe static description of a stele code."},
     {"error_class", (PyCFunction)mod_error_class, METH_O,
      "error_class(code) -> type\n\nThe exception class a stele code is raised as (Error for unknown codes)."},
@@ -1869,12 +2311,15 @@ PyMODINIT_FUNC PyInit__stele(void)
     for (size_t i = 0; i < STAT_COUNT; i++)
         stats_fields[i] = (PyStructSequence_Field){stat_table[i].name, NULL};
     stats_fields[STAT_COUNT] = (PyStructSequence_Field){NULL, NULL};
-    if (PyType_Ready(&RecordType) < 0 || PyType_Ready(&LogType) < 0 || PyType_Ready(&IterType) < 0)
+    if (PyType_Ready(&RecordType) < 0 || PyType_Ready(&LogType) < 0 || PyType_Ready(&IterType) < 0 ||
+        PyType_Ready(&CursorType) < 0)
         return NULL;
     if ((!ReceiptType.tp_name && PyStructSequence_InitType2(&ReceiptType, &receipt_desc) < 0) ||
         (!StatusType.tp_name && PyStructSequence_InitType2(&StatusType, &status_desc) < 0) ||
         (!PendingType.tp_name && PyStructSequence_InitType2(&PendingType, &pending_desc) < 0) ||
-        (!StatsType.tp_name && PyStructSequence_InitType2(&StatsType, &stats_desc) < 0))
+        (!StatsType.tp_name && PyStructSequence_InitType2(&StatsType, &stats_desc) < 0) ||
+        (!DeadType.tp_name && PyStructSequence_InitType2(&DeadType, &dead_desc) < 0) ||
+        (!ConsumerType.tp_name && PyStructSequence_InitType2(&ConsumerType, &consumer_desc) < 0))
         return NULL;
     PyObject *m = PyModule_Create(&stele_module);
     if (!m)
@@ -1886,6 +2331,9 @@ PyMODINIT_FUNC PyInit__stele(void)
         PyModule_AddObjectRef(m, "Status", (PyObject *)&StatusType) < 0 ||
         PyModule_AddObjectRef(m, "PendingIntent", (PyObject *)&PendingType) < 0 ||
         PyModule_AddObjectRef(m, "Stats", (PyObject *)&StatsType) < 0 ||
+        PyModule_AddObjectRef(m, "Cursor", (PyObject *)&CursorType) < 0 ||
+        PyModule_AddObjectRef(m, "DeadLetter", (PyObject *)&DeadType) < 0 ||
+        PyModule_AddObjectRef(m, "ConsumerInfo", (PyObject *)&ConsumerType) < 0 ||
         PyModule_AddStringConstant(m, "library_version", stele_version()) < 0 ||
         PyModule_AddStringConstant(m, "header_version", STELE_VERSION_STRING) < 0) {
         Py_DECREF(m);

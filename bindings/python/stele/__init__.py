@@ -28,13 +28,15 @@ from . import _stele
 from ._stele import (  # noqa: F401  (re-exported)
     Error, Invalid, IOFailure, NoSpace, Corrupt, Locked, NotFound, Fenced, TooLarge, Conflict,
     StreamVersion, NoMemory, Format, Exists, ReadOnly, OutcomeUnknown, Closed,
-    Record, Reader, Receipt, Status, PendingIntent, Stats, strerror, error_class,
+    Record, Reader, Receipt, Status, PendingIntent, Stats, Cursor, DeadLetter, ConsumerInfo,
+    strerror, error_class, verify,
 )
 
 __version__ = _stele.library_version
 
 __all__ = [
-    "open", "create", "Log", "Record", "Reader", "Receipt", "Status", "PendingIntent", "Stats",
+    "open", "create", "verify", "Log", "Record", "Reader", "Receipt", "Status", "PendingIntent", "Stats",
+    "Cursor", "DeadLetter", "ConsumerInfo",
     "Decision", "Kind", "Outcome", "Content", "State", "Durability", "Compression", "IOBackend",
     "Error", "Invalid", "IOFailure", "NoSpace", "Corrupt", "Locked", "NotFound", "Fenced", "TooLarge",
     "Conflict", "StreamVersion", "NoMemory", "Format", "Exists", "ReadOnly", "OutcomeUnknown", "Closed",
