@@ -1318,6 +1318,11 @@ static PyObject *log_read(LogObject *self, PyObject *args, PyObject *kwds)
     if ((lsn_obj && get_u64(lsn_obj, "from_lsn", &from_lsn) < 0) ||
         (version_obj && get_u64(version_obj, "from_version", &from_version) < 0))
         return NULL;
+    if (stream == Py_None ? version_obj != NULL : lsn_obj != NULL) {
+        PyErr_SetString(PyExc_TypeError, stream == Py_None ? "read: from_version needs a stream"
+                                                           : "read: a stream is read from_version, not from_lsn");
+        return NULL;
+    }
     int timeout_ms = -1;
     if (timeout != Py_None) {
         double t = PyFloat_AsDouble(timeout);

@@ -68,6 +68,10 @@ def test_streams_and_expect_version(logdir):
         assert log.stream_version("none") == (0, 0)
         assert [r.stream_version for r in log.read(stream="acct-7")] == [1, 2]
         assert [r.lsn for r in log.read(stream="acct-7", from_version=2)] == [b.lsn]
+        with pytest.raises(TypeError, match="from_version"):
+            log.read(stream="acct-7", from_lsn=2)
+        with pytest.raises(TypeError, match="needs a stream"):
+            log.read(from_version=2)
 
 
 def test_event_time(logdir):
