@@ -27,11 +27,7 @@ import tempfile
 import threading
 import time
 
-# This file sits next to the package's sources (stele/ without its compiled extension): import
-# the built package (PYTHONPATH=build/python, or an installed one), not the sources.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-import stele  # noqa: E402
+import stele
 
 
 def run_threads(threads, duration, setup, append):

@@ -63,6 +63,7 @@ setup(
     version="0.1.0",
     description="Python binding of stele, an embeddable, immutable event log",
     packages=["stele"],
+    package_dir={"": "src"},
     package_data={"stele": ["__init__.pyi", "py.typed"]},
     ext_modules=[Extension("stele._stele", ["src/_stele.c"], **cfg)],
     python_requires=">=3.11",
