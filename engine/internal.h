@@ -399,6 +399,12 @@ int batch_body_open(struct batch_buf *b, const uint8_t *stored, const char *path
 int recover_segments(stele_log *log);
 int log_refresh(stele_log *log);
 
+/* reader.c: the highest LSN acknowledged on this handle, which its reads
+ * and queries show: visible_lsn, or in none mode on a writable handle
+ * every record encoded (SPEC.md §11.1; a read of one not yet written waits
+ * for its write). */
+uint64_t log_acked_lsn(stele_log *log);
+
 /* writer.c: the pipeline */
 int writer_start(stele_log *log);
 void writer_stop(stele_log *log);

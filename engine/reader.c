@@ -59,6 +59,17 @@ static uint64_t visible(stele_log *log)
     return __atomic_load_n(&log->visible_lsn, __ATOMIC_ACQUIRE);
 }
 
+uint64_t log_acked_lsn(stele_log *log)
+{
+    uint64_t v = visible(log);
+    if (!log->opts.read_only && log->durability == STELE_DURABILITY_NONE) {
+        uint64_t a = __atomic_load_n(&log->assigned_lsn, __ATOMIC_SEQ_CST);
+        if (a > v)
+            v = a;
+    }
+    return v;
+}
+
 /* None mode acknowledges an append once it is encoded, and the background
  * threads write it soon after (SPEC.md §11.1): a reader of this handle that
  * asks for such a record waits for its write, so that every acknowledged
@@ -406,10 +417,7 @@ int stele_stats_get(stele_log *log, stele_stats *out)
     out->index_memory = ix.index_memory;
     if (ix.index_note[0])
         memcpy(out->index_note, ix.index_note, sizeof out->index_note);
-    out->last_lsn = log->visible_lsn;
-    if (!log->opts.read_only && log->durability == STELE_DURABILITY_NONE &&
-        __atomic_load_n(&log->assigned_lsn, __ATOMIC_SEQ_CST) > out->last_lsn)
-        out->last_lsn = __atomic_load_n(&log->assigned_lsn, __ATOMIC_SEQ_CST); /* readable: catch_up */
+    out->last_lsn = log_acked_lsn(log); /* in none mode records not yet written too: catch_up reads them */
     out->durable_lsn = log->durable_lsn;
     out->first_lsn = log->visible_lsn ? 1 : 0;
     out->fenced = log->fenced;
