@@ -746,8 +746,11 @@ static int encode(stele_log *log, struct request *r)
 int writer_submit(stele_log *log, struct request *r)
 {
     uint64_t closed = load(&log->closed_lsn), since = load(&log->fill_since_ns);
+    /* Read before encoding: an async r, once encoded, may be completed,
+     * returned to the pool and reused by another thread (TSan). */
+    int async = r->fn != NULL;
     int code = encode(log, r);
-    if (code == STELE_OK && r->fn) {
+    if (code == STELE_OK && async) {
         kick_after_encode(log);
         return STELE_OK;
     }

@@ -21,8 +21,12 @@ check_jq "$T/out" 'length == 200 and .[0].webhook_id == "evt_'"$LOG_ID"'_1"' "--
 check_eq "$(wc -l < "$T/recv.log")" 0 "--dry-run sends nothing"
 
 run 0 deliver --concurrency 8 --backoff-base 5 --backoff-max 20
-check_jq "$T/out" '.[0].delivered == 200 and .[0].cursor == 200 and .[0].retries == 56 and .[0].dead_letters == 0
-    and .[0].by_class["2xx"] == 200 and .[0].by_class.retryable_status == 56' "the run's summary"
+# 56 failed answers; on a slow machine (ASan) the breaker may open and a failed
+# request is then a probe, not a retry (probes do not use up attempts).
+check_jq "$T/out" '.[0].delivered == 200 and .[0].cursor == 200 and .[0].requests == 256 and .[0].dead_letters == 0
+    and .[0].by_class["2xx"] == 200 and .[0].by_class.retryable_status == 56
+    and .[0].retries <= 56 and .[0].retries + .[0].probes >= 56
+    and (.[0].breaker_opens > 0 or .[0].retries == 56)' "the run's summary"
 check_signed
 check_jq "$T/recv.log" '[.[] | select(.status == 200) | .lsn] | sort == [range(1; 201)]' "each event taken once"
 check_jq "$T/recv.log" 'all(.[]; .id == "evt_'"$LOG_ID"'_\(.lsn)")' "webhook-id is the log id and the LSN"
