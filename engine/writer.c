@@ -208,8 +208,9 @@ static int fenced_code_locked(const stele_log *log, const struct request *r, uin
 static void fence_locked(stele_log *log, uint64_t own_hi, int own_code, int io_code)
 {
     if (!log->fenced) {
+        /* fence_code before fenced: encode reads it without q_lock once it sees fenced. */
+        __atomic_store_n(&log->fence_code, own_code, __ATOMIC_SEQ_CST);
         __atomic_store_n(&log->fenced, 1, __ATOMIC_SEQ_CST);
-        log->fence_code = own_code;
         snprintf(log->fence_msg, sizeof log->fence_msg, "%s", stele_errmsg());
     }
     for (struct request *r = log->await_head, *next; r; r = next) {
@@ -718,8 +719,9 @@ static int encode(stele_log *log, struct request *r)
     for (int waited = 0;; waited = 1) {
         pthread_mutex_lock(&log->idx_lock);
         int code = closed_code(log);
-        if (code == STELE_ERR_FENCED && waited && log->fence_code != STELE_ERR_OUTCOME_UNKNOWN)
-            code = log->fence_code;
+        int fence_code = __atomic_load_n(&log->fence_code, __ATOMIC_SEQ_CST);
+        if (code == STELE_ERR_FENCED && waited && fence_code != STELE_ERR_OUTCOME_UNKNOWN)
+            code = fence_code;
         if (code == STELE_OK)
             code = r->count ? append_encode_locked(log, r) : STELE_OK;
         if (code == STELE_OK && !r->count)
