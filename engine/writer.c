@@ -208,10 +208,12 @@ static int fenced_code_locked(const stele_log *log, const struct request *r, uin
 static void fence_locked(stele_log *log, uint64_t own_hi, int own_code, int io_code)
 {
     if (!log->fenced) {
-        /* fence_code before fenced: encode reads it without q_lock once it sees fenced. */
+        /* fence_msg and fence_code before fenced: the write role and encode
+         * read them without q_lock once they see fenced, and they are
+         * written once. */
+        snprintf(log->fence_msg, sizeof log->fence_msg, "%s", stele_errmsg());
         __atomic_store_n(&log->fence_code, own_code, __ATOMIC_SEQ_CST);
         __atomic_store_n(&log->fenced, 1, __ATOMIC_SEQ_CST);
-        snprintf(log->fence_msg, sizeof log->fence_msg, "%s", stele_errmsg());
     }
     for (struct request *r = log->await_head, *next; r; r = next) {
         next = r->next;
