@@ -182,6 +182,17 @@ int cli_utf8_valid(const char *s, size_t n);
  * engine stamps recorded times with. */
 uint64_t cli_now_ns(void);
 
+/* The monotonic clock (CLOCK_MONOTONIC) in ns, for timing waits (stop.c). */
+uint64_t cli_mono_ns(void);
+
+/* SIGINT and SIGTERM ask a long-running command to stop: they set a flag
+ * cli_stop_requested reports, and interrupt blocking waits (no SA_RESTART).
+ * ignore_sigpipe: a closed pipe becomes EPIPE instead of killing us. */
+void cli_stop_install(int ignore_sigpipe);
+int cli_stop_requested(void);
+/* Sleeps ms milliseconds unless a stop is requested; returns 1 when stopped. */
+int cli_sleep_ms(uint64_t ms);
+
 /* Writes ns as RFC 3339 UTC with nine fractional digits, e.g.
  * 2026-11-28T17:19:23.123456789Z, into dst (capacity >= CLI_TIME_TEXT_SIZE). */
 void cli_time_format(uint64_t ns, char *dst, size_t dst_capacity);

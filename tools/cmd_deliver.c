@@ -244,33 +244,6 @@ struct deliver {
     uint64_t latency_us_max, latency[DELIVER_LATENCY_BUCKETS];
 };
 
-/* Set by SIGINT/SIGTERM: the only mutable global. */
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* --------------------------------------------------------------- options */
 
 static int opt_bounded(struct cli_ctx *ctx, const char *name, const char *text, uint64_t lo, uint64_t hi,
@@ -555,7 +528,7 @@ static int window_commit(struct deliver *d, int force)
     while (h < d->tail && slot_at(d, h)->state == SLOT_DONE)
         h++;
     uint64_t low = h < d->tail ? slot_at(d, h)->lsn - 1 : d->seen;
-    uint64_t now = mono_ns();
+    uint64_t now = cli_mono_ns();
     int due = force || (h - d->head) * 2 >= d->a->window ||
               now - d->last_commit_ns >= DELIVER_COMMIT_INTERVAL_MS * 1000000ull;
     if (d->committer) {
@@ -645,7 +618,7 @@ static int req_start(struct deliver *d, uint64_t seq, int probe)
     q->busy = 1;
     q->body_size = 0;
     q->error[0] = '\0';
-    q->started_ns = mono_ns();
+    q->started_ns = cli_mono_ns();
     curl_easy_setopt(q->easy, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(q->easy, CURLOPT_POSTFIELDS, s->body);
     curl_easy_setopt(q->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->body_size);
@@ -806,7 +779,7 @@ static int on_done(struct deliver *d, CURL *e, CURLcode cc)
     d->in_flight--;
     d->probe_in_flight &= !q->probe;
     struct slot *s = slot_at(d, q->seq);
-    uint64_t now = mono_ns();
+    uint64_t now = cli_mono_ns();
     latency_add(d, (now - q->started_ns) / 1000u);
     long status = 0;
     curl_off_t retry_after_s = 0;
@@ -853,7 +826,7 @@ static int on_done(struct deliver *d, CURL *e, CURLcode cc)
 static int schedule(struct deliver *d, uint64_t now, uint64_t *next_ns)
 {
     *next_ns = UINT64_MAX;
-    if (d->gone || stop_requested)
+    if (d->gone || cli_stop_requested())
         return 0;
     if (d->breaker == BREAKER_OPEN) {
         if (now < d->breaker_until_ns) {
@@ -971,10 +944,10 @@ static int deliver_loop(struct deliver *d)
 {
     int rc = 0;
     while (rc == 0) {
-        int stopping = stop_requested || d->gone;
+        int stopping = cli_stop_requested() || d->gone;
         if (!stopping && (rc = window_fill(d, 0)) != 0)
             break;
-        uint64_t now = mono_ns(), next = UINT64_MAX;
+        uint64_t now = cli_mono_ns(), next = UINT64_MAX;
         if ((rc = schedule(d, now, &next)) != 0)
             break;
         if (d->in_flight == 0 && (stopping || (d->head == d->tail && d->at_end))) {
@@ -1002,7 +975,7 @@ static int deliver_loop(struct deliver *d)
 static int dry_run(struct deliver *d)
 {
     int rc = 0;
-    while (rc == 0 && !stop_requested) {
+    while (rc == 0 && !cli_stop_requested()) {
         if ((rc = window_fill(d, d->a->follow ? DELIVER_WAIT_MS_MAX : 0)) != 0)
             break;
         for (; d->head < d->tail; d->head++) {
@@ -1185,7 +1158,7 @@ static int run(struct deliver *d, const char *dir)
         rc = cli_error(d->ctx, CLI_EXIT_FAILURE, "out of memory");
         goto done;
     }
-    install_signals();
+    cli_stop_install(1);
     if ((rc = open_iter(d)) != 0)
         goto done;
     if (a->dry_run) {
