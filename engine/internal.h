@@ -109,6 +109,8 @@ struct request {
     pthread_cond_t *cond;    /* blocking: its thread sleeps on it (NULL for async) */
     int sleeping;            /* its thread waits on cond now */
     int kicked;              /* cond was signalled to hand it a role, not yet seen */
+    int batch_changed;       /* its encoding opened a batch (a linger started) or closed one:
+                                the background threads must be told (none mode) */
     stele_receipt inline_receipt; /* async, count == 1: no allocation */
     struct event_prep inline_prep;
     /* async, count > 1: receipts then preparations for spare_count events,

@@ -749,7 +749,7 @@ static int encode(stele_log *log, struct request *r)
 
 int writer_submit(stele_log *log, struct request *r)
 {
-    uint64_t closed = load(&log->closed_lsn), since = load(&log->fill_since_ns);
+    r->batch_changed = 0;
     /* Read before encoding: an async r, once encoded, may be completed,
      * returned to the pool and reused by another thread (TSan). */
     int async = r->fn != NULL;
@@ -763,7 +763,7 @@ int writer_submit(stele_log *log, struct request *r)
          * the background threads write it. They are woken when a batch
          * opens (its linger starts) or closes, not for every append. */
         request_result(log, r, STELE_OK);
-        if (load(&log->closed_lsn) != closed || load(&log->fill_since_ns) != since)
+        if (r->batch_changed)
             kick_after_encode(log);
         return r->code;
     }
