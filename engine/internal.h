@@ -406,6 +406,10 @@ int log_refresh(stele_log *log);
  * every record encoded (SPEC.md §11.1; a read of one not yet written waits
  * for its write). */
 uint64_t log_acked_lsn(stele_log *log);
+/* None mode: waits until lsn, acknowledged, is written (and so readable);
+ * OK at once in other modes or when it is. FENCED or CLOSED, with a
+ * message naming the LSN, when it never will be (reader.c). */
+int log_catch_up(stele_log *log, uint64_t lsn);
 
 /* writer.c: the pipeline */
 int writer_start(stele_log *log);

@@ -697,12 +697,17 @@ struct wbatch *writer_batch_get(stele_log *log)
 /* Work for the background threads after an append no thread waits for:
  * an idle one writes it, or starts the none mode's linger (an awake one
  * finds it when it looks again, bg_main). */
-static void kick_after_encode(stele_log *log)
+static void kick_after_encode(stele_log *log, int linger_started)
 {
     if (!__atomic_load_n(&log->bg_idle, __ATOMIC_SEQ_CST))
         return;
     pthread_mutex_lock(&log->q_lock);
     kick_locked(log);
+    /* A linger that just started is no work yet (kick_locked woke nobody
+     * for it): an idle background thread must still learn of it, to wait
+     * for its end rather than for the next kick. */
+    if (linger_started && log->bg_idle)
+        pthread_cond_signal(&log->bg_cond);
     pthread_mutex_unlock(&log->q_lock);
 }
 
@@ -755,7 +760,7 @@ int writer_submit(stele_log *log, struct request *r)
     int async = r->fn != NULL;
     int code = encode(log, r);
     if (code == STELE_OK && async) {
-        kick_after_encode(log);
+        kick_after_encode(log, 0);
         return STELE_OK;
     }
     if (code == STELE_OK && log->durability == STELE_DURABILITY_NONE && !r->sync) {
@@ -764,7 +769,7 @@ int writer_submit(stele_log *log, struct request *r)
          * opens (its linger starts) or closes, not for every append. */
         request_result(log, r, STELE_OK);
         if (r->batch_changed)
-            kick_after_encode(log);
+            kick_after_encode(log, 1);
         return r->code;
     }
     if (code != STELE_OK) {
