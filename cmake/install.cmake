@@ -5,7 +5,8 @@
 #   lib/pkgconfig/stele.pc                   `pkg-config --cflags --libs stele`
 #   lib/cmake/stele/                         `find_package(stele)`: stele::stele (shared),
 #                                            stele::stele_static
-# The `stele` tool is installed by tools/CMakeLists.txt. tests/install checks
+# The `stele` tool and its manual pages are installed by tools/CMakeLists.txt,
+# stele-bench by the top-level CMakeLists.txt. tests/install checks
 # all of this from outside the build tree.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)

@@ -914,7 +914,8 @@ int stele_consumers(stele_log *log, stele_consumer_info **out_items, size_t *out
     if (code == STELE_OK && errno != 0)
         code = err_sys(errno, "read directory", dir);
     closedir(d);
-    qsort(v, n, sizeof *v, info_order);
+    if (n > 1) /* v is NULL when no consumer is found */
+        qsort(v, n, sizeof *v, info_order);
     for (size_t i = 0; code == STELE_OK && i < n; i++)
         code = consumer_read(log, &v[i]);
     if (code) {

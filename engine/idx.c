@@ -15,8 +15,9 @@
  * 1 + key bytes; an intent 48 bytes more.
  *
  * Deletion (expiry) uses backward-shift deletion, so lookups never meet a
- * tombstone. The slot's hash is also its home position (h32 & mask), so a
- * shift or a rehash never needs the key bytes. Dead key bytes stay in the
+ * tombstone (but for the old table of a migration in progress, see struct
+ * table). The slot's hash is also its home position (h32 & mask), so a
+ * shift or a move to a larger table never needs the key bytes. Dead key bytes stay in the
  * arena until they outnumber the live ones (and exceed ARENA_COMPACT_MIN);
  * then expiry copies the live keys into a fresh arena, so the arena holds at
  * most about twice the live key bytes plus one chunk. SPEC.md §15.7 has the
@@ -361,15 +362,48 @@ static void arena_free(struct arena *a)
 /* ---------------------------------------------------------------- tables */
 
 struct slot {
-    uint32_t entry;       /* index + 1, 0 = empty */
+    uint32_t entry;       /* index + 1, 0 = empty, SLOT_DEAD in an old table: deleted */
     uint32_t h32;         /* the key's hash; h32 & mask is its home slot */
 };
 
+/* Entry and stream indexes stay below POOL_INDEX_MAX, so + 1 never reaches it. */
+#define SLOT_DEAD UINT32_MAX
+
+/* A table grows incrementally (in the manner of Redis's dict): when it
+ * would pass load 3/4 a table twice the size becomes the current one, and
+ * the old one is moved into it a few slots at a time, TABLE_MIGRATE_SLOTS
+ * with every insert, so that no insert does work in proportion to the
+ * table. Meanwhile a key is in exactly one of the two: inserts go to the
+ * current table, lookups consult both.
+ *
+ * The old table is taken over in slot order from an empty slot
+ * (old_start), so that no run of it crosses the point where the migration
+ * began. Slots at migration order (i - old_start) & (old_cap - 1) below
+ * old_done have been moved; their contents are stale and never read. The
+ * old table's empty slots never change (nothing is inserted into it) and a
+ * deletion in it marks the slot SLOT_DEAD instead of shifting (so its runs
+ * stay as they were). A lookup of a key whose home has been moved starts at
+ * the first slot not moved (old_done), and only if a run goes on there
+ * (old_run): a key displaced past the migration point is found from there,
+ * and if the last slot moved was empty no key of an earlier home is left in
+ * the old table. Every probe of the old table thus reads only slots not
+ * moved and ends at an empty slot at the latest at old_start. */
 struct table {
     struct slot *slots;
     uint64_t cap;         /* 0 or a power of two, at most 2^32 */
-    uint64_t used;
+    uint64_t used;        /* live slots of slots */
     struct chunk_spare *spare; /* the next, larger table, being prepared; or NULL */
+    /* The table being moved into slots; old == NULL when none. */
+    struct slot *old;
+    uint64_t old_cap;
+    uint64_t old_used;    /* its live slots, not yet moved */
+    uint64_t old_start;   /* an empty slot: the migration began there */
+    uint64_t old_done;    /* slots moved, in migration order from old_start */
+    int old_run;          /* the last slot moved was not empty */
+    /* Tests (idx_grow_stats): migrations begun, and the most old slots any
+     * one call moved or looked at. */
+    uint64_t migrations;
+    uint64_t step_slots_max;
 };
 
 #define TABLE_CAP_MIN 64u
@@ -377,6 +411,13 @@ struct table {
 /* So that the table stays at load <= 3/4 within TABLE_CAP_MAX. */
 #define IDX_KEY_COUNT_MAX (TABLE_CAP_MAX / 4 * 3)
 #define IDX_STREAM_COUNT_MAX IDX_KEY_COUNT_MAX
+/* Old slots moved per insert. A migration begins at load 3/8 of the new
+ * table and must end before load 3/4, that is within old_cap * 3/4
+ * inserts: any bound above 4/3 does; a larger one ends it sooner (lookups
+ * consult two tables meanwhile) at a higher cost per insert (mostly one
+ * cache miss in the new table per live slot moved). */
+#define TABLE_MIGRATE_SLOTS 32u
+_Static_assert(TABLE_MIGRATE_SLOTS * 3 > 4, "a migration ends before the new table needs to grow");
 
 /* Slot tables of 2 MiB and more are mapped (mem_alloc); smaller ones come
  * from calloc. Both start zeroed. */
@@ -394,28 +435,78 @@ static void slots_free(struct slot *s, uint64_t cap)
     mem_free(s, bytes, bytes >= TABLE_HUGE_BYTES);
 }
 
+/* Live slots in both tables. */
+static uint64_t table_count(const struct table *t)
+{
+    return t->used + t->old_used;
+}
+
 /* A large table's successor is prepared as a spare (chunk_spare) shortly
  * before it is needed: from load 7/10, the table growing at 3/4, so that the
- * writer only rehashes into it. Until then it is not allocated at all: the
+ * writer only takes it over. Until then it is not allocated at all: the
  * memory per key stays what idx_memory says. */
 static void spare_maybe_start(struct table *t)
 {
-    if (t->spare || t->used * 10 < t->cap * 7 || t->cap * 2 > TABLE_CAP_MAX ||
+    if (t->spare || t->old || t->used * 10 < t->cap * 7 || t->cap * 2 > TABLE_CAP_MAX ||
         t->cap * 2 * sizeof(struct slot) < TABLE_HUGE_BYTES)
         return;
     chunk_spare_start(&t->spare, (size_t)t->cap * 2 * sizeof(struct slot), 1);
 }
 
-/* Makes room for count more keys: grows (rehashing by the stored hashes)
- * when the inserts would pass load 3/4. */
+/* Puts slot sl (not in the table) into slots by its stored hash. */
+static void slots_place(struct table *t, struct slot sl)
+{
+    uint64_t mask = t->cap - 1;
+    uint64_t j = sl.h32 & mask;
+    while (t->slots[j].entry != 0)
+        j = (j + 1) & mask;
+    t->slots[j] = sl;
+    t->used++;
+}
+
+static void migration_end(struct table *t)
+{
+    assert(t->old_used == 0);
+    slots_free(t->old, t->old_cap);
+    t->old = NULL;
+    t->old_cap = t->old_done = t->old_start = 0;
+    t->old_run = 0;
+}
+
+/* Moves up to n slots of the old table into the current one (n = UINT64_MAX:
+ * all of them); the old table is freed once none is left. */
+static void table_migrate(struct table *t, uint64_t n)
+{
+    if (!t->old)
+        return;
+    uint64_t mask = t->old_cap - 1, k = 0;
+    for (; k < n && t->old_done < t->old_cap && t->old_used > 0; k++) {
+        struct slot sl = t->old[(t->old_start + t->old_done) & mask];
+        if (sl.entry != 0 && sl.entry != SLOT_DEAD) {
+            slots_place(t, sl);
+            t->old_used--;
+        }
+        t->old_run = sl.entry != 0;
+        t->old_done++;
+    }
+    if (k > t->step_slots_max)
+        t->step_slots_max = k;
+    if (t->old_used == 0)
+        migration_end(t); /* whatever is left is empty or dead */
+}
+
+/* Makes room for count more keys: grows when the inserts would pass load
+ * 3/4. One key: a migration begins (or goes on, at the insert). More (idx_load
+ * sizing the table ahead): any migration is finished first and the new one
+ * at once, as loading has no writer to keep waiting. */
 static int table_reserve_n(struct table *t, uint64_t count)
 {
-    if ((t->used + count) * 4 <= t->cap * 3) {
+    if ((table_count(t) + count) * 4 <= t->cap * 3) {
         spare_maybe_start(t);
         return 0;
     }
     uint64_t cap = t->cap ? t->cap * 2 : TABLE_CAP_MIN;
-    while (cap <= TABLE_CAP_MAX && (t->used + count) * 4 > cap * 3)
+    while (cap <= TABLE_CAP_MAX && (table_count(t) + count) * 4 > cap * 3)
         cap *= 2;
     if (cap > TABLE_CAP_MAX)
         return -1;
@@ -424,17 +515,30 @@ static int table_reserve_n(struct table *t, uint64_t count)
         s = slots_alloc(cap);
     if (!s)
         return -1;
-    for (uint64_t i = 0; i < t->cap; i++) {
-        if (t->slots[i].entry == 0)
-            continue;
-        uint64_t j = t->slots[i].h32 & (cap - 1);
-        while (s[j].entry != 0)
-            j = (j + 1) & (cap - 1);
-        s[j] = t->slots[i];
+    /* Inserts keep pace with a migration (TABLE_MIGRATE_SLOTS), so only a
+     * reservation of many finds one still going. */
+    assert(!t->old || count > 1);
+    table_migrate(t, UINT64_MAX);
+    if (t->used == 0) {
+        slots_free(t->slots, t->cap);
+    } else {
+        t->old = t->slots;
+        t->old_cap = t->cap;
+        t->old_used = t->used;
+        /* An empty slot to begin at: one lies within the longest run. */
+        uint64_t i = 0;
+        while (t->old[i].entry != 0)
+            i++;
+        t->old_start = i;
+        t->old_done = 0;
+        t->old_run = 0;
+        t->migrations++;
     }
-    slots_free(t->slots, t->cap);
     t->slots = s;
     t->cap = cap;
+    t->used = 0;
+    if (count > 1)
+        table_migrate(t, UINT64_MAX);
     return 0;
 }
 
@@ -443,9 +547,41 @@ static int table_reserve(struct table *t)
     return table_reserve_n(t, 1);
 }
 
-/* Removes slot i, moving later members of its run back so that no lookup
- * meets a gap before its key (backward-shift deletion). */
-static void table_delete_at(struct table *t, uint64_t i)
+/* Positions in the old table are told apart from the current one's by
+ * this bit (tables have at most 2^32 slots). */
+#define POS_OLD (UINT64_C(1) << 63)
+
+static struct slot *table_slot(const struct table *t, uint64_t pos)
+{
+    return pos & POS_OLD ? &t->old[pos & ~POS_OLD] : &t->slots[pos];
+}
+
+/* Where a probe of the old table for hash h32 begins, or UINT64_MAX when
+ * the key cannot be there (see struct table). */
+static uint64_t old_probe_start(const struct table *t, uint32_t h32)
+{
+    if (!t->old)
+        return UINT64_MAX;
+    uint64_t mask = t->old_cap - 1, home = h32 & mask;
+    if (((home - t->old_start) & mask) >= t->old_done)
+        return home;
+    return t->old_run ? (t->old_start + t->old_done) & mask : UINT64_MAX;
+}
+
+/* Inserts sl at pos (an empty slot of the current table, from a lookup),
+ * then moves the next old slots. */
+static void table_insert_at(struct table *t, uint64_t pos, struct slot sl)
+{
+    assert(!(pos & POS_OLD) && t->slots[pos].entry == 0);
+    t->slots[pos] = sl;
+    t->used++;
+    table_migrate(t, TABLE_MIGRATE_SLOTS);
+}
+
+/* Removes slot i of the current table, moving later members of its run
+ * back so that no lookup meets a gap before its key (backward-shift
+ * deletion). */
+static void slots_delete_at(struct table *t, uint64_t i)
 {
     uint64_t mask = t->cap - 1;
     uint64_t hole = i;
@@ -461,6 +597,31 @@ static void table_delete_at(struct table *t, uint64_t i)
     t->used--;
 }
 
+/* Removes the slot at pos (either table). */
+static void table_delete_at(struct table *t, uint64_t pos)
+{
+    if (!(pos & POS_OLD)) {
+        slots_delete_at(t, pos);
+        return;
+    }
+    t->old[pos & ~POS_OLD].entry = SLOT_DEAD;
+    if (--t->old_used == 0)
+        migration_end(t);
+}
+
+/* The position of the slot holding entry (+ 1) of hash h32; it is there. */
+static uint64_t table_locate(const struct table *t, uint32_t h32, uint32_t entry)
+{
+    uint64_t mask = t->cap - 1;
+    for (uint64_t i = h32 & mask; t->slots[i].entry != 0; i = (i + 1) & mask)
+        if (t->slots[i].entry == entry)
+            return i;
+    uint64_t i = old_probe_start(t, h32);
+    assert(i != UINT64_MAX);
+    for (mask = t->old_cap - 1; t->old[i].entry != entry; i = (i + 1) & mask)
+        assert(t->old[i].entry != 0);
+    return i | POS_OLD;
+}
 static int arena_equal(const struct arena *a, uint64_t ref, const void *key, size_t key_size)
 {
     const uint8_t *p = arena_at(a, ref);
@@ -670,8 +831,9 @@ static uint8_t entry_kind(const struct entry *en)
 }
 
 /* 1 with *out_pos at the slot of key (whose bytes are in arena a at
- * ref_of(member)), or 0 with *out_pos at the empty slot where it would go
- * (undefined when the table has no slots). */
+ * ref_of(member)), in either table (see table_slot), or 0 with *out_pos at
+ * the empty slot of the current table where it would go (undefined when
+ * the table has no slots). */
 static int table_find(const struct idx *x, const struct table *t, const struct arena *a,
                       uint64_t (*ref_of)(const struct idx *x, uint32_t i), uint32_t h32, const void *key,
                       size_t key_size, uint64_t *out_pos)
@@ -681,11 +843,26 @@ static int table_find(const struct idx *x, const struct table *t, const struct a
     uint64_t mask = t->cap - 1;
     for (uint64_t i = h32 & mask;; i = (i + 1) & mask) {
         struct slot sl = t->slots[i];
-        *out_pos = i;
+        if (sl.entry == 0) {
+            *out_pos = i;
+            break;
+        }
+        if (sl.h32 == h32 && arena_equal(a, ref_of(x, sl.entry - 1), key, key_size)) {
+            *out_pos = i;
+            return 1;
+        }
+    }
+    uint64_t i = old_probe_start(t, h32);
+    if (i == UINT64_MAX)
+        return 0;
+    for (mask = t->old_cap - 1;; i = (i + 1) & mask) {
+        struct slot sl = t->old[i];
         if (sl.entry == 0)
             return 0;
-        if (sl.h32 == h32 && arena_equal(a, ref_of(x, sl.entry - 1), key, key_size))
+        if (sl.entry != SLOT_DEAD && sl.h32 == h32 && arena_equal(a, ref_of(x, sl.entry - 1), key, key_size)) {
+            *out_pos = i | POS_OLD;
             return 1;
+        }
     }
 }
 
@@ -711,10 +888,12 @@ void idx_free(struct idx *x)
     chunk_spare_discard(&x->keys.spare);
     chunk_spare_discard(&x->streams.spare);
     slots_free(x->keys.slots, x->keys.cap);
+    slots_free(x->keys.old, x->keys.old_cap);
     pool_free(&x->entries);
     pool_free(&x->sides);
     arena_free(&x->key_arena);
     slots_free(x->streams.slots, x->streams.cap);
+    slots_free(x->streams.old, x->streams.old_cap);
     for (uint64_t i = 0; i < x->stream_count; i++)
         free(x->stream_v[i].lsns);
     free(x->stream_v);
@@ -771,6 +950,9 @@ void idx_prefetch(const struct idx *x, uint32_t hash)
 {
     if (x->keys.cap)
         __builtin_prefetch(&x->keys.slots[hash & (x->keys.cap - 1)]);
+    uint64_t i = old_probe_start(&x->keys, hash);
+    if (i != UINT64_MAX)
+        __builtin_prefetch(&x->keys.old[i]);
 }
 
 int idx_key_get_h(const struct idx *x, uint32_t hash, const void *key, size_t key_size, struct idx_key *out,
@@ -782,7 +964,7 @@ int idx_key_get_h(const struct idx *x, uint32_t hash, const void *key, size_t ke
         /* A table without slots has no position to give: the put probes. */
         *hint = (struct idx_hint){pos, x->keys.cap ? x->key_gen : x->key_gen - 1, found};
     if (found)
-        key_read(x, x->keys.slots[pos].entry - 1, out);
+        key_read(x, table_slot(&x->keys, pos)->entry - 1, out);
     return found;
 }
 
@@ -920,7 +1102,7 @@ static int key_put(struct idx *x, uint32_t h32, const void *key, size_t key_size
         found = key_find(x, h32, key, key_size, &pos);
     }
     if (found)
-        return only_new ? 1 : key_replace(x, x->keys.slots[pos].entry - 1, v);
+        return only_new ? 1 : key_replace(x, table_slot(&x->keys, pos)->entry - 1, v);
     /* Every allocation first, so that a failure leaves the index unchanged. */
     int need = needs_side(v);
     uint64_t cap = x->keys.cap;
@@ -928,16 +1110,15 @@ static int key_put(struct idx *x, uint32_t h32, const void *key, size_t key_size
         (need && pool_reserve(&x->sides) != 0) || arena_reserve(&x->key_arena, 1 + key_size) != 0)
         return -1;
     if (x->keys.cap != cap)
-        key_find(x, h32, key, key_size, &pos); /* the table grew */
+        key_find(x, h32, key, key_size, &pos); /* the table grew: pos is in the new one */
     uint32_t e = pool_take(&x->entries);
     uint32_t side = need ? pool_take(&x->sides) + 1 : 0;
     struct entry *en = entry_w(x, e);
     en->ref_kind = arena_push(&x->key_arena, key, key_size);
     entry_store(x, e, side, v);
-    x->keys.slots[pos] = (struct slot){e + 1, h32};
-    x->keys.used++;
+    table_insert_at(&x->keys, pos, (struct slot){e + 1, h32}); /* and a migration step */
     x->key_count++;
-    x->key_gen++;
+    x->key_gen++; /* slots changed, moved ones too: every hint is stale */
     return 0;
 }
 
@@ -980,14 +1161,7 @@ static void key_delete(struct idx *x, uint32_t e)
 {
     struct entry *en = entry_w(x, e);
     const uint8_t *k = arena_at(&x->key_arena, entry_ref(en));
-    uint32_t h32 = hash32(x, k + 1, k[0]);
-    uint64_t mask = x->keys.cap - 1;
-    uint64_t i = h32 & mask;
-    while (x->keys.slots[i].entry != e + 1) {
-        assert(x->keys.slots[i].entry != 0);
-        i = (i + 1) & mask;
-    }
-    table_delete_at(&x->keys, i);
+    table_delete_at(&x->keys, table_locate(&x->keys, hash32(x, k + 1, k[0]), e + 1));
     x->key_gen++;
     entry_clear(x, e, 0);
     x->key_arena.live -= 1u + k[0];
@@ -1106,7 +1280,7 @@ static uint64_t stream_get(const struct idx *x, const void *name, size_t name_si
     if (name_size == 0 || name_size > STELE_STREAM_SIZE_MAX ||
         !stream_find(x, hash32(x, name, name_size), name, name_size, &pos))
         return 0;
-    return x->streams.slots[pos].entry;
+    return table_slot(&x->streams, pos)->entry;
 }
 
 static int stream_push(struct idx *x, uint64_t i, uint64_t lsn)
@@ -1166,8 +1340,7 @@ static uint64_t stream_create(struct idx *x, uint32_t h32, const void *name, siz
     /* Above what a snapshot holds: written in place even when shared. */
     struct stream *s = &x->stream_v[x->stream_count];
     *s = (struct stream){.name_ref = arena_push(&x->stream_arena, name, name_size)};
-    x->streams.slots[pos] = (struct slot){(uint32_t)(x->stream_count + 1), h32};
-    x->streams.used++;
+    table_insert_at(&x->streams, pos, (struct slot){(uint32_t)(x->stream_count + 1), h32});
     return ++x->stream_count;
 }
 
@@ -1310,6 +1483,12 @@ uint64_t idx_comp_count(const struct idx *x)
     return x->comp_count;
 }
 
+void idx_grow_stats(const struct idx *x, int streams, struct idx_grow_stats *out)
+{
+    const struct table *t = streams ? &x->streams : &x->keys;
+    *out = (struct idx_grow_stats){t->migrations, t->old ? t->old_cap : 0, t->old_used, t->step_slots_max};
+}
+
 uint64_t idx_memory(const struct idx *x)
 {
     const struct chunk_spare *chunks[] = {x->keys.spare,    x->streams.spare,   x->entries.spare,
@@ -1317,9 +1496,9 @@ uint64_t idx_memory(const struct idx *x)
     uint64_t chunk_bytes = 0;
     for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++)
         chunk_bytes += chunks[i] ? chunks[i]->bytes : 0;
-    return sizeof *x + x->snap_bytes + x->keys.cap * sizeof(struct slot) + chunk_bytes +
+    return sizeof *x + x->snap_bytes + (x->keys.cap + x->keys.old_cap) * sizeof(struct slot) + chunk_bytes +
            x->entries.bytes + x->sides.bytes + x->key_arena.bytes +
-           x->streams.cap * sizeof(struct slot) + x->stream_cap * sizeof(struct stream) + x->stream_arena.bytes +
+           (x->streams.cap + x->streams.old_cap) * sizeof(struct slot) + x->stream_cap * sizeof(struct stream) + x->stream_arena.bytes +
            x->stream_lsn_bytes + x->comp_cap * sizeof(struct comp);
 }
 
@@ -1739,7 +1918,7 @@ static int load_keys(struct load *l)
     for (uint64_t i = 0; i < n + LOAD_AHEAD && rc == 0; i++) {
         if (i == sized && sized < n) {
             sized = n / 4 < sized ? n : sized * 4;
-            if (table_reserve_n(&l->x->keys, sized - t->used) != 0)
+            if (table_reserve_n(&l->x->keys, sized - table_count(t)) != 0)
                 rc = err_set(STELE_ERR_NOMEM, "loading the index: out of memory for %llu keys",
                              (unsigned long long)sized);
         }

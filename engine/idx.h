@@ -140,6 +140,16 @@ uint64_t idx_intent_count(const struct idx *x);  /* keys of kind intent, pending
 uint64_t idx_comp_count(const struct idx *x);
 uint64_t idx_memory(const struct idx *x);   /* bytes allocated, everything included */
 
+/* Tests: the growth of the key table (streams: the stream table), which
+ * moves the old table into the new one a few slots per insert. */
+struct idx_grow_stats {
+    uint64_t migrations;      /* begun since idx_new */
+    uint64_t old_slots;       /* slots of the table being moved, 0 when none */
+    uint64_t old_live;        /* its keys not yet moved */
+    uint64_t step_slots_max;  /* the most old slots one insert moved or looked at */
+};
+void idx_grow_stats(const struct idx *x, int streams, struct idx_grow_stats *out);
+
 /* --- snapshots, so that a checkpoint is written while the index changes */
 
 /* Freezes what x holds now, for one other thread to save (idx_save on the

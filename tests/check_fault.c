@@ -850,7 +850,7 @@ START_TEST(test_sync_eio_once_lazy_modes)
             REQUIRE(strstr(stele_errmsg(), strerror(EIO)) != NULL, "message: %s", stele_errmsg());
         } else {
             /* the timer's sync fails in the background */
-            for (int i = 0; i < 300 && !stats_of(log).fenced; i++)
+            for (int i = 0; i < 3000 && !stats_of(log).fenced; i++) /* a poll, 30 s at most */
                 usleep(10000);
         }
         stele_stats s = stats_of(log);

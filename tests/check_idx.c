@@ -34,6 +34,17 @@
  *    memory); each snapshot saves byte for byte the file the index saved at
  *    that moment, the index itself still saves and loads after each release,
  *    and copies refused for want of memory make the owner wait and go on.
+ *  - Growth in steps (a table moved into one twice its size 32 slots per
+ *    insert): after each insert while a migration is in progress, hinted
+ *    and plain gets and puts, prefetch, replaces, expiry steps (deletions
+ *    from both tables), and at each migration's start every key, a
+ *    save/load round trip and a snapshot saved after the migration went on
+ *    under it, all against a model; with the default hash, 7 hashes, and 7
+ *    whose run wraps round the table's end; a sweep of everything mid-
+ *    migration keeps the pending intents; idx_memory counts both tables and
+ *    drops by the old one at the end; no insert moves more than 32 old
+ *    slots (the old code rehashed the whole table in one insert). The
+ *    stream table the same way.
  *  - Memory: 1,000,000 event keys of 16 bytes cost at most 64 + 16 + 1
  *    bytes each by idx_memory(); the figures (events and intents) are printed.
  *
@@ -66,6 +77,14 @@ static uint64_t few_hashes(const void *key, size_t key_size)
 {
     const uint8_t *p = key;
     return (uint64_t)(p[key_size - 1] % 7) * UINT64_C(0x9E3779B97F4A7C15);
+}
+
+/* Few hashes whose homes are the last slots of any table: one run that
+ * wraps round the end, so that the slot a migration begins at matters. */
+static uint64_t wrap_hashes(const void *key, size_t key_size)
+{
+    const uint8_t *p = key;
+    return UINT64_C(0xffffffff) - (uint64_t)(p[key_size - 1] % 7) * 3;
 }
 
 static void put_le(uint8_t *p, uint64_t v, unsigned width)
@@ -1290,6 +1309,296 @@ START_TEST(test_snapshot_copy_on_write)
 }
 END_TEST
 
+/* ---- growth in steps (a migration in progress) ----------------------------- */
+
+/* Keys g<i>-<i % 13 x 'x'>: of several lengths. Key i is put at time i
+ * (window 1000 below), so expiry forgets the oldest. */
+static size_t grow_key(uint8_t *buf, uint32_t i)
+{
+    int n = snprintf((char *)buf, 64, "g%u-", i);
+    for (uint32_t k = 0; k < i % 13; k++)
+        buf[n++] = 'x';
+    return (size_t)n;
+}
+
+struct grow {
+    struct idx *x;
+    uint32_t n;          /* keys 0..n-1 put */
+    struct idx_key *v;   /* what key i holds */
+    uint8_t *gone;       /* 1 once key i was found forgotten by expiry */
+    uint64_t swept_now;  /* the latest now given to an expiry */
+    uint64_t window;
+    uint64_t rng;
+};
+
+/* Every key put is as the model says (a forgotten one expired), every key
+ * not put is absent. */
+static void grow_check_all(struct grow *g, const struct idx *x)
+{
+    uint8_t k[64];
+    uint64_t present = 0;
+    for (uint32_t i = 0; i < g->n + 50; i++) {
+        size_t ks = grow_key(k, i);
+        struct idx_key got;
+        int r = idx_key_get(x, k, ks, &got);
+        if (i >= g->n) {
+            REQUIRE(r == 0, "key %u, never put, found", i);
+            continue;
+        }
+        if (r == 1) {
+            REQUIRE(!g->gone[i], "key %u found after it was forgotten", i);
+            REQUIRE(key_eq(&got, &g->v[i]), "key %u read back as LSN %llu", i, (unsigned long long)got.lsn);
+            present++;
+            continue;
+        }
+        REQUIRE(g->v[i].kind == STELE_KIND_EVENT || g->v[i].outcome_lsn != 0, "pending intent %u missing", i);
+        REQUIRE(g->v[i].last_at_ns + g->window < g->swept_now, "key %u (at %llu) missing, not expired at %llu", i,
+                (unsigned long long)g->v[i].last_at_ns, (unsigned long long)g->swept_now);
+        g->gone[i] = 1;
+    }
+    ck_assert_uint_eq(idx_key_count(x), present);
+}
+
+/* Puts key n: through the writer's path (hash, prefetch, lookup with a
+ * hint, put with it) or plainly, in turn. */
+static void grow_put(struct grow *g)
+{
+    uint8_t k[64];
+    uint32_t i = g->n;
+    size_t ks = grow_key(k, i);
+    g->v[i] = i % 5 == 0 ? intent(i + 1, i) : event(i + 1, i);
+    if (i % 2) {
+        uint32_t h = idx_key_hash(g->x, k, ks);
+        struct idx_hint hint;
+        struct idx_key got;
+        idx_prefetch(g->x, h);
+        ck_assert_int_eq(idx_key_get_h(g->x, h, k, ks, &got, &hint), 0);
+        ck_assert_int_eq(idx_key_put_h(g->x, h, k, ks, &g->v[i], &hint), 0);
+    } else {
+        ck_assert_int_eq(idx_key_put(g->x, k, ks, &g->v[i]), 0);
+    }
+    g->n++;
+}
+
+/* Replaces a random earlier key (if not forgotten) through a hinted lookup:
+ * its slot may be in either table. Intents get their outcome (no longer
+ * pending: then they may expire). */
+static void grow_replace_random(struct grow *g)
+{
+    uint8_t k[64];
+    uint32_t i = (uint32_t)(tu_rand(&g->rng) % g->n);
+    size_t ks = grow_key(k, i);
+    uint32_t h = idx_key_hash(g->x, k, ks);
+    struct idx_hint hint;
+    struct idx_key got;
+    idx_prefetch(g->x, h);
+    int r = idx_key_get_h(g->x, h, k, ks, &got, &hint);
+    if (r == 0) {
+        REQUIRE(g->v[i].last_at_ns + g->window < g->swept_now, "key %u missing mid-migration", i);
+        g->gone[i] = 1;
+        return;
+    }
+    REQUIRE(key_eq(&got, &g->v[i]), "key %u read back as LSN %llu mid-migration", i, (unsigned long long)got.lsn);
+    if (g->v[i].kind == STELE_KIND_INTENT && g->v[i].outcome_lsn == 0)
+        g->v[i] = resolved(g->v[i].lsn, g->v[i].recorded_at_ns, g->n + 1000000, g->v[i].recorded_at_ns + 1);
+    else
+        g->v[i].fingerprint ^= 0x5a5a;
+    ck_assert_int_eq(idx_key_put_h(g->x, h, k, ks, &g->v[i], &hint), 0);
+}
+
+/* Saves the index, loads it back, and the loaded one holds what the model
+ * says; a snapshot taken now saves the same bytes after the migration went
+ * on under it. */
+static void grow_check_file(struct grow *g)
+{
+    struct mem m = save(g->x, g->n + 2000000); /* above every LSN, outcomes included */
+    struct idx *y = NULL;
+    struct idx_ckpt_info info;
+    ck_assert_int_eq(load_bytes(m.buf, m.size, &y, &info), 0);
+    uint64_t window = g->window;
+    g->window = 500; /* load_bytes loads with window 500: no effect on what is present */
+    grow_check_all(g, y);
+    g->window = window;
+    idx_free(y);
+
+    struct snap_reader rd = {.covered_lsn = g->n + 2000000};
+    rd.snap = idx_snapshot(g->x, snap_wait, &rd);
+    ck_assert_ptr_nonnull(rd.snap);
+    for (int j = 0; j < 40; j++) {
+        grow_put(g);
+        grow_replace_random(g);
+    }
+    snap_wait(&rd);
+    idx_snapshot_release(g->x);
+    REQUIRE(rd.out.size == m.size && memcmp(rd.out.buf, m.buf, m.size) == 0,
+            "the snapshot taken mid-migration saved other bytes (%zu, want %zu)", rd.out.size, m.size);
+    free(rd.out.buf);
+    free(m.buf);
+}
+
+static void grow_run(uint64_t (*hash)(const void *, size_t), uint32_t count, uint32_t check_every)
+{
+    struct grow g = {.x = idx_new(1000), .window = 1000, .rng = g_seed ^ count};
+    ck_assert_ptr_nonnull(g.x);
+    if (hash)
+        idx_set_hash(g.x, hash);
+    g.v = calloc(count + 50, sizeof *g.v);
+    g.gone = calloc(count + 50, 1);
+    ck_assert_ptr_nonnull(g.v);
+    ck_assert_ptr_nonnull(g.gone);
+    struct idx_grow_stats st, prev = {0};
+    uint64_t seen_in_progress = 0, mem_prev = idx_memory(g.x), file_checks = 0;
+    while (g.n < count) {
+        grow_put(&g);
+        idx_grow_stats(g.x, 0, &st);
+        uint64_t mem = idx_memory(g.x);
+        if (st.migrations != prev.migrations) {
+            /* Begun by this insert: both tables are counted (the new one,
+             * twice the size, may have been counted as a spare before). */
+            REQUIRE(st.old_slots > 0 && mem >= st.old_slots * 3 * 8 && mem >= mem_prev,
+                    "migration from %llu slots: memory %llu after %llu", (unsigned long long)st.old_slots,
+                    (unsigned long long)mem, (unsigned long long)mem_prev);
+        }
+        if (prev.old_slots && !st.old_slots && st.migrations == prev.migrations) {
+            /* Ended by this insert: the old table is freed. */
+            REQUIRE(mem + prev.old_slots * 8 <= mem_prev + 4096, "migration from %llu slots ended: memory %llu after %llu",
+                    (unsigned long long)prev.old_slots, (unsigned long long)mem, (unsigned long long)mem_prev);
+        }
+        if (st.old_slots) {
+            seen_in_progress++;
+            grow_replace_random(&g);
+            if (g.n % 3 == 0) {
+                /* Expiry in small steps: deletions from both tables. */
+                int done;
+                g.swept_now = g.n;
+                idx_expire_step(g.x, g.n, hash ? 4000 : 40, &done); /* collisions: many dead slots */
+            }
+            if (g.n % check_every == 0 || st.migrations != prev.migrations)
+                grow_check_all(&g, g.x);
+            if (st.migrations != prev.migrations && st.old_slots >= 1024) {
+                grow_check_file(&g);
+                file_checks++;
+                idx_grow_stats(g.x, 0, &st);
+            }
+        }
+        prev = st;
+        mem_prev = idx_memory(g.x);
+    }
+    grow_check_all(&g, g.x);
+    idx_grow_stats(g.x, 0, &st);
+    REQUIRE(st.migrations >= 5 && seen_in_progress > count / 64 && file_checks >= 2,
+            "%llu migrations, %llu inserts saw one in progress, %llu files", (unsigned long long)st.migrations,
+            (unsigned long long)seen_in_progress, (unsigned long long)file_checks);
+    /* Bounded work per insert: what makes a keyed append's tail. */
+    REQUIRE(st.step_slots_max <= 32, "one insert moved %llu old slots", (unsigned long long)st.step_slots_max);
+    /* Everything expires but the pending intents, in the middle of a
+     * migration: keys of either table, moved or not, some in slots that
+     * wrapped round the old table's end. */
+    g.v = realloc(g.v, (count + count / 2 + 50) * sizeof *g.v);
+    g.gone = realloc(g.gone, count + count / 2 + 50);
+    ck_assert_ptr_nonnull(g.v);
+    ck_assert_ptr_nonnull(g.gone);
+    memset(g.gone + count, 0, count / 2 + 50);
+    do {
+        grow_put(&g);
+        idx_grow_stats(g.x, 0, &st);
+    } while (g.n < count + count / 2 - 200 && (st.old_slots == 0 || st.old_live > st.old_slots / 4));
+    REQUIRE(st.old_slots > 0, "no migration after %u keys", g.n);
+    g.swept_now = UINT64_C(1) << 40;
+    idx_expire(g.x, g.swept_now);
+    grow_check_all(&g, g.x);
+    for (int j = 0; j < 200; j++)
+        grow_put(&g);
+    grow_check_all(&g, g.x);
+    idx_free(g.x);
+    free(g.v);
+    free(g.gone);
+}
+
+START_TEST(test_growth_in_steps)
+{
+    grow_run(NULL, 100000, 20011);
+    grow_run(few_hashes, 3000, 97); /* 7 hashes: runs cross the migration point */
+    grow_run(wrap_hashes, 3000, 97); /* and wrap round the table's end */
+}
+END_TEST
+
+/* One hash: a run of 768 keys from slot 21 of 1,024. Expired mid-migration,
+ * keys 0-199 leave dead slots in the old table, among them slots 63, 95...
+ * where inserts' steps of 32 end: a key whose home was moved is still found
+ * past the migration point (the last slot moved was dead, not empty). */
+START_TEST(test_growth_dead_slot_at_step_end)
+{
+    struct grow g = {.x = idx_new(1000), .window = 1000, .rng = g_seed};
+    ck_assert_ptr_nonnull(g.x);
+    idx_set_hash(g.x, same_hash);
+    g.v = calloc(1200, sizeof *g.v);
+    g.gone = calloc(1200, 1);
+    ck_assert_ptr_nonnull(g.v);
+    ck_assert_ptr_nonnull(g.gone);
+    while (g.n < 769)
+        grow_put(&g);
+    struct idx_grow_stats st;
+    idx_grow_stats(g.x, 0, &st);
+    REQUIRE(st.old_slots == 1024 && st.old_live > 700, "old table of %llu slots, %llu keys",
+            (unsigned long long)st.old_slots, (unsigned long long)st.old_live);
+    g.swept_now = 1200;
+    ck_assert_uint_eq(idx_expire(g.x, g.swept_now), 160); /* 0-199 but the pending intents */
+    grow_check_all(&g, g.x);
+    int steps = 0;
+    for (; st.old_slots && steps < 100; steps++) {
+        grow_put(&g);
+        grow_check_all(&g, g.x);
+        idx_grow_stats(g.x, 0, &st);
+    }
+    REQUIRE(st.old_slots == 0 && steps >= 20, "migration still going after %d inserts", steps);
+    idx_free(g.x);
+    free(g.v);
+    free(g.gone);
+}
+END_TEST
+
+/* The stream table grows the same way: every stream's versions stay
+ * readable while it moves. */
+START_TEST(test_stream_growth_in_steps)
+{
+    struct idx *x = idx_new(0);
+    ck_assert_ptr_nonnull(x);
+    uint64_t in_progress = 0;
+    char name[32];
+    const uint32_t count = 20000;
+    for (uint32_t i = 0; i < count; i++) {
+        int n = snprintf(name, sizeof name, "s%u", i);
+        ck_assert_uint_eq(idx_stream_append(x, name, (size_t)n, 2 * i + 1), 1);
+        struct idx_grow_stats st;
+        idx_grow_stats(x, 1, &st);
+        if (!st.old_slots)
+            continue;
+        in_progress++;
+        /* A second record on an earlier stream, and every stream read. */
+        uint32_t j = (uint32_t)((i * 2654435761u) % (i + 1));
+        n = snprintf(name, sizeof name, "s%u", j);
+        uint64_t last;
+        uint64_t ver = idx_stream_version(x, name, (size_t)n, &last);
+        REQUIRE(ver >= 1, "stream %u missing mid-migration", j);
+        ck_assert_uint_eq(idx_stream_append(x, name, (size_t)n, 2 * count + 2 * i), ver + 1);
+        if (i % 1024 == 0)
+            for (uint32_t k = 0; k <= i + 10; k++) {
+                n = snprintf(name, sizeof name, "s%u", k);
+                REQUIRE((idx_stream_version(x, name, (size_t)n, NULL) >= 1) == (k <= i), "stream %u", k);
+                REQUIRE(k > i || idx_stream_lsn(x, name, (size_t)n, 1) == 2 * k + 1, "stream %u version 1", k);
+            }
+    }
+    struct idx_grow_stats st;
+    idx_grow_stats(x, 1, &st);
+    REQUIRE(st.migrations >= 5 && in_progress > 0 && st.step_slots_max <= 32,
+            "%llu stream table migrations, %llu inserts in one, %llu slots in one step",
+            (unsigned long long)st.migrations, (unsigned long long)in_progress, (unsigned long long)st.step_slots_max);
+    ck_assert_uint_eq(idx_stream_count(x), count);
+    idx_free(x);
+}
+END_TEST
+
 static Suite *idx_suite(void)
 {
     Suite *s = suite_create("idx");
@@ -1303,6 +1612,9 @@ static Suite *idx_suite(void)
     tcase_add_test(tc, test_expiry_memory_reused);
     tcase_add_test(tc, test_streams);
     tcase_add_test(tc, test_compensations);
+    tcase_add_test(tc, test_growth_in_steps);
+    tcase_add_test(tc, test_growth_dead_slot_at_step_end);
+    tcase_add_test(tc, test_stream_growth_in_steps);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("file");

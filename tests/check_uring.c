@@ -1042,7 +1042,7 @@ static int wait_spare(const char *dir, int fd_before, const char *what)
     struct stat before = {0}, st;
     if (fd_before >= 0)
         REQUIRE(fstat(fd_before, &before) == 0, "fstat: %s", strerror(errno));
-    for (int i = 0; i < 2000; i++) {
+    for (int i = 0; i < 12000; i++) { /* a poll, 60 s at most */
         int fd = open(path, O_RDONLY);
         if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size == SEG_SIZE &&
             (fd_before < 0 || st.st_ino != before.st_ino))
@@ -1051,7 +1051,7 @@ static int wait_spare(const char *dir, int fd_before, const char *what)
             close(fd);
         usleep(5000);
     }
-    ck_abort_msg("%s: no spare segment file in %s after 10 s", what, dir);
+    ck_abort_msg("%s: no spare segment file in %s after 60 s", what, dir);
     return -1;
 }
 

@@ -61,6 +61,8 @@ int cmd_backfill(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_dump(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_backup(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_dict(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_relay(struct cli_ctx *ctx, int argc, char **argv); /* with libnats only */
+int cmd_inbox(struct cli_ctx *ctx, int argc, char **argv); /* with libnats only */
 
 /* The manual pages --help prints after the synopsis (tools/help.c). */
 extern const char cli_help_backfill[], cli_help_compensate[], cli_help_dump[], cli_help_backup[],

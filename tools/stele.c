@@ -67,6 +67,14 @@ static const struct command {
      "       stele replay DIR --consumer NAME --dead-letters [--all] | --redrive (--exec CMD | --stdout)\n"
      "         delivers events at least once in LSN order with a durable cursor, retries and dead\n"
      "         letters (stele replay --help)"},
+#ifdef STELE_HAVE_NATS
+    {"relay", cmd_relay,
+     "stele relay DIR --name NAME --nats URL[,URL...] --stream STREAM --subject TEMPLATE [--follow]\n"
+     "         publishes the log into a NATS JetStream stream exactly once (stele relay --help)"},
+    {"inbox", cmd_inbox,
+     "stele inbox DIR --nats URL[,URL...] --stream STREAM --durable NAME [--follow]\n"
+     "         appends a JetStream stream's messages to the log, each once (stele inbox --help)"},
+#endif
     {"verify", cmd_verify, "stele verify DIR"},
     {"stats", cmd_stats, "stele stats DIR [--prometheus]"},
     {"dump", cmd_dump, "stele dump DIR [--segment N]   (segments, batches, records with offsets)"},

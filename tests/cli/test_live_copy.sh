@@ -8,14 +8,21 @@
 # How: a background writer runs `stele append --jsonl` processes one after
 # the other, each appending a batch of 20 keyed events (64 KiB segments, so
 # segments roll and seal every few batches), and after each process exits 0
-# adds the batch number to an acknowledgement file. At random moments the
-# test notes how many batches were acknowledged, then copies the live log:
-# with `cp -r` (readdir order, one pass), file by file in name order with a
-# pause between files (as a slow rsync), file by file with the last
-# segment copied in 4 KiB chunks with pauses (so batches and seals land
-# mid-copy), or segment by segment listing the directory again each time (as
-# a tool making several passes: it can copy segment N while active, then
-# N+1, a copy with a hole); or runs `stele backup`. After the writer stops,
+# adds the batch number to an acknowledgement file. Before each copy the test
+# waits until the writer has acknowledged 1-3 more batches (a random number),
+# notes how many batches were acknowledged, then copies the live log: with
+# `cp -r` (readdir order, one pass), file by file in name order waiting
+# for the writer to acknowledge another batch before the last few files (as a
+# slow rsync), file by file with the last segment copied in 4 KiB chunks,
+# waiting for another batch halfway (so a batch lands mid-copy, and a seal
+# when the segment fills), or segment by segment listing the directory again
+# each time, waiting after the active segment N until the writer has made
+# N+1 (as a tool making several passes: a copy with a hole at the end of N);
+# or runs `stele backup`; or, with the writer held between two batches,
+# copies the quiet log with `cp -r`. Every wait is on a condition (a batch
+# acknowledged, a segment made, the writer holding), never on a time slice,
+# so the same copies are made on an idle or a loaded machine. After the
+# writer stops,
 # each copy is opened with `stele verify` and `stele read`:
 #  - either verify exits 0 with no problem, read exits 0, and the copy is
 #    LSN 1..N without a gap, every record byte for byte the source's record
@@ -25,9 +32,9 @@
 #    read either exits non-zero with one "stele: ..." line or returns a
 #    prefix that passes the same checks (read and verify must not both
 #    accept a copy that is not such a prefix).
-# Every backup must take the first branch. The test also requires that some
-# raw copies opened clean and that the log rolled during the copies, so the
-# cases it claims were exercised. A raw copy that opened clean is then
+# Every backup and every quiet copy must take the first branch (so the
+# checks of a clean copy's contents always run); the log rolls during the
+# copies (each relisting copy waits for a new segment). A raw copy that opened clean is then
 # opened by a writer: the key of its last record is a duplicate, the key of
 # the source's next record (which a copied index checkpoint may hold) is new
 # at N+1.
@@ -43,14 +50,21 @@ batch_events() {
     awk -v b="$1" -v n=$BATCH 'BEGIN { for (j = 1; j <= n; j++) printf "{\"key\":\"w-%d-%d\",\"type\":\"tick\",\"stream\":\"s-%d\",\"data\":{\"b\":%d,\"j\":%d,\"pad\":\"%0200d\"}}\n", b, j, j % 5, b, j, b * 100 + j }'
 }
 
+# The writer holds between two batches while $T/hold exists (saying so with
+# $T/held), for the quiet copies.
 writer() {
     local b=1
     while [ ! -e "$T/stop" ]; do
+        if [ -e "$T/hold" ]; then
+            touch "$T/held"
+            while [ -e "$T/hold" ] && [ ! -e "$T/stop" ]; do sleep 0.01; done
+            rm -f "$T/held"
+            continue
+        fi
         batch_events $b | "$STELE" append "$L" --jsonl >/dev/null 2>"$T/writer.err" ||
             { echo "batch $b: exit $?" >"$T/writer_failed"; return; }
         echo $b >>"$T/acked"
         b=$((b + 1))
-        sleep 0.0$((RANDOM % 2))$((RANDOM % 10))
     done
 }
 
@@ -61,34 +75,63 @@ acked_now() {
     echo "$n"
 }
 
-# The three ways of copying a live directory without the tool.
+# wait_for WHAT CONDITION...: polls the condition (a command) until it holds.
+# The deadline only turns a writer that stopped into a failure naming it
+# instead of a hang; nothing waits for a time to pass.
+wait_for() {
+    local what=$1 deadline=$((SECONDS + 90))
+    shift
+    until "$@"; do
+        [ ! -e "$T/writer_failed" ] || fail "the writer failed: $(cat "$T/writer_failed") $(cat "$T/writer.err")"
+        ((SECONDS < deadline)) || fail "waited 90 s for $what"
+        sleep 0.01
+    done
+}
+acked_at_least() { [ "$(acked_now)" -ge "$1" ]; }
+segments_at_least() { [ "$(ls "$L" | grep -c '\.seg$')" -ge "$1" ]; }
+# wait_batch: until the writer has acknowledged one more batch than now.
+wait_batch() {
+    local want=$(($(acked_now) + 1))
+    wait_for "batch $want" acked_at_least $want
+}
+
+# The ways of copying a live directory without the tool.
 # cp complains (exit 1) when a file it listed is gone, e.g. a temporary file
 # renamed meanwhile; it copies the rest, and a user may well carry on.
 copy_cp() {
     cp -r "$L" "$1" 2>/dev/null || true
 }
+# The quiet copy: the writer held between two batches, nothing changes.
+copy_quiet() {
+    touch "$T/hold"
+    wait_for "the writer to hold" test -e "$T/held"
+    cp -r "$L" "$1"
+    rm "$T/hold"
+}
 copy_slow() {
     mkdir "$1"
-    local f files
+    local f files waited=0
     files=($(ls "$L"))
     for f in "${files[@]}"; do
+        # Sealed segments go fast; before the last few files a batch lands.
+        if [[ ! $f < ${files[-6]} ]] && ((waited++ == 0)); then wait_batch; fi
         cp "$L/$f" "$1/$f" 2>/dev/null || true # a file may vanish (a temp renamed)
-        # Sealed segments go fast; the last few files slowly.
-        [[ $f < ${files[-6]} ]] || sleep 0.0$((RANDOM % 3))$((RANDOM % 10))
     done
 }
 # A copy that lists the directory again before each segment, as a tool
 # making several passes would: after copying the last (active) segment N it
-# pauses, and may then find N+1, created after N was sealed - a copy with a
-# hole at the end of N, which must be refused.
+# waits until the writer has made N+1 (N is then sealed) and copies that
+# too - a copy with a hole at the end of N, which must be refused.
 copy_relist() {
     mkdir "$1"
-    local f pauses=0
+    local f last segs pauses=0
     while f=$(comm -23 <(ls "$L" | grep '\.seg$') <(ls "$1" | grep '\.seg$') | head -1) && [ -n "$f" ]; do
+        segs=$(ls "$L" | grep -c '\.seg$')
+        last=$(ls "$L" | grep '\.seg$' | tail -1)
         cp "$L/$f" "$1/$f" 2>/dev/null || true
-        if [ "$f" = "$(ls "$L" | grep '\.seg$' | tail -1)" ]; then
-            ((pauses++ < 2)) || break
-            sleep 0.$((RANDOM % 2))$((RANDOM % 10))
+        if [ "$f" = "$last" ]; then
+            ((pauses++ < 1)) || break
+            wait_for "segment $((segs + 1))" segments_at_least $((segs + 1))
         fi
     done
     cp "$L/stele.meta" "$1/"
@@ -105,7 +148,7 @@ copy_chunked() {
         size=$(stat -c %s "$L/$f")
         for ((off = 0; off < size; off += 4096)); do
             dd if="$L/$f" of="$1/$f" bs=4096 skip=$((off / 4096)) seek=$((off / 4096)) count=1 conv=notrunc status=none
-            ((off % 16384)) || sleep 0.00$((RANDOM % 10))
+            ((off != size / 8192 * 4096)) || wait_batch
         done
     done
 }
@@ -114,19 +157,19 @@ touch "$T/acked"
 writer &
 wpid=$!
 trap 'touch "$T/stop"; wait $wpid 2>/dev/null; chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT
-until [ "$(acked_now)" -ge 10 ]; do sleep 0.02; done
+wait_for "10 batches" acked_at_least 10
 
-start=$SECONDS
 segs_at_start=$(ls "$L" | grep -c '\.seg$')
 for ((k = 1; k <= COPIES; k++)); do
-    sleep 0.$((RANDOM % 3))$((RANDOM % 10))
+    wait_for "more batches" acked_at_least $(($(acked_now) + 1 + RANDOM % 3))
     acked=$(acked_now)
-    case $((k % 5)) in
+    case $((k % 6)) in
     0) how=backup ;;
     1) how=cp ;;
     2) how=slow ;;
     3) how=chunked ;;
     4) how=relist ;;
+    5) how=quiet ;;
     esac
     echo "$how $acked" >"$T/c$k.meta"
     if [ $how = backup ]; then
@@ -135,9 +178,8 @@ for ((k = 1; k <= COPIES; k++)); do
         copy_$how "$T/c$k"
     fi
     [ ! -e "$T/writer_failed" ] || fail "the writer failed: $(cat "$T/writer_failed") $(cat "$T/writer.err")"
-    ((SECONDS - start < 25)) || break
 done
-copies=$((k > COPIES ? COPIES : k))
+copies=$COPIES
 touch "$T/stop"
 wait $wpid
 [ ! -e "$T/writer_failed" ] || fail "the writer failed: $(cat "$T/writer_failed") $(cat "$T/writer.err")"
@@ -209,6 +251,7 @@ for ((k = 1; k <= copies; k++)); do
         clean=$((clean + 1))
     else
         [ $how != backup ] || fail "backup $k: the copy does not verify (exit $vrc): $(cat "$T/v$k")"
+        [ $how != quiet ] || fail "quiet copy $k: a copy of a log no one writes does not verify (exit $vrc): $(cat "$T/v$k")"
         [ $vrc = 5 ] || fail "copy $k ($how): verify exit $vrc, expected 0 or 5: $(cat "$T/v$k.err")"
         check_jq "$T/v$k" '(last.problems >= 1) and (.[:-1] | length >= 1 and all(.[]; (.problem | length > 0) and (.path | type == "string")))' \
             "copy $k ($how): a refused copy names each problem and its file"
@@ -221,8 +264,8 @@ for ((k = 1; k <= copies; k++)); do
         refused=$((refused + 1))
     fi
 done
-[ $backups -ge 5 ] || fail "setup: only $backups backups ran"
-[ $raw_clean -ge 3 ] || fail "setup: only $raw_clean raw copies opened clean: the check of their contents hardly ran"
+check_eq "$backups" $((COPIES / 6)) "setup: backups made"
+check_eq "$(grep -l '^quiet ' "$T"/c*.meta | wc -l)" $(((COPIES + 1) / 6)) "setup: quiet copies made"
 echo "$copies copies of a live log ($backups backups), final LSN $final: $clean opened clean ($raw_clean raw, $torn of them with a torn tail cut), $refused refused"
 sort "$T/refusals" | uniq -c
 echo "ok"

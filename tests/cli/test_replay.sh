@@ -105,6 +105,16 @@ check_jq "$T/out" '[.[].lsn] == [23,24,25]' "--dry-run prints what would be deli
 [ ! -e "$OUT.env" ] || fail "--dry-run ran the handler"
 [ ! -e "$L/consumers/d1.cursor" ] || fail "--dry-run committed a cursor"
 
+lines() { if [ -e "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+wait_lines() { # wait_lines FILE N: until FILE has at least N lines (30 s at most)
+    local i
+    for i in $(seq 1 300); do
+        [ "$(lines "$1")" -lt "$2" ] || return 0
+        sleep 0.1
+    done
+    fail "$1: $(lines "$1") lines after 30 s, expected $2"
+}
+
 # --- killed with SIGKILL at random points, then re-run: no gap, at most one batch again per kill
 K=$T/kill
 run 0 "$STELE" init "$K"
@@ -124,7 +134,9 @@ for round in $(seq 1 8); do
     if kill -KILL "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
     wait "$pid" 2>/dev/null || true
 done
-sleep 0.2 # a handler of a killed run may still be finishing its batch
+# A handler of a killed run may still be finishing its batch: wait until none runs.
+for _ in $(seq 1 600); do pgrep -f "$H/slow.sh" >/dev/null || break; sleep 0.05; done
+! pgrep -f "$H/slow.sh" >/dev/null || fail "handlers of the killed runs still run after 30 s"
 run 0 "$STELE" replay "$K" --consumer k --exec "$H/slow.sh" --batch 3
 check_eq "$(sort -n -u "$OUT" | tr '\n' ' ')" "$(seq 1 300 | tr '\n' ' ')" "every event delivered after $kills kills"
 dups=$(($(wc -l <"$OUT") - 300))
@@ -282,7 +294,7 @@ chmod +x "$H/sleepy.sh"
 export OUT=$T/term
 "$STELE" replay "$L" --consumer g1 --exec "$H/sleepy.sh" >/dev/null 2>"$T/term.err" &
 pid=$!
-sleep 0.7
+wait_lines "$OUT" 2 # two events delivered (0.2 s each), the third in hand
 kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?
@@ -296,8 +308,8 @@ check_eq "$(sort -n "$OUT" | tr '\n' ' ')" "$(seq 1 25 | tr '\n' ' ')" "the next
 # --- --follow waits at the end; SIGTERM ends it with the cursor committed
 "$STELE" replay "$L" --consumer w1 --stdout --follow >"$T/follow.out" 2>"$T/follow.err" &
 pid=$!
-for _ in $(seq 1 50); do [ "$(wc -l <"$T/follow.out")" -ge 25 ] && break; sleep 0.1; done
-sleep 0.3
+wait_lines "$T/follow.out" 25
+sleep 0.3 # then it must still be waiting, not gone
 kill -0 "$pid" 2>/dev/null || fail "--follow exited at the end of the log"
 kill -TERM "$pid"
 rc=0
@@ -350,15 +362,6 @@ W=$T/live
 LIVE=300
 run 0 "$STELE" init "$W"
 wpos() { od -An -tu8 -j40 -N8 "$W/consumers/$1.cursor" | tr -d ' '; }
-lines() { if [ -e "$1" ]; then wc -l <"$1"; else echo 0; fi; }
-wait_lines() { # wait_lines FILE N: until FILE has at least N lines (30 s at most)
-    local i
-    for i in $(seq 1 300); do
-        [ "$(lines "$1")" -lt "$2" ] || return 0
-        sleep 0.1
-    done
-    fail "$1: $(lines "$1") lines after 30 s, expected $2"
-}
 event_line() { printf '{"type":"t","key":"e%d","data":{"n":%d}}\n' "$1" "$1"; }
 mkfifo "$T/feed"
 "$STELE" append "$W" --jsonl <"$T/feed" >"$T/live.acks" 2>"$T/live.append.err" &
@@ -371,21 +374,17 @@ grep -q "locked by another process.*pid $apid" "$T/err" || fail "the writer does
 timeout --preserve-status 120 "$STELE" replay "$W" --consumer follow --stdout --batch 1 --follow \
     >"$T/live.follow" 2>"$T/live.follow.err" &
 fpid=$!
-(for i in $(seq 2 "$LIVE"); do
-    event_line "$i"
-    [ $((i % 10)) -ne 0 ] || sleep 0.05
-done >&7) &
-gpid=$!
+# Ten events go to the writer, then a one-shot replay runs while it appends them: 30 rounds,
+# whatever the machine's speed (the replay waits for nothing the writer does).
 rounds=0
 first=
-while kill -0 "$gpid" 2>/dev/null; do
+for ((i = 2; i <= LIVE; i += 10)); do
+    for ((j = i; j < i + 10 && j <= LIVE; j++)); do event_line "$j"; done >&7
     "$STELE" replay "$W" --consumer once --stdout --batch 7 >>"$T/live.once" 2>"$T/live.once.err" ||
         fail "a one-shot replay beside the writer failed: $(cat "$T/live.once.err")"
     rounds=$((rounds + 1))
     [ -n "$first" ] || first=$(lines "$T/live.once")
-    sleep 0.1
 done
-wait "$gpid"
 wait_lines "$T/live.acks" "$LIVE"
 kill -0 "$apid" 2>/dev/null || fail "the writer exited before the end"
 run 0 "$STELE" replay "$W" --consumer once --stdout --batch 7

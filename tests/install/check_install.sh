@@ -6,9 +6,14 @@
 #     HERE/example.c three ways against that prefix only (pkg-config; CMake
 #     find_package with stele::stele; with stele::stele_static), runs each on a
 #     fresh log, checks the output, then runs one again on the same log and
-#     checks that every append is now a duplicate.
+#     checks that every append is now a duplicate. Then the installed commands:
+#     PREFIX/bin/stele makes, appends to and reads a log; stele-bench runs;
+#     `man stele` and `man stele-replay` find their pages through MANPATH,
+#     and every installed page, rendered by man, is its command's --help text
+#     (the page's SYNOPSIS the synopsis, its sections the help's sections).
 #   check_install.sh readme README.md example.c
-#     Checks that the first ```c block of README.md is example.c, byte for byte.
+#     Checks that README.md links example.c and that its first ```c block is
+#     lines of example.c, byte for byte.
 set -euo pipefail
 
 fail() {
@@ -17,11 +22,17 @@ fail() {
 }
 
 check_readme() {
-    local readme=$1 example=$2
+    local readme=$1 example=$2 block start
     [[ -f $readme ]] || fail "$readme is missing"
-    diff -u "$example" <(awk '/^```c$/ { inside = 1; next } /^```$/ && inside { exit } inside' "$readme") ||
-        fail "the first \`\`\`c block of $readme differs from $example (diff above)"
-    echo "README.md quotes $example verbatim"
+    grep -qF '(tests/install/example.c)' "$readme" || fail "$readme does not link tests/install/example.c"
+    block=$(awk '/^```c$/ { inside = 1; next } /^```$/ && inside { exit } inside' "$readme")
+    [[ -n $block ]] || fail "$readme has no \`\`\`c block quoting $example"
+    # The block is a run of example.c's lines, byte for byte, from the line its first line matches.
+    start=$(grep -nxF -- "$(head -1 <<<"$block")" "$example" | head -1 | cut -d: -f1)
+    [[ -n $start ]] || fail "the first line of $readme's \`\`\`c block is not a line of $example"
+    diff -u <(tail -n +"$start" "$example" | head -n "$(wc -l <<<"$block")") <(printf '%s\n' "$block") ||
+        fail "the first \`\`\`c block of $readme is not an excerpt of $example (diff above)"
+    echo "README.md links $example and quotes it verbatim"
 }
 
 expected_output() {
@@ -105,6 +116,71 @@ CML
     run_app app_cmake_static "$work/consumer/build/app_cmake_static" "$work/log3" new
     # The same keys again: nothing appended, the original LSNs returned.
     run_app "app_pkgconfig (again)" "$work/app_pkgconfig" "$work/log1" duplicate
+
+    check_commands "$prefix"
+}
+
+# page_as_help PAGE: the rendered page PAGE (on stdin) turned back into the
+# --help text it was made from: header, NAME and SEE ALSO dropped, the body's
+# 7-column indent taken off, "usage: " put back before the synopsis.
+page_as_help() {
+    awk 'NR > 1 { line[++n] = $0 }
+        END {
+            n--                                  # the footer
+            while (n > 0 && line[n] == "") n--
+            for (i = 1; i <= n && line[i] != "SYNOPSIS"; i++);
+            first = 1
+            for (i++; i <= n; i++) {
+                if (line[i] == "SEE ALSO") break
+                out[++m] = line[i]
+            }
+            while (m > 0 && out[m] == "") m--
+            for (i = 1; i <= m; i++) {
+                s = out[i]
+                if (s ~ /^[A-Z]/) { print s; continue }
+                sub(/^       /, "", s)
+                if (first && s != "") { s = "usage: " s; first = 0 }
+                print s
+            }
+        }'
+}
+
+# check_commands PREFIX: the installed stele, stele-bench and manual pages.
+check_commands() {
+    local prefix=$1 bin=$1/bin mandir=$1/share/man
+    [[ -x $bin/stele ]] || fail "stele was not installed in $bin"
+    [[ -x $bin/stele-bench ]] || fail "stele-bench was not installed in $bin"
+    local out
+    out=$("$bin/stele" init "$work/cmdlog") || fail "installed stele init failed: $out"
+    out=$("$bin/stele" append "$work/cmdlog" --type t --key k --data '{"a":1}') || fail "installed stele append failed"
+    [[ $out == '{"lsn":1,"decision":"new","stream_version":0}' ]] || fail "installed stele append printed $out"
+    out=$("$bin/stele" get "$work/cmdlog" --key k) || fail "installed stele get failed"
+    [[ $out == *'"lsn":1'*'"data":{"a":1}'* ]] || fail "installed stele get printed $out"
+    "$bin/stele-bench" --help >/dev/null || fail "installed stele-bench --help failed"
+    command -v man >/dev/null || fail "man is not installed (Debian package man-db, in .ci/run's list)"
+
+    local page name cmd count=0
+    for name in stele stele-replay; do
+        MANPATH=$mandir MANWIDTH=200 LC_ALL=C.UTF-8 man "$name" >"$work/$name.man" 2>"$work/man.err" ||
+            fail "man $name (MANPATH=$mandir) failed: $(cat "$work/man.err")"
+        grep -q "^NAME" "$work/$name.man" || fail "man $name printed no NAME section"
+    done
+    for page in "$mandir"/man1/stele*.1; do
+        name=$(basename "$page" .1)
+        cmd=${name#stele}
+        cmd=${cmd#-}
+        # shellcheck disable=SC2086  # no command word for stele(1) itself
+        "$bin/stele" $cmd --help >"$work/help.txt" || fail "stele $cmd --help failed"
+        MANWIDTH=200 LC_ALL=C.UTF-8 man -l "$page" 2>"$work/man.err" | page_as_help >"$work/page.txt"
+        [[ ! -s $work/man.err ]] || fail "man -l $page warned: $(cat "$work/man.err")"
+        diff -u "$work/help.txt" "$work/page.txt" >&2 || fail "$page is not the text of stele $cmd --help (diff above)"
+        count=$((count + 1))
+    done
+    local commands
+    commands=$("$bin/stele" --help | awk '/^  stele / { print $2 }' | sort -u | wc -l)
+    ((commands >= 1 && count == commands + 1)) ||
+        fail "$count manual pages installed for $commands commands: one per command plus stele(1) expected"
+    echo "stele, stele-bench and $count manual pages: ok (each page is its --help)"
 }
 
 case ${1:-} in
