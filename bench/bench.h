@@ -21,7 +21,7 @@
 
 #define BENCH_THREADS_MAX 1024
 #define BENCH_THREAD_LIST_MAX 32     /* entries in --threads 1,4,16,64 */
-#define BENCH_PEERS_MAX 8            /* --peer given this many times at most */
+#define BENCH_PEERS_MAX 12           /* --peer given this many times at most */
 #define BENCH_BATCH_MAX 64
 #define BENCH_RUNS_MAX 99
 #define BENCH_RECORD_SIZE_MAX (1024u * 1024u) /* stele's default payload_size_max */
@@ -31,6 +31,7 @@ struct config {
     size_t record_size;
     int thread_list[BENCH_THREAD_LIST_MAX];
     int thread_list_count;
+    int threads_given;               /* --threads was on the command line (--plot sweeps 1..64 otherwise) */
     int inflight;
     int batch;
     stele_durability durability;
@@ -79,6 +80,7 @@ struct target_stats {
 struct target {
     const char *name;
     int always_keyed;                /* every record carries a key whatever --keys says */
+    int never_syncs;                 /* never syncs whatever --durability says (its rows say "none") */
     int (*open)(const struct config *cfg, const char *dir, void **out_db);
     int (*thread_open)(void *db, int thread_id, void **out_thread);
     int (*append)(void *thread, const struct bench_record *recs, int count);
@@ -108,16 +110,25 @@ struct run_result {
 struct result {
     const char *engine;
     int keyed;
+    int never_syncs;                 /* the target's never_syncs */
     int threads;
     struct run_result median;
     double records_per_s_min, records_per_s_max;
     double stele_ratio;              /* stele's records_per_s / this one's; 0 for stele itself */
+    double stele_p99_us;             /* stele's p99 at the same cell, beside this one's; 0 for stele itself */
+    double ratio_min, ratio_max;     /* the range of the rounds' stele/peer records_per_s ratios */
 };
 
 extern const struct target target_stele;
 extern const struct target peer_fdatasync;
+extern const struct target peer_write;
+extern const struct target peer_group;
 #ifdef BENCH_HAVE_SQLITE
 extern const struct target peer_sqlite;
+extern const struct target peer_sqlite_per_thread;
+#endif
+#ifdef BENCH_HAVE_LEVELDB
+extern const struct target peer_leveldb;
 #endif
 #ifdef BENCH_HAVE_ROCKSDB
 extern const struct target peer_rocksdb;
@@ -155,6 +166,14 @@ static inline size_t bench_format_key(char *dst, int id, uint64_t seq)
     return len;
 }
 
+/* peer_fdatasync.c: the frame the file peers write, a 4-byte little-endian
+ * length and the payload per record: the bytes recs take, and the frames put
+ * at dst (which holds that many). */
+size_t bench_frame_size(const struct bench_record *recs, int count);
+void bench_frame_put(unsigned char *dst, const struct bench_record *recs, int count);
+/* Writes all of buf: a short write is continued, EINTR retried; 0, or -1 with errno (EIO for no progress). */
+int bench_write_all(int fd, const unsigned char *buf, size_t size);
+
 /* compress_bench.c: the --compression-ratio workload in dir; 0, or -1 after printing why. */
 int compress_bench(const struct config *cfg, const char *dir);
 /* index_bench.c: the index's memory per key and reopen times at keys keys, in dir. */
@@ -174,10 +193,11 @@ int run_once(const struct config *cfg, const struct target *t, int threads, cons
 const char *durability_name(stele_durability d);
 void report_header(const struct config *cfg);
 void report_result(const struct config *cfg, const struct result *r);
+/* After a cell's rows (stele's first, then count - 1 peers'): stele/peer for each peer, p99s side by side. */
+void report_ratios(const struct config *cfg, const struct result *cell, int count);
 
-/* plot.c: draws records/s against threads for every engine; 0, or -1 with a message. */
+/* plot.c: writes an SVG of records/s against threads for every engine; 0, or -1 with a message. */
 int plot_write(const struct config *cfg, const struct result *results, int result_count);
-int plot_available(void);
 
 uint64_t mono_ns(void);
 /* target_stele.c: CPU time so far of this process's thread named name (ns), -1 when there is none. */

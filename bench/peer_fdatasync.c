@@ -12,6 +12,10 @@
  *
  * Each record is framed as a 4-byte little-endian length and the payload, so
  * the file could be read back; there is no key (nothing checks uniqueness).
+ *
+ * The peer "write" is the same file never synced whatever --durability says:
+ * a plain buffered write() per append under the mutex, the rate at which the
+ * page cache takes appends from this many threads (the ceiling for `none`).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,11 +45,11 @@ struct fds_thread {
 
 static int fail(const char *what)
 {
-    fprintf(stderr, "stele-bench: fdatasync: %s: %s\n", what, strerror(errno));
+    fprintf(stderr, "stele-bench: fdatasync/write: %s: %s\n", what, strerror(errno));
     return -1;
 }
 
-static int fds_open(const struct config *cfg, const char *dir, void **out_db)
+static int open_log(const char *dir, int sync, void **out_db)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/log", dir);
@@ -57,10 +61,21 @@ static int fds_open(const struct config *cfg, const char *dir, void **out_db)
         free(db);
         return fail(path);
     }
-    db->sync = cfg->durability == STELE_DURABILITY_SYNC;
+    db->sync = sync;
     pthread_mutex_init(&db->mu, NULL);
     *out_db = db;
     return 0;
+}
+
+static int fds_open(const struct config *cfg, const char *dir, void **out_db)
+{
+    return open_log(dir, cfg->durability == STELE_DURABILITY_SYNC, out_db);
+}
+
+static int write_open(const struct config *cfg, const char *dir, void **out_db)
+{
+    (void)cfg;
+    return open_log(dir, 0, out_db);
 }
 
 static int fds_thread_open(void *db, int thread_id, void **out_thread)
@@ -74,12 +89,31 @@ static int fds_thread_open(void *db, int thread_id, void **out_thread)
     return 0;
 }
 
-/* Frames the records into the thread's buffer; returns the byte count, or 0 when out of memory. */
-static size_t frame_batch(struct fds_thread *t, const struct bench_record *recs, int count)
+size_t bench_frame_size(const struct bench_record *recs, int count)
 {
     size_t need = 0;
     for (int i = 0; i < count; i++)
         need += FRAME_HEADER_SIZE + recs[i].payload_size;
+    return need;
+}
+
+void bench_frame_put(unsigned char *dst, const struct bench_record *recs, int count)
+{
+    size_t off = 0;
+    for (int i = 0; i < count; i++) {
+        uint32_t n = (uint32_t)recs[i].payload_size;
+        unsigned char hdr[FRAME_HEADER_SIZE] = {(unsigned char)n, (unsigned char)(n >> 8),
+                                                (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
+        memcpy(dst + off, hdr, sizeof hdr);
+        memcpy(dst + off + sizeof hdr, recs[i].payload, n);
+        off += sizeof hdr + n;
+    }
+}
+
+/* Frames the records into the thread's buffer; returns the byte count, or 0 when out of memory. */
+static size_t frame_batch(struct fds_thread *t, const struct bench_record *recs, int count)
+{
+    size_t need = bench_frame_size(recs, count);
     if (need > t->buf_capacity) {
         unsigned char *nb = realloc(t->buf, need);
         if (!nb)
@@ -87,20 +121,12 @@ static size_t frame_batch(struct fds_thread *t, const struct bench_record *recs,
         t->buf = nb;
         t->buf_capacity = need;
     }
-    size_t off = 0;
-    for (int i = 0; i < count; i++) {
-        uint32_t n = (uint32_t)recs[i].payload_size;
-        unsigned char hdr[FRAME_HEADER_SIZE] = {(unsigned char)n, (unsigned char)(n >> 8),
-                                                (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
-        memcpy(t->buf + off, hdr, sizeof hdr);
-        memcpy(t->buf + off + sizeof hdr, recs[i].payload, n);
-        off += sizeof hdr + n;
-    }
-    return off;
+    bench_frame_put(t->buf, recs, count);
+    return need;
 }
 
 /* Writes all of buf: a short write is continued, EINTR retried, zero progress is an error. */
-static int write_all(int fd, const unsigned char *buf, size_t size)
+int bench_write_all(int fd, const unsigned char *buf, size_t size)
 {
     for (int attempt = 0; size > 0 && attempt < WRITE_ATTEMPTS_MAX; attempt++) {
         ssize_t n = write(fd, buf, size);
@@ -130,7 +156,7 @@ static int fds_append(void *thread, const struct bench_record *recs, int count)
     }
     /* The mutex keeps frames whole and in order, and makes each appender's sync cover its own write. */
     pthread_mutex_lock(&db->mu);
-    int rc = write_all(db->fd, t->buf, size);
+    int rc = bench_write_all(db->fd, t->buf, size);
     if (rc == 0 && db->sync) {
         rc = fdatasync(db->fd);
         db->syncs++;
@@ -160,6 +186,16 @@ static int fds_close(void *dbp, struct target_stats *out_stats)
 const struct target peer_fdatasync = {
     .name = "fdatasync",
     .open = fds_open,
+    .thread_open = fds_thread_open,
+    .append = fds_append,
+    .thread_close = fds_thread_close,
+    .close = fds_close,
+};
+
+const struct target peer_write = {
+    .name = "write",
+    .never_syncs = 1,
+    .open = write_open,
     .thread_open = fds_thread_open,
     .append = fds_append,
     .thread_close = fds_thread_close,

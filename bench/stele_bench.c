@@ -3,12 +3,15 @@
  * measured through the public API only, side by side with the stores people
  * would otherwise use (PRODUCT.md, "Performance targets").
  *
- * For every thread count of --threads, stele and then each --peer run the
- * same workload (record size, threads, duration, durability), --runs times
- * each, every run on a fresh store; the median run by records/s is reported,
- * with the min and max, and each peer's row says how many times faster stele
- * was. runner.c drives a run, target_stele.c and peer_<name>.c are the
- * stores, report.c prints, plot.c draws.
+ * For every thread count of --threads, stele and each --peer run the same
+ * workload (record size, threads, duration, durability), --runs rounds of
+ * one run each, every run on a fresh store. The rounds interleave the stores
+ * (stele, then each peer; the next round in the reverse order), so that the
+ * machine's noise falls on all of them alike. The median run by records/s is
+ * reported, with the min and max, and each peer's row says how many times
+ * faster stele was; a block after each cell gives every ratio again with
+ * both p99s side by side. runner.c drives a run, target_stele.c and
+ * peer_<name>.c are the stores, report.c prints, plot.c draws the SVG.
  *
  * Exit codes: 0 ok, 2 usage (including a peer or feature not in this build),
  * 1 a store failed during a run.
@@ -33,16 +36,25 @@ static const struct peer_entry {
     const struct target *target;
     const char *package;
 } peer_table[] = {
+    {"group", &peer_group, NULL},
+    {"write", &peer_write, NULL},
     {"fdatasync", &peer_fdatasync, NULL},
 #ifdef BENCH_HAVE_SQLITE
     {"sqlite", &peer_sqlite, "libsqlite3-dev"},
+    {"sqlite-conn-per-thread", &peer_sqlite_per_thread, "libsqlite3-dev"},
 #else
     {"sqlite", NULL, "libsqlite3-dev"},
+    {"sqlite-conn-per-thread", NULL, "libsqlite3-dev"},
 #endif
 #ifdef BENCH_HAVE_ROCKSDB
     {"rocksdb", &peer_rocksdb, "librocksdb-dev"},
 #else
     {"rocksdb", NULL, "librocksdb-dev"},
+#endif
+#ifdef BENCH_HAVE_LEVELDB
+    {"leveldb", &peer_leveldb, "libleveldb-dev"},
+#else
+    {"leveldb", NULL, "libleveldb-dev"},
 #endif
 };
 #define PEER_TABLE_COUNT (sizeof peer_table / sizeof peer_table[0])
@@ -52,7 +64,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: stele-bench [--record-size BYTES] [--threads N[,N...]] [--inflight N] [--batch N]\n"
             "                   [--durability sync|interval|none] [--keys] [--duration SECONDS] [--runs N]\n"
-            "                   [--dir PATH] [--peer NAME]... [--json] [--plot FILE.svg] [--posix]\n"
+            "                   [--dir PATH] [--peer NAME|all]... [--json] [--plot FILE.svg] [--posix]\n"
             "                   [--checkpoint-records N]   (stele's option; 0 = index checkpoint only at close)\n"
             "                   [--window SECONDS]   stele's idempotency window (default 24 h; 0 = forever);\n"
             "                                  a short one keeps the index at a steady size\n"
@@ -72,9 +84,19 @@ static void usage(FILE *f)
             "                   append throughput with compression off and on, runs interleaved\n"
             "                   (defaults: --events 100000 --seed 1 --level 3)\n"
             "defaults: --record-size 100 --threads 1 --inflight 1 --batch 1 --durability sync --duration 5 --runs 1\n"
-            "peers: sqlite (WAL, synchronous=FULL, unique key, a transaction per event), rocksdb (sync writes),\n"
-            "       fdatasync (write + fdatasync per event under a mutex); with --durability interval or none\n"
-            "       they do not sync per event\n"
+            "peers (--peer all: every one built in), each measured in the same sweep as stele, rounds interleaved:\n"
+            "  group      the textbook group commit: appenders queue under a mutex, the one that finds no write\n"
+            "             in progress leads: one write() and one fdatasync() for all queued, then wakes them\n"
+            "             (sync: the file's first 64 MiB are zero-filled and synced before the clock starts)\n"
+            "  write      one plain buffered write() per append under a mutex, never synced (the page cache's rate)\n"
+            "  fdatasync  one write() + fdatasync() per append under a mutex (no grouping)\n"
+            "  sqlite     one connection shared by all threads under a mutex, WAL, synchronous=FULL, a\n"
+            "             transaction per event, a UNIQUE key column with --keys\n"
+            "  sqlite-conn-per-thread  the same with a connection per thread and a busy handler\n"
+            "  rocksdb    sync writes (its own write group); leveldb  sync writes, 64 MiB write buffer, snappy\n"
+            "  with --durability interval or none no peer syncs per event (sqlite: synchronous NORMAL / OFF)\n"
+            "--plot FILE.svg writes an SVG chart (made by the bench, no gnuplot) of records/s against threads for\n"
+            "       stele and every peer; without --threads it sweeps 1,2,4,8,16,32,64\n"
             "peers built in:");
     for (size_t i = 0; i < PEER_TABLE_COUNT; i++)
         if (peer_table[i].target)
@@ -156,7 +178,7 @@ static int apply_option(int c, const char *arg, struct config *cfg)
             return -1;
         cfg->runs = (int)n;
         return 0;
-    case 't': return parse_thread_list(arg, cfg);
+    case 't': cfg->threads_given = 1; return parse_thread_list(arg, cfg);
     case 'd': return parse_durability(arg, &cfg->durability);
     case 'D': return parse_duration(arg, &cfg->duration_s);
     case 'e':
@@ -259,6 +281,14 @@ static int parse_args(int argc, char **argv, struct config *cfg)
     return optind == argc ? 0 : -1;
 }
 
+static int seen_target(const struct target **targets, int count, const struct target *t)
+{
+    for (int k = 0; k < count; k++)
+        if (targets[k] == t)
+            return 1;
+    return 0;
+}
+
 /* Resolves --peer names into targets after stele itself; exit code 2 for a name not built or not known. */
 static int resolve_targets(const struct config *cfg, const struct target **targets, int *out_count)
 {
@@ -269,8 +299,17 @@ static int resolve_targets(const struct config *cfg, const struct target **targe
         for (size_t j = 0; j < PEER_TABLE_COUNT && !e; j++)
             if (strcmp(cfg->peer_names[i], peer_table[j].name) == 0)
                 e = &peer_table[j];
+        if (strcmp(cfg->peer_names[i], "all") == 0) {
+            for (size_t j = 0; j < PEER_TABLE_COUNT; j++)
+                if (peer_table[j].target && !seen_target(targets, count, peer_table[j].target))
+                    targets[count++] = peer_table[j].target;
+            continue;
+        }
         if (!e) {
-            fprintf(stderr, "stele-bench: unknown peer '%s' (known: fdatasync, sqlite, rocksdb)\n", cfg->peer_names[i]);
+            fprintf(stderr, "stele-bench: unknown peer '%s' (known: all", cfg->peer_names[i]);
+            for (size_t j = 0; j < PEER_TABLE_COUNT; j++)
+                fprintf(stderr, ", %s", peer_table[j].name);
+            fprintf(stderr, ")\n");
             return 2;
         }
         if (!e->target) {
@@ -278,10 +317,7 @@ static int resolve_targets(const struct config *cfg, const struct target **targe
                             "compiled (install it and rebuild)\n", e->name, e->package);
             return 2;
         }
-        int seen = 0;
-        for (int k = 1; k < count; k++)
-            seen |= targets[k] == e->target;
-        if (!seen)
+        if (!seen_target(targets, count, e->target))
             targets[count++] = e->target;
     }
     *out_count = count;
@@ -316,30 +352,10 @@ static void summarise(const struct config *cfg, const struct target *t, int thre
                       struct result *out)
 {
     qsort(runs, (size_t)cfg->runs, sizeof runs[0], by_records_per_s);
-    *out = (struct result){.engine = t->name, .keyed = cfg->keys || t->always_keyed, .threads = threads,
+    *out = (struct result){.engine = t->name, .keyed = cfg->keys || t->always_keyed,
+                           .never_syncs = t->never_syncs, .threads = threads,
                            .median = runs[(cfg->runs - 1) / 2], .records_per_s_min = runs[0].records_per_s,
                            .records_per_s_max = runs[cfg->runs - 1].records_per_s};
-}
-
-/* Runs one store cfg->runs times at one thread count; out gets the median run and the spread. */
-static int measure(const struct config *cfg, const struct target *t, int threads, const char *dir,
-                   struct progress *pg, struct result *out)
-{
-    struct run_result runs[BENCH_RUNS_MAX];
-    pg->engine = t->name;
-    pg->threads = threads;
-    pg->runs = cfg->runs;
-    for (int i = 0; i < cfg->runs; i++) {
-        pg->run = i + 1;
-        pg->step++;
-        if (run_once(cfg, t, threads, dir, pg, &runs[i]) != 0) {
-            fprintf(stderr, "stele-bench: %s at %d thread%s: the run failed\n", t->name, threads,
-                    threads == 1 ? "" : "s");
-            return -1;
-        }
-    }
-    summarise(cfg, t, threads, runs, out);
-    return 0;
 }
 
 /* --key-cost: stele without keys and with a unique key on every append, at
@@ -412,27 +428,53 @@ static int key_cost(const struct config *cfg, const char *dir)
     return 0;
 }
 
-/* Every thread count, every store; results in the order measured (stele first at each count). */
+/* Every thread count, every store, cfg->runs rounds of one run each, the
+ * rounds interleaved: stele and then each peer in even rounds, the reverse in
+ * odd ones, so that neither always runs first (or right after the other's
+ * close). Results are stele's first at each count, then the peers' in the
+ * order given, each with stele's ratio: the ratio of the medians, and the
+ * range of the rounds' ratios (each round's runs ran back to back). */
 static int sweep(const struct config *cfg, const struct target **targets, int target_count, const char *dir,
                  struct result *results, int *out_count)
 {
+    static struct run_result runs[BENCH_PEERS_MAX + 1][BENCH_RUNS_MAX];
     struct progress pg = {.enabled = isatty(STDERR_FILENO),
-                          .step_count = cfg->thread_list_count * target_count * cfg->runs};
+                          .step_count = cfg->thread_list_count * target_count * cfg->runs, .runs = cfg->runs};
     int n = 0;
     report_header(cfg);
     for (int i = 0; i < cfg->thread_list_count; i++) {
-        double stele_rps = 0;
-        for (int k = 0; k < target_count; k++, n++) {
-            if (measure(cfg, targets[k], cfg->thread_list[i], dir, &pg, &results[n]) != 0) {
-                *out_count = n;
-                return -1;
+        int threads = cfg->thread_list[i];
+        pg.threads = threads;
+        for (int r = 0; r < cfg->runs; r++) {
+            pg.run = r + 1;
+            for (int j = 0; j < target_count; j++) {
+                int k = r % 2 == 0 ? j : target_count - 1 - j;
+                pg.engine = targets[k]->name;
+                pg.step++;
+                if (run_once(cfg, targets[k], threads, dir, &pg, &runs[k][r]) != 0) {
+                    fprintf(stderr, "stele-bench: %s at %d thread%s: the run failed\n", targets[k]->name, threads,
+                            threads == 1 ? "" : "s");
+                    *out_count = n;
+                    return -1;
+                }
             }
-            if (k == 0)
-                stele_rps = results[n].median.records_per_s;
-            else if (results[n].median.records_per_s > 0)
-                results[n].stele_ratio = stele_rps / results[n].median.records_per_s;
-            report_result(cfg, &results[n]);
         }
+        for (int k = 0; k < target_count; k++) {
+            double ratio[BENCH_RUNS_MAX];
+            for (int r = 0; r < cfg->runs; r++)
+                ratio[r] = runs[k][r].records_per_s > 0 ? runs[0][r].records_per_s / runs[k][r].records_per_s : 0;
+            qsort(ratio, (size_t)cfg->runs, sizeof ratio[0], bench_by_double);
+            summarise(cfg, targets[k], threads, runs[k], &results[n + k]);
+            if (k > 0 && results[n + k].median.records_per_s > 0) {
+                results[n + k].stele_ratio = results[n].median.records_per_s / results[n + k].median.records_per_s;
+                results[n + k].stele_p99_us = results[n].median.p99_us;
+                results[n + k].ratio_min = ratio[0];
+                results[n + k].ratio_max = ratio[cfg->runs - 1];
+            }
+            report_result(cfg, &results[n + k]);
+        }
+        report_ratios(cfg, &results[n], target_count);
+        n += target_count;
     }
     *out_count = n;
     return 0;
@@ -465,8 +507,11 @@ int main(int argc, char **argv)
                     cfg.inflight, targets[i]->name);
             return 2;
         }
-    if (cfg.plot_path && !plot_available())
-        fprintf(stderr, "stele-bench: gnuplot is not installed: --plot %s will be skipped\n", cfg.plot_path);
+    if (cfg.plot_path && !cfg.threads_given) {
+        static const int plot_threads[] = {1, 2, 4, 8, 16, 32, 64};
+        cfg.thread_list_count = (int)(sizeof plot_threads / sizeof plot_threads[0]);
+        memcpy(cfg.thread_list, plot_threads, sizeof plot_threads);
+    }
     char tmpl[] = "/tmp/stele-bench.XXXXXX";
     const char *dir = cfg.dir ? cfg.dir : mkdtemp(tmpl);
     if (!dir) {

@@ -116,7 +116,7 @@ static int name_valid(const char *name)
 
 static uint64_t last_acked_lsn(stele_log *log)
 {
-    return __atomic_load_n(&log->visible_lsn, __ATOMIC_ACQUIRE);
+    return log_acked_lsn(log);
 }
 
 /* The log handle's last LSN in *out_last, caught up with the files first

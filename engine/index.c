@@ -509,7 +509,7 @@ void index_free(stele_log *log)
 
 static uint64_t visible_now(stele_log *log)
 {
-    return __atomic_load_n(&log->visible_lsn, __ATOMIC_ACQUIRE);
+    return log_acked_lsn(log);
 }
 
 static int check_name(const char *what, const void *p, size_t n)

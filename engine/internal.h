@@ -80,29 +80,35 @@ struct segment {
     int index_distrusted;    /* it disagreed with the segment: rebuild, never load the file again */
 };
 
-/* An append (or sync) request: on the caller's stack for the blocking calls,
- * from the log's pool for stele_append_async. */
-/* What the appender's thread works out for each event before queuing it, so
- * that the writer, the one thread every append goes through, does not: the
- * record's fingerprint (it does not depend on the LSN or the time) and the
- * key's index hash. */
+/* What the appender's thread works out for each event before it takes any
+ * lock: the record's fingerprint (it does not depend on the LSN or the time)
+ * and the key's index hash. */
 struct event_prep {
     uint64_t fingerprint;
     uint32_t key_hash;       /* 0 without a key */
 };
 
+/* An append, a sync, or a reader's wait for a record to be written: on the
+ * caller's stack for the blocking calls, from the log's pool for
+ * stele_append_async. Once its records are encoded (append.c) it waits in
+ * the log's await list, in ack_lsn order, until the pipeline (writer.c) has
+ * made everything up to ack_lsn durable (sync mode, stele_sync) or written
+ * (interval and none mode). */
 struct request {
     const stele_event *events;
     const struct event_prep *prep; /* one per event */
     stele_receipt *receipts;
     size_t count;
     size_t body_size;        /* encoded size of its records */
-    int sync;                /* a stele_sync() request */
+    int sync;                /* stele_sync(): needs ack_lsn durable in every mode */
     int done;
     int code;
-    uint64_t ack_lsn;        /* sync mode: complete once durable_lsn >= ack_lsn */
+    uint64_t ack_lsn;        /* complete once this LSN is acknowledged (durable or written) */
     stele_append_fn fn;      /* async: called once, outside every lock */
     void *fn_ctx;
+    pthread_cond_t *cond;    /* blocking: its thread sleeps on it (NULL for async) */
+    int sleeping;            /* its thread waits on cond now */
+    int kicked;              /* cond was signalled to hand it a role, not yet seen */
     stele_receipt inline_receipt; /* async, count == 1: no allocation */
     struct event_prep inline_prep;
     /* async, count > 1: receipts then preparations for spare_count events,
@@ -125,6 +131,28 @@ struct inflight {
 /* Bound on batches written and not yet synced: the in-flight window. */
 #define WRITER_INFLIGHT_MAX 64
 
+/* A batch of the write pipeline (SPEC.md §11.1): appenders encode their
+ * records into the open one (log->fill) under idx_lock; the thread holding
+ * the write role takes it, frames and writes it, and gives it back. */
+struct wbatch {
+    uint8_t *buf;            /* the frame: header space, then the body; O_DIRECT-aligned */
+    size_t cap;
+    size_t body_size;
+    uint64_t first_lsn;      /* its records are [first_lsn, next_lsn) */
+    uint64_t next_lsn;
+    uint64_t recorded_at_ns; /* of every record of the batch (SPEC.md §4) */
+    uint64_t reserved;       /* bytes of its segment reserved for its frame (the raw frame's size) */
+    struct segment *seg;     /* the segment it goes to (its seed is in every record checksum) */
+    struct wbatch *next;
+};
+
+/* Batches that can be filled, full or being written at once: with all in
+ * use, appenders wait (backpressure). */
+#define WRITER_BATCHES 8
+/* None mode: how long an open batch that nobody waits for may stay in
+ * memory before a background thread writes it (SPEC.md §11.1). */
+#define NONE_LINGER_NS 1000000u
+
 struct stele_log {
     char *dir;
     struct io *io;
@@ -142,47 +170,66 @@ struct stele_log {
     size_t seg_count;
     size_t seg_cap;
 
+    /* The write pipeline (writer.c, SPEC.md §11.1). Appenders decide and
+     * encode their records themselves under idx_lock; whichever thread
+     * finds the write role (w_busy) or the sync role (s_busy) vacant when
+     * there is work for it takes it: an appender waiting for its own
+     * records, or one of the two background threads (for async appends,
+     * none and interval mode). Under q_lock unless said otherwise. */
     pthread_mutex_t q_lock;
-    pthread_cond_t q_cond;
-    pthread_cond_t done_cond;
-    struct request *q_head;
-    struct request *q_tail;
-    size_t q_records;
+    pthread_cond_t done_cond;   /* readers waiting for visible_lsn; close */
+    pthread_cond_t pipe_cond;   /* appenders waiting for room (a batch, a roll) and a roll for its drain */
+    pthread_cond_t bg_cond;     /* the background threads wait for work */
     int stopping;
     int fenced;
     int fence_code;
-    uint64_t visible_lsn;    /* readers see LSNs up to here */
-    uint64_t durable_lsn;    /* on stable storage up to here */
+    uint64_t visible_lsn;    /* readers see LSNs up to here (atomic stores) */
+    uint64_t durable_lsn;    /* on stable storage up to here (atomic stores) */
     uint64_t written_lsn;    /* written (maybe not synced) up to here */
-    pthread_t writer;
+    uint64_t attempted_lsn;  /* highest LSN whose write was started: after a fence, the outcome of
+                                requests up to here is unknown, of later ones known (not written) */
+    uint64_t assigned_lsn;   /* highest LSN encoded (written under idx_lock, read with __atomic) */
+    uint64_t taken_lsn;      /* highest LSN the write role has taken (ditto) */
+    uint64_t sync_wanted_lsn;/* stele_sync in interval or none mode wants this durable */
+    uint64_t closed_lsn;     /* last LSN of the newest batch closed for writing (full, or the
+                                segment's end); __atomic */
+    uint64_t fill_since_ns;  /* none mode: when the open batch got its first record; __atomic */
+    uint64_t linger_ns;      /* none mode: an open batch is written at the latest this long after
+                                its first record (NONE_LINGER_NS; tests may set it, under q_lock,
+                                before the first append) */
+    int w_busy;              /* the write role is held (read with __atomic by appenders) */
+    int s_busy;              /* the sync role is held */
+    int roll_wanted;         /* the next batch does not fit the active segment (or there is none):
+                                set under idx_lock, cleared under idx_lock by the roll; __atomic */
+    unsigned stalled;        /* appenders waiting on pipe_cond */
+    unsigned bg_idle;        /* background threads waiting on bg_cond (__atomic reads) */
+    pthread_t bg[2];
+    int bg_started;          /* background threads to join */
     int writer_started;
-    int writer_idle;         /* waiting on q_cond: appenders must signal */
-
-    /* Sync mode: the syncer thread makes written batches durable while the
-     * writer writes the next ones (pipelining), then completes requests. */
-    pthread_t syncer;
-    int syncer_started;
-    int writer_done;         /* the writer thread has exited */
-    int syncer_idle;         /* the syncer waits for work */
-    int sync_inline;         /* the writer syncs the round it just wrote itself */
-    int sync_running;        /* a sync of written batches is in flight (writer or syncer) */
-    pthread_cond_t sync_cond;
-    struct request *await_head; /* written, waiting for a sync; ack_lsn ascending */
+    struct request *await_head; /* encoded, waiting for their acknowledgement; ack_lsn ascending */
     struct request *await_tail;
     struct segment *written_seg; /* segment of the last batch written */
     struct inflight inflight[WRITER_INFLIGHT_MAX];
     size_t inflight_head;
     size_t inflight_count;
+    struct wbatch batches[WRITER_BATCHES];
+    struct wbatch *free_batches;
     struct request *pool;    /* free async requests */
     struct request *pool_blocks; /* their allocations, freed at close */
     struct request *callbacks; /* completed async requests whose fn is due */
     int callbacks_running;   /* a thread is running callbacks; it drains the list */
 
-    /* Writer-thread state. */
-    uint8_t *buf;            /* batch frame being assembled */
-    size_t buf_cap;
+    /* Under idx_lock (appenders encoding, the write role taking a batch). */
+    struct wbatch *fill;     /* the batch being filled; NULL = none open */
+    struct wbatch *full_head;/* filled batches waiting for the write role, in LSN order */
+    struct wbatch *full_tail;
+    uint64_t next_lsn;       /* the LSN the next new record gets */
     uint64_t last_recorded_at_ns;
-    uint64_t last_sync_ns;
+    uint64_t seg_reserved;   /* bytes of the active segment reserved by batches not yet written
+                                (__atomic: the write role gives them back) */
+
+    /* The write role's state (whoever holds it). */
+    uint64_t last_sync_ns;   /* under q_lock */
     void *file_hash;         /* XXH3 state over the active segment's bytes */
     void *cctx;              /* ZSTD_CCtx when the log compresses */
     uint8_t *zbuf;           /* compressed frame being assembled */
@@ -359,9 +406,39 @@ void tree_free(stele_log *log);
 int recover_segments(stele_log *log);
 int log_refresh(stele_log *log);
 
-/* writer.c */
+/* reader.c: the highest LSN acknowledged on this handle, which its reads
+ * and queries show: visible_lsn, or in none mode on a writable handle
+ * every record encoded (SPEC.md §11.1; a read of one not yet written waits
+ * for its write). */
+uint64_t log_acked_lsn(stele_log *log);
+
+/* writer.c: the pipeline */
 int writer_start(stele_log *log);
 void writer_stop(stele_log *log);
+/* Encodes r (append.c's append_encode_locked, making room when it asks for
+ * it) and waits for its acknowledgement, taking the write or sync role when
+ * they are vacant; an async r (fn set) returns once encoded. A none-mode
+ * blocking append returns once encoded too. Returns r's code. */
+int writer_submit(stele_log *log, struct request *r);
+/* Readers on a writable handle: waits until lsn (at most the highest LSN
+ * encoded) is written, so that an append's record can be read back at once
+ * in none mode. Returns OK, or FENCED / CLOSED. */
+int writer_flush_to(stele_log *log, uint64_t lsn);
+/* The batch pool's buffers (log_free). */
+void writer_free_batches(stele_log *log);
+
+/* append.c: the caller's half */
+#define APPEND_WANT_ROOM 1000 /* append_encode_locked: no room; writer_submit makes some, then retries */
+/* Decides and encodes r's events into log->fill under idx_lock, or returns
+ * APPEND_WANT_ROOM having changed nothing (a full fill is moved to the full
+ * list, or roll_wanted set). On success r->ack_lsn is set. */
+int append_encode_locked(stele_log *log, struct request *r);
+/* Fences the log with code (an append that changed the index and could
+ * not finish); q_lock taken inside. */
+void writer_fence(stele_log *log, int code);
+#define REQUEST_BLOCK 256 /* async requests per pool block; block[0] only links the blocks */
+/* Takes a free batch for the fill (q_lock taken inside); NULL if none. */
+struct wbatch *writer_batch_get(stele_log *log);
 
 /* index.c */
 #define INDEX_FILE_NAME "index.ckpt"

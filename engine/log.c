@@ -380,9 +380,9 @@ static stele_log *log_alloc(const char *dir, const stele_options *opts, struct i
     pthread_mutex_init(&log->refresh_lock, NULL);
     pthread_mutex_init(&log->fd_lock, NULL);
     pthread_mutex_init(&log->q_lock, NULL);
-    pthread_cond_init(&log->q_cond, NULL);
     pthread_cond_init(&log->done_cond, NULL);
-    pthread_cond_init(&log->sync_cond, NULL);
+    pthread_cond_init(&log->pipe_cond, NULL);
+    pthread_cond_init(&log->bg_cond, NULL);
     pthread_mutex_init(&log->idx_lock, NULL);
     pthread_mutex_init(&log->segidx_lock, NULL);
     pthread_mutex_init(&log->dict_lock, NULL);
@@ -411,9 +411,9 @@ static void log_free(stele_log *log)
     pthread_mutex_destroy(&log->refresh_lock);
     pthread_mutex_destroy(&log->fd_lock);
     pthread_mutex_destroy(&log->q_lock);
-    pthread_cond_destroy(&log->q_cond);
     pthread_cond_destroy(&log->done_cond);
-    pthread_cond_destroy(&log->sync_cond);
+    pthread_cond_destroy(&log->pipe_cond);
+    pthread_cond_destroy(&log->bg_cond);
     index_free(log);
     pthread_mutex_destroy(&log->idx_lock);
     pthread_mutex_destroy(&log->segidx_lock);
@@ -423,7 +423,7 @@ static void log_free(stele_log *log)
     tree_free(log);
     pthread_mutex_destroy(&log->tree_lock);
     XXH3_freeState(log->file_hash);
-    free(log->buf);
+    writer_free_batches(log);
     free(log->dir);
     free(log);
 }

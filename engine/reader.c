@@ -59,6 +59,38 @@ static uint64_t visible(stele_log *log)
     return __atomic_load_n(&log->visible_lsn, __ATOMIC_ACQUIRE);
 }
 
+uint64_t log_acked_lsn(stele_log *log)
+{
+    uint64_t v = visible(log);
+    if (!log->opts.read_only && log->durability == STELE_DURABILITY_NONE) {
+        uint64_t a = __atomic_load_n(&log->assigned_lsn, __ATOMIC_SEQ_CST);
+        if (a > v)
+            v = a;
+    }
+    return v;
+}
+
+/* None mode acknowledges an append once it is encoded, and the background
+ * threads write it soon after (SPEC.md §11.1): a reader of this handle that
+ * asks for such a record waits for its write, so that every acknowledged
+ * record can be read back at once. A record acknowledged but not written
+ * when the log was fenced cannot be: that is said (FENCED, with the fence's
+ * cause), not passed off as the end of the log. */
+static int catch_up(stele_log *log, uint64_t lsn)
+{
+    if (log->opts.read_only || log->durability != STELE_DURABILITY_NONE || lsn <= visible(log))
+        return STELE_OK;
+    int code = writer_flush_to(log, lsn);
+    if (code == STELE_OK || lsn <= visible(log))
+        return STELE_OK;
+    pthread_mutex_lock(&log->q_lock);
+    code = err_set(code, "LSN %llu was acknowledged (durability none) but not written to %s before %s: %s",
+                   (unsigned long long)lsn, log->dir,
+                   code == STELE_ERR_FENCED ? "the log was fenced" : "the handle closed", log->fence_msg);
+    pthread_mutex_unlock(&log->q_lock);
+    return code;
+}
+
 /* Finds the batch holding lsn (which must be visible). */
 static int locate(stele_log *log, uint64_t lsn, struct segment **out_seg, struct batch_ref *out_ref)
 {
@@ -175,6 +207,9 @@ int stele_get(stele_log *log, uint64_t lsn, stele_record **out_rec)
         if (code)
             return code;
     }
+    int caught = lsn ? catch_up(log, lsn) : STELE_OK;
+    if (caught)
+        return caught;
     if (lsn == 0 || lsn > visible(log))
         return err_set(STELE_ERR_NOT_FOUND, "LSN %llu is not in %s (last LSN %llu)", (unsigned long long)lsn,
                        log->dir, (unsigned long long)visible(log));
@@ -317,6 +352,9 @@ int stele_iter_next(stele_iter *it, int timeout_ms, const stele_record **out_rec
             return code;
         timeout_ms = 0;
     }
+    int caught = catch_up(it->log, it->next_lsn);
+    if (caught)
+        return caught;
     if (it->next_lsn > visible(it->log)) {
         if (it->log->opts.read_only) {
             int code = log_refresh(it->log);
@@ -379,7 +417,7 @@ int stele_stats_get(stele_log *log, stele_stats *out)
     out->index_memory = ix.index_memory;
     if (ix.index_note[0])
         memcpy(out->index_note, ix.index_note, sizeof out->index_note);
-    out->last_lsn = log->visible_lsn;
+    out->last_lsn = log_acked_lsn(log); /* in none mode records not yet written too: catch_up reads them */
     out->durable_lsn = log->durable_lsn;
     out->first_lsn = log->visible_lsn ? 1 : 0;
     out->fenced = log->fenced;

@@ -201,6 +201,55 @@ START_TEST(async_batches_and_bad_input)
 }
 END_TEST
 
+/* The events are copied before stele_append_async returns: one buffer,
+ * overwritten for every call before the previous call's record is even
+ * written, and every record comes back with its own bytes. */
+START_TEST(async_events_reused_at_once)
+{
+    char *dir = tu_tmpdir("asyncr");
+    stele_log *log = open_with(dir, STELE_DURABILITY_SYNC, NULL);
+    struct tracker *t = tracker_new();
+    enum { CALLS = 2000 };
+    struct ticket *tk = calloc(CALLS, sizeof *tk);
+    char key[24], payload[64];
+    stele_event ev;
+    for (size_t i = 0; i < CALLS; i++) {
+        memset(&ev, 0, sizeof ev);
+        int klen = snprintf(key, sizeof key, "reuse-%zu", i);
+        int plen = snprintf(payload, sizeof payload, "payload of call %zu", i);
+        ev.key = key;
+        ev.key_size = (size_t)klen;
+        ev.payload = payload;
+        ev.payload_size = (size_t)plen;
+        ev.type = "t";
+        ev.type_size = 1;
+        tk[i] = (struct ticket){t, i};
+        ck_assert_int_eq(stele_append_async(log, &ev, 1, on_done, &tk[i]), STELE_OK);
+        memset(key, 'x', sizeof key); /* the engine must not read these again */
+        memset(payload, 'y', sizeof payload);
+    }
+    wait_all(t, CALLS);
+    for (size_t i = 0; i < CALLS; i++) {
+        ck_assert_int_eq(t->codes[i], STELE_OK);
+        stele_record *rec;
+        ck_assert_int_eq(stele_get(log, t->receipts[i].lsn, &rec), STELE_OK);
+        char want_key[24], want[64];
+        int klen = snprintf(want_key, sizeof want_key, "reuse-%zu", i);
+        int plen = snprintf(want, sizeof want, "payload of call %zu", i);
+        ck_assert_uint_eq(rec->key_size, (size_t)klen);
+        ck_assert(memcmp(rec->key, want_key, (size_t)klen) == 0);
+        ck_assert_uint_eq(rec->payload_size, (size_t)plen);
+        ck_assert(memcmp(rec->payload, want, (size_t)plen) == 0);
+        stele_record_free(rec);
+    }
+    ck_assert_int_eq(stele_close(log), STELE_OK);
+    tracker_free(t);
+    free(tk);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(async_failed_sync_fails_everything_in_flight)
 {
     /* One sync fails while thousands of appends are in flight: none of them
@@ -280,6 +329,7 @@ int main(void)
     tcase_add_test(tc, async_sync_mode);
     tcase_add_test(tc, async_none_mode);
     tcase_add_test(tc, async_batches_and_bad_input);
+    tcase_add_test(tc, async_events_reused_at_once);
     tcase_add_test(tc, async_failed_sync_fails_everything_in_flight);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -64,6 +64,9 @@ static stele_log *open_log(const char *dir, stele_durability d, int create)
     o.segment_size = SEG_SIZE;
     o.payload_size_max = 16384;
     o.durability = d;
+    /* Interval mode for one batch per call and no sync until close: the
+     * interval is longer than any test (none mode groups calls, SPEC.md §11.1). */
+    o.sync_interval_ms = 60000;
     o.io_backend = STELE_IO_POSIX;
     stele_log *log = NULL;
     int rc = stele_open(dir, &o, &log);
@@ -212,7 +215,7 @@ START_TEST(torn_tail_every_offset)
 {
     char *base = scratch("torn");
     char *dir = tu_path(base, "log");
-    stele_log *log = open_log(dir, STELE_DURABILITY_NONE, 1);
+    stele_log *log = open_log(dir, STELE_DURABILITY_INTERVAL, 1);
     append_batches(log, 1, 10, 3);
     ck_assert_int_eq(stele_close(log), STELE_OK);
     size_t meta_size, size;
@@ -576,11 +579,11 @@ START_TEST(reopen_keeps_everything_and_recovery_is_idempotent)
 {
     char *base = scratch("reopen");
     char *dir = tu_path(base, "log");
-    stele_log *log = open_log(dir, STELE_DURABILITY_NONE, 1);
+    stele_log *log = open_log(dir, STELE_DURABILITY_INTERVAL, 1);
     append_batches(log, 1, 40, 2);
     ck_assert_int_eq(stele_close(log), STELE_OK);
     for (int round = 0; round < 3; round++) {
-        log = open_log(dir, STELE_DURABILITY_NONE, 0);
+        log = open_log(dir, STELE_DURABILITY_INTERVAL, 0);
         check_records(log, 80);
         stele_stats s;
         ck_assert_int_eq(stele_stats_get(log, &s), STELE_OK);
@@ -623,14 +626,14 @@ START_TEST(many_segments_within_fd_limit)
     ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
     char *base = scratch("fds");
     char *dir = tu_path(base, "log");
-    stele_log *log = open_log(dir, STELE_DURABILITY_NONE, 1);
+    stele_log *log = open_log(dir, STELE_DURABILITY_INTERVAL, 1);
     append_batches(log, 1, 300 * 14, 1);
     stele_stats s;
     ck_assert_int_eq(stele_stats_get(log, &s), STELE_OK);
     ck_assert_uint_ge(s.segment_count, 300);
     check_records(log, 300 * 14);
     ck_assert_int_eq(stele_close(log), STELE_OK);
-    log = open_log(dir, STELE_DURABILITY_NONE, 0);
+    log = open_log(dir, STELE_DURABILITY_INTERVAL, 0);
     check_records(log, 300 * 14);
     ck_assert_int_eq(stele_close(log), STELE_OK);
     ck_assert_uint_eq(verify_records(dir), 300 * 14);

@@ -403,6 +403,10 @@ static void hook_attach(struct hook *k, stele_log *log, struct io *sim, const ch
     pthread_mutex_lock(&log->q_lock);
     log->ack_hook = ack_hook;
     log->ack_ctx = k;
+    /* None mode writes a batch when its calls say so, never on a timer:
+     * the order of writes and syncs, which the crash states enumerate,
+     * then follows from the workload alone. */
+    log->linger_ns = UINT64_MAX;
     pthread_mutex_unlock(&log->q_lock);
 }
 

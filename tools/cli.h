@@ -63,6 +63,7 @@ int cmd_backup(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_dict(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_relay(struct cli_ctx *ctx, int argc, char **argv); /* with libnats only */
 int cmd_inbox(struct cli_ctx *ctx, int argc, char **argv); /* with libnats only */
+int cmd_deliver(struct cli_ctx *ctx, int argc, char **argv); /* with libcurl and libsodium only */
 
 /* The manual pages --help prints after the synopsis (tools/help.c). */
 extern const char cli_help_backfill[], cli_help_compensate[], cli_help_dump[], cli_help_backup[],
@@ -180,6 +181,17 @@ int cli_utf8_valid(const char *s, size_t n);
 /* The wall clock (CLOCK_REALTIME) in ns since the Unix epoch: the clock the
  * engine stamps recorded times with. */
 uint64_t cli_now_ns(void);
+
+/* The monotonic clock (CLOCK_MONOTONIC) in ns, for timing waits (stop.c). */
+uint64_t cli_mono_ns(void);
+
+/* SIGINT and SIGTERM ask a long-running command to stop: they set a flag
+ * cli_stop_requested reports, and interrupt blocking waits (no SA_RESTART).
+ * ignore_sigpipe: a closed pipe becomes EPIPE instead of killing us. */
+void cli_stop_install(int ignore_sigpipe);
+int cli_stop_requested(void);
+/* Sleeps ms milliseconds unless a stop is requested; returns 1 when stopped. */
+int cli_sleep_ms(uint64_t ms);
 
 /* Writes ns as RFC 3339 UTC with nine fractional digits, e.g.
  * 2026-11-28T17:19:23.123456789Z, into dst (capacity >= CLI_TIME_TEXT_SIZE). */

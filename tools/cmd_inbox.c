@@ -123,14 +123,6 @@ struct inbound {
     char why[160];
 };
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
 static int inbox_option(struct cli_ctx *ctx, int c, struct inbox_args *a)
 {
     char err[NATS_TEXT_SIZE];
@@ -370,7 +362,7 @@ static int inbox_loop(struct inbox *b)
     if (!msgs)
         return cli_error(b->ctx, CLI_EXIT_FAILURE, "out of memory");
     int rc = 0;
-    while (rc == 0 && !stop_requested) {
+    while (rc == 0 && !cli_stop_requested()) {
         size_t n = 0;
         enum nats_fault f = nats_pull_fetch(b->pull, (int)b->a->batch, (int)b->a->wait_ms, msgs, &n, err);
         if (f != NATS_FAULT_NONE) {
@@ -425,11 +417,7 @@ static int run(struct inbox *b, const char *dir)
         rc = cli_error(b->ctx, CLI_EXIT_FAILURE, "%s", err);
         goto done;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    cli_stop_install(0);
     rc = inbox_loop(b);
     if (rc == 0)
         rc = print_summary(b);

@@ -46,15 +46,6 @@ struct read_args {
     int follow;
 };
 
-/* Set by SIGINT/SIGTERM during --follow: the only mutable global. */
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
 static int read_option(struct cli_ctx *ctx, int c, struct read_args *a)
 {
     switch (c) {
@@ -117,7 +108,7 @@ static int wanted(const struct read_args *a, const stele_record *rec)
 static int read_loop(const struct cli_ctx *ctx, const struct read_args *a, stele_iter *iter)
 {
     uint64_t printed = 0;
-    while (printed < a->limit && !stop_requested) {
+    while (printed < a->limit && !cli_stop_requested()) {
         const stele_record *rec = NULL;
         int code = stele_iter_next(iter, a->follow ? FOLLOW_WAIT_MS : 0, &rec);
         if (code != STELE_OK)
@@ -146,17 +137,6 @@ static int read_loop(const struct cli_ctx *ctx, const struct read_args *a, stele
     return CLI_EXIT_OK;
 }
 
-/* --follow ends on SIGINT or SIGTERM; no SA_RESTART, so a blocking wait returns early. */
-static void install_stop_handlers(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 /* The iterator the read walks: one stream from its first version, or the
  * whole log from --from (or the first record at --since). */
 static int open_iter(const struct cli_ctx *ctx, stele_log *log, const struct read_args *a, stele_iter **out_iter)
@@ -183,7 +163,7 @@ static int read_log(const struct cli_ctx *ctx, const char *dir, const struct rea
     if ((rc = open_iter(ctx, log, a, &iter)) != 0)
         goto done;
     if (a->follow)
-        install_stop_handlers();
+        cli_stop_install(0); /* --follow ends on SIGINT or SIGTERM */
     rc = read_loop(ctx, a, iter);
 done:
     stele_iter_close(iter);

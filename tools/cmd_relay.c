@@ -182,48 +182,6 @@ struct relay {
     int permanent;             /* a failure that does not heal stopped the run */
 };
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int sleep_ms(uint64_t ms)
-{
-    uint64_t end = mono_ns() + ms * 1000000u;
-    while (!stop_requested) {
-        uint64_t now = mono_ns();
-        if (now >= end)
-            return 0;
-        uint64_t left = end - now;
-        if (left > 50000000u)
-            left = 50000000u;
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)left};
-        nanosleep(&ts, NULL);
-    }
-    return 1;
-}
-
 /* --------------------------------------------------------------- options */
 
 static int opt_bounded(struct cli_ctx *ctx, const char *name, const char *text, uint64_t lo, uint64_t hi,
@@ -421,7 +379,7 @@ static void flight_acked(struct relay *r, uint64_t lsn)
 
 static int commit(struct relay *r, int force)
 {
-    uint64_t pos = position(r), now = mono_ns();
+    uint64_t pos = position(r), now = cli_mono_ns();
     if (pos <= r->committed || (!force && now - r->commit_ns < RELAY_COMMIT_INTERVAL_NS))
         return 0;
     int code = stele_cursor_commit(r->cur, pos);
@@ -452,7 +410,7 @@ static void take_acks(struct relay *r, int wait_ms, enum nats_fault *fault, char
         flight_acked(r, acks[i].tag);
     }
     if (*fault == NATS_FAULT_NONE && r->q_count &&
-        mono_ns() - r->q[r->q_head].sent_ns > r->a->ack_timeout_ms * 1000000u) {
+        cli_mono_ns() - r->q[r->q_head].sent_ns > r->a->ack_timeout_ms * 1000000u) {
         *fault = NATS_FAULT_RETRY;
         snprintf(err, NATS_TEXT_SIZE, "no acknowledgement for LSN %" PRIu64 " within %" PRIu64 " ms",
                  r->q[r->q_head].lsn, r->a->ack_timeout_ms);
@@ -528,7 +486,7 @@ static int recover(struct relay *r, enum nats_fault fault, char err[NATS_TEXT_SI
             uint64_t delay = backoff_delay_ms(r->a->backoff_base_ms, r->a->backoff_max_ms, r->attempt, &r->rng);
             fprintf(stderr, "stele: relay: %s; retrying (attempt %u) in %" PRIu64 " ms from LSN %" PRIu64 "\n", err,
                     r->attempt, delay, position(r) + 1);
-            if (sleep_ms(delay))
+            if (cli_sleep_ms(delay))
                 return 0;
         }
         int rc = connect_and_scan(r, &fault, err);
@@ -560,7 +518,7 @@ static int handle_record(struct relay *r, const stele_record *rec, enum nats_fau
     if (rc || *fault)
         return rc;
     struct flight *f = flight_at(r, r->q_count);
-    *f = (struct flight){.lsn = rec->lsn, .sent_ns = mono_ns()};
+    *f = (struct flight){.lsn = rec->lsn, .sent_ns = cli_mono_ns()};
     r->q_count++;
     r->last_read = rec->lsn;
     return 0;
@@ -569,7 +527,7 @@ static int handle_record(struct relay *r, const stele_record *rec, enum nats_fau
 /* Waits until LSN lsn fits the window (or a fault, or a stop). */
 static void wait_window(struct relay *r, uint64_t lsn, enum nats_fault *fault, char err[NATS_TEXT_SIZE])
 {
-    while (*fault == NATS_FAULT_NONE && !stop_requested && r->q_count &&
+    while (*fault == NATS_FAULT_NONE && !cli_stop_requested() && r->q_count &&
            (lsn - position(r) > r->a->window || r->q_count == r->a->window))
         take_acks(r, 50, fault, err);
 }
@@ -579,7 +537,7 @@ static void wait_window(struct relay *r, uint64_t lsn, enum nats_fault *fault, c
 static int pass(struct relay *r, enum nats_fault *fault, char err[NATS_TEXT_SIZE], int *done)
 {
     int rc = 0;
-    while (rc == 0 && *fault == NATS_FAULT_NONE && !stop_requested) {
+    while (rc == 0 && *fault == NATS_FAULT_NONE && !cli_stop_requested()) {
         take_acks(r, 0, fault, err);
         if (*fault || (rc = commit(r, 0)) != 0)
             break;
@@ -602,7 +560,7 @@ static int pass(struct relay *r, enum nats_fault *fault, char err[NATS_TEXT_SIZE
         if (r->a->log_stream && !r->q_count)
             r->last_read = rec->lsn - 1; /* the LSNs between are no part of the stream */
         wait_window(r, rec->lsn, fault, err);
-        if (*fault || stop_requested)
+        if (*fault || cli_stop_requested())
             break; /* rec is read again after the reconnection */
         rc = handle_record(r, rec, fault, err);
     }
@@ -623,7 +581,7 @@ static int relay_loop(struct relay *r)
     enum nats_fault fault = NATS_FAULT_NONE;
     char err[NATS_TEXT_SIZE] = "";
     int rc = recover(r, NATS_FAULT_NONE, err), done = 0;
-    while (rc == 0 && !done && !stop_requested) {
+    while (rc == 0 && !done && !cli_stop_requested()) {
         rc = pass(r, &fault, err, &done);
         if (rc == 0 && fault != NATS_FAULT_NONE) {
             int crc = commit(r, 1);
@@ -703,7 +661,7 @@ static int run(struct relay *r, const char *dir)
     }
     if ((rc = start_position(r)) != 0)
         goto done;
-    install_signals();
+    cli_stop_install(1);
     rc = relay_loop(r);
     if (rc == 0)
         rc = print_summary(r);

@@ -206,50 +206,6 @@ struct attempt {
     char last_stderr[STDERR_LINE_MAX + 1];
 };
 
-/* Set by SIGINT/SIGTERM: the only mutable global. */
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-/* No SA_RESTART, so a wait returns early; SIGPIPE ignored so that a handler
- * that does not read its stdin is an EPIPE, not our death. */
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Sleeps ms milliseconds unless a stop signal comes; returns 1 when stopped. */
-static int sleep_ms(uint64_t ms)
-{
-    uint64_t end = mono_ns() + ms * 1000000u;
-    while (!stop_requested) {
-        uint64_t now = mono_ns();
-        if (now >= end)
-            return 0;
-        uint64_t left = end - now;
-        struct timespec ts = {.tv_sec = (time_t)(left / 1000000000u), .tv_nsec = (long)(left % 1000000000u)};
-        nanosleep(&ts, NULL);
-    }
-    return 1;
-}
-
 /* --------------------------------------------------------------- options */
 
 static int opt_bounded(struct cli_ctx *ctx, const char *name, const char *text, uint64_t lo, uint64_t hi,
@@ -552,7 +508,7 @@ static void supervise(pid_t pid, int in_fd, int err_fd, const char *input, size_
             p[xp = n++] = (struct pollfd){.fd = pfd, .events = POLLIN};
         int wait_ms = pfd >= 0 ? 1000 : 5;
         if (deadline_ns) {
-            uint64_t now = mono_ns();
+            uint64_t now = cli_mono_ns();
             if (now >= deadline_ns) {
                 *timed_out = 1;
                 kill(-pid, SIGKILL);
@@ -606,7 +562,7 @@ static int run_handler(struct replay *r, const struct batch *b, unsigned attempt
         return cli_error(r->ctx, CLI_EXIT_FAILURE, "running /bin/sh -c '%s': %s", r->a->exec, strerror(-e));
     struct stderr_tail t = {0};
     int timed_out;
-    uint64_t deadline = r->a->timeout_ms ? mono_ns() + r->a->timeout_ms * 1000000u : 0;
+    uint64_t deadline = r->a->timeout_ms ? cli_mono_ns() + r->a->timeout_ms * 1000000u : 0;
     supervise(pid, in_fd, err_fd, b->text, b->size, deadline, &t, &timed_out);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -691,7 +647,7 @@ static int attempt_all(struct replay *r, const struct batch *b, enum delivery *o
         fprintf(stderr, "stele: replay: %s: attempt %u of %" PRIu64 " failed (%s); retrying in %" PRIu64 " ms\n",
                 what, attempt, r->a->max_attempts, at->reason, delay);
         r->retries++;
-        if (stop_requested || sleep_ms(delay)) {
+        if (cli_stop_requested() || cli_sleep_ms(delay)) {
             *out = STOPPED;
             return 0;
         }
@@ -777,7 +733,7 @@ static void progress(struct replay *r, int final)
 {
     if (!r->progress)
         return;
-    uint64_t now = mono_ns();
+    uint64_t now = cli_mono_ns();
     if (!final && now - r->progress_ns < 1000000000u)
         return;
     r->progress_ns = now;
@@ -810,8 +766,8 @@ static int pace(struct replay *r, size_t count)
         return 0;
     uint64_t due = r->rate_start_ns + (r->rate_count * 1000000000u) / r->a->rate;
     r->rate_count += count;
-    uint64_t now = mono_ns();
-    return due > now ? sleep_ms((due - now + 999999) / 1000000) : 0;
+    uint64_t now = cli_mono_ns();
+    return due > now ? cli_sleep_ms((due - now + 999999) / 1000000) : 0;
 }
 
 /* Delivers the gathered batch and moves the cursor. *stop is set when the run
@@ -900,7 +856,7 @@ static int replay_loop(struct replay *r, stele_iter *iter, uint64_t start)
     struct batch b = {0};
     uint64_t seen = r->committed; /* every LSN up to here is handled or in b */
     int rc = 0, stop = 0;
-    while (rc == 0 && !stop && !stop_requested) {
+    while (rc == 0 && !stop && !cli_stop_requested()) {
         const stele_record *rec = NULL;
         int wait = b.count || !r->a->follow ? 0 : FOLLOW_WAIT_MS;
         int code = stele_iter_next(iter, wait, &rec);
@@ -1017,11 +973,11 @@ static int redrive(struct replay *r)
         return cli_fail(r->ctx, code, "listing the dead letters of consumer %s", r->a->consumer);
     int rc = 0, left = 0;
     size_t i = 0;
-    for (; i < n && rc == 0 && !stop_requested; i++)
+    for (; i < n && rc == 0 && !cli_stop_requested(); i++)
         rc = redrive_one(r, items[i].lsn, &left);
     left += (int)(n - i);
     stele_dead_letter_free(items);
-    if (rc == 0 && left && !stop_requested)
+    if (rc == 0 && left && !cli_stop_requested())
         rc = cli_error(r->ctx, CLI_EXIT_FAILURE, "%d dead letter%s of consumer %s could not be delivered", left,
                        left == 1 ? "" : "s", r->a->consumer);
     return rc;
@@ -1054,8 +1010,9 @@ static int run(struct replay *r, const char *dir)
         rc = cli_fail(r->ctx, code, "reading consumer %s", a->consumer);
         goto done;
     }
-    install_signals();
-    r->started_ns = r->rate_start_ns = mono_ns();
+    /* SIGPIPE ignored: a handler that does not read its stdin is an EPIPE, not our death. */
+    cli_stop_install(1);
+    r->started_ns = r->rate_start_ns = cli_mono_ns();
     r->progress = !a->dead_letters && isatty(2);
     if (a->dead_letters) {
         rc = list_dead_letters(r);

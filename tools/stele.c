@@ -75,6 +75,13 @@ static const struct command {
      "stele inbox DIR --nats URL[,URL...] --stream STREAM --durable NAME [--follow]\n"
      "         appends a JetStream stream's messages to the log, each once (stele inbox --help)"},
 #endif
+#ifdef STELE_HAVE_DELIVER
+    {"deliver", cmd_deliver,
+     "stele deliver DIR --endpoint NAME --url URL --secret-file F [--type T] [--stream S] [--follow]\n"
+     "         [--concurrency N] [--max-attempts N] [--breaker N] ...   | --endpoint NAME --status\n"
+     "         POSTs events as signed Standard Webhooks, at least once, per stream in order, with\n"
+     "         retries, Retry-After, a circuit breaker and dead letters (stele deliver --help)"},
+#endif
     {"verify", cmd_verify, "stele verify DIR"},
     {"stats", cmd_stats, "stele stats DIR [--prometheus]"},
     {"dump", cmd_dump, "stele dump DIR [--segment N]   (segments, batches, records with offsets)"},

@@ -82,7 +82,8 @@ typedef enum stele_durability {
     STELE_DURABILITY_DEFAULT = 0,  /* on open: the log's default, set at creation */
     STELE_DURABILITY_SYNC = 1,     /* acknowledged once on stable storage (group commit) */
     STELE_DURABILITY_INTERVAL = 2, /* acknowledged once written; a sync at least every sync_interval_ms */
-    STELE_DURABILITY_NONE = 3,     /* acknowledged once written; durable only after stele_sync() */
+    STELE_DURABILITY_NONE = 3,     /* acknowledged once encoded and indexed in memory (written within
+                                      about 1 ms); durable only after stele_sync() or stele_close() */
 } stele_durability;
 
 typedef enum stele_compression {
@@ -104,7 +105,8 @@ typedef struct stele_options {
     stele_durability durability;   /* Default STELE_DURABILITY_DEFAULT (the log's own default). */
     uint32_t sync_interval_ms;     /* interval mode: ms between syncs. Default 100, bounds [1, 60000]. */
     stele_io_backend io_backend;   /* Default STELE_IO_URING. */
-    uint32_t queue_records_max;    /* appends waiting for the writer before appenders block.
+    uint32_t queue_records_max;    /* records encoded and not yet taken for writing before appenders
+                                      block.
                                       Default 65536, bounds [1, 1048576]. */
     uint64_t checkpoint_records;   /* the writer checkpoints the index when a segment is sealed
                                       and at least this many records (and at least as many as
@@ -278,14 +280,14 @@ STELE_API STELE_NODISCARD int stele_append_batch(stele_log *log, const stele_eve
  * wait (append, sync, close); stele_append_async is not allowed either. */
 typedef void (*stele_append_fn)(void *ctx, int code, const stele_receipt *receipts, size_t count);
 
-/* Queues count records like stele_append_batch (atomically, one batch) and
- * returns without waiting for them: fn is called once they are acknowledged
- * per the durability mode, or have failed. events and every byte they point
- * to must stay valid until fn is called. Returns OK when queued (fn will be
- * called exactly once), or INVALID, TOO_LARGE, READ_ONLY, FENCED, CLOSED,
- * NOMEM without queuing anything (fn is not called). Waits only when
- * queue_records_max records are already queued (backpressure).
- * Completions arrive in LSN order. */
+/* Decides and encodes count records like stele_append_batch (atomically, one
+ * batch) and returns without waiting for their write: fn is called once they
+ * are acknowledged per the durability mode, or have failed. The events are
+ * copied into the batch before this returns: the caller may reuse them at
+ * once. Returns OK when queued (fn will be called exactly once), or INVALID,
+ * TOO_LARGE, READ_ONLY, FENCED, CLOSED, NOMEM without queuing anything (fn
+ * is not called). Waits only when queue_records_max records are already
+ * queued (backpressure). Completions arrive in LSN order. */
 STELE_API STELE_NODISCARD int stele_append_async(stele_log *log, const stele_event *events, size_t count,
                                                  stele_append_fn fn, void *ctx);
 
