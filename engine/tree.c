@@ -50,6 +50,7 @@ struct tree {
     uint64_t cache_index[LEVELS];
     int cache_valid[LEVELS];
     int err;                             /* a failure inside a callback */
+    int ro;                              /* the audit: files opened read-only, nothing written */
     uint64_t leaves_hashed, rebuilt;
     char note[160];
 };
@@ -76,14 +77,16 @@ static uint64_t tile_offset(uint64_t index)
     return FMT_TREE_HEADER_SIZE + index * FMT_TREE_TILE_SIZE;
 }
 
-/* Opens (creating with its header when create is set) tile file level. */
+/* Opens tile file level; with create set (never in the audit) creates it,
+ * or gives a file shorter than a header its header. */
 static int tiles_open(stele_log *log, struct tree *t, unsigned level, int create)
 {
     if (t->fd[level] >= 0)
         return STELE_OK;
     char path[4200];
     tiles_path(log, level, path, sizeof path);
-    int fd = t->io->ops->open(t->io, path, O_RDWR | (create ? O_CREAT : 0), 0644);
+    create = create && !t->ro;
+    int fd = t->io->ops->open(t->io, path, t->ro ? O_RDONLY : O_RDWR | (create ? O_CREAT : 0), 0644);
     if (fd < 0)
         return err_sys(-fd, "open", path);
     struct stat st;
@@ -92,7 +95,7 @@ static int tiles_open(stele_log *log, struct tree *t, unsigned level, int create
         t->io->ops->close(t->io, fd);
         return err_sys(e, "stat", path);
     }
-    if (st.st_size < FMT_TREE_HEADER_SIZE) {
+    if (create && st.st_size < FMT_TREE_HEADER_SIZE) {
         uint8_t h[FMT_TREE_HEADER_SIZE];
         fmt_tree_tiles_header_encode(log->meta.log_id, level, h);
         int rc = t->io->ops->ftruncate(t->io, fd, 0);
@@ -461,27 +464,44 @@ static int catch_up(stele_log *log, struct tree *t)
 
 /* Takes the handle's and the files' locks, loads and catches up. Returns
  * with both held on success (tree_leave releases them). */
+/* Makes the handle's tree state on first use; tree_lock held. */
+static int tree_alloc(stele_log *log)
+{
+    if (log->tree)
+        return STELE_OK;
+    struct tree *t = calloc(1, sizeof *t);
+    if (!t || !(t->io = io_posix_create())) {
+        free(t);
+        return err_set(STELE_ERR_NOMEM, "out of memory for the Merkle tree");
+    }
+    for (unsigned i = 0; i < LEVELS; i++)
+        t->fd[i] = -1;
+    log->tree = t;
+    return STELE_OK;
+}
+
+static void tree_close_files(struct tree *t)
+{
+    for (unsigned i = 0; i < LEVELS; i++)
+        if (t->fd[i] >= 0) {
+            t->io->ops->close(t->io, t->fd[i]);
+            t->fd[i] = -1;
+        }
+}
+
 static int tree_enter(stele_log *log, struct tree **out, int rebuild, int up)
 {
     pthread_mutex_lock(&log->tree_lock);
-    int code = STELE_OK;
-    if (!log->tree) {
-        struct tree *t = calloc(1, sizeof *t);
-        if (!t || !(t->io = io_posix_create())) {
-            free(t);
-            pthread_mutex_unlock(&log->tree_lock);
-            return err_set(STELE_ERR_NOMEM, "out of memory for the Merkle tree");
-        }
-        for (unsigned i = 0; i < LEVELS; i++)
-            t->fd[i] = -1;
-        log->tree = t;
+    int code = tree_alloc(log);
+    if (code) {
+        pthread_mutex_unlock(&log->tree_lock);
+        return code;
     }
     struct tree *t = log->tree;
     if ((code = tiles_open(log, t, 0, 1)) == STELE_OK) {
         while (flock(t->fd[0], LOCK_EX) != 0 && errno == EINTR)
             ;
-        if (rebuild) /* else the caller (the audit) looks at the files itself and writes nothing */
-            code = state_sync(log, t, rebuild);
+        code = state_sync(log, t, rebuild);
         if (code == STELE_OK && up)
             code = catch_up(log, t);
         if (code)
@@ -520,9 +540,7 @@ void tree_free(stele_log *log)
     struct tree *t = log->tree;
     if (!t)
         return;
-    for (unsigned i = 0; i < LEVELS; i++)
-        if (t->fd[i] >= 0)
-            t->io->ops->close(t->io, t->fd[i]);
+    tree_close_files(t);
     t->io->ops->destroy(t->io);
     free(t);
     log->tree = NULL;
@@ -596,7 +614,7 @@ int stele_tree_root_at(stele_log *log, uint64_t size, uint8_t out_root[STELE_HAS
         return code;
     if (size > t->f.size)
         code = size_check(t, &size);
-    for (int tries = 0; code == STELE_OK && tries < 2; tries++)
+    for (int tries = 0; (code == STELE_OK || code == -1) && tries < 2; tries++)
         if ((code = root_at(log, t, size, out_root)) == STELE_OK || (code = tree_retry(log, t, code)) != -1)
             break;
     tree_leave(log, t);
@@ -641,7 +659,7 @@ static int prove_call(stele_log *log, uint64_t lsn, uint64_t from, uint64_t size
             code = err_set(STELE_ERR_INVALID, "%s %llu is beyond the tree of size %llu", lsn ? "LSN" : "from_size",
                            (unsigned long long)(lsn ? lsn : from), (unsigned long long)size);
     }
-    for (int tries = 0; code == STELE_OK && tries < 2; tries++) {
+    for (int tries = 0; (code == STELE_OK || code == -1) && tries < 2; tries++) {
         memset(out, 0, sizeof *out);
         out->lsn = lsn;
         out->from_size = from;
@@ -770,12 +788,26 @@ int stele_audit(stele_log *log, uint64_t size, const uint8_t root[STELE_HASH_SIZ
     if (!log || !root || !out)
         return err_set(STELE_ERR_INVALID, "audit: log, root and out are required");
     memset(out, 0, sizeof *out);
-    struct tree *t;
-    int code = tree_enter(log, &t, 0, 0);
-    if (code)
+    pthread_mutex_lock(&log->tree_lock);
+    int code = tree_alloc(log);
+    if (code) {
+        pthread_mutex_unlock(&log->tree_lock);
         return code;
+    }
+    /* The audit writes nothing and needs no write permission: the tree files
+     * are reopened read-only (shared lock), and without them there is no
+     * evidence, only the recomputed root. */
+    struct tree *t = log->tree;
+    tree_close_files(t);
+    t->ro = 1;
+    t->have_state = 0;
+    int locked = tiles_open(log, t, 0, 0) == STELE_OK;
+    if (locked)
+        while (flock(t->fd[0], LOCK_SH) != 0 && errno == EINTR)
+            ;
+    err_clear();
     struct audit a = {.nc = {log, t}, .size = size, .out = out};
-    a.evidence = audit_evidence(log, t, size, root);
+    a.evidence = locked && audit_evidence(log, t, size, root);
     out->evidence = a.evidence;
     code = durable_bound(log, &a.bound);
     if (code == STELE_OK) {
@@ -785,7 +817,11 @@ int stele_audit(stele_log *log, uint64_t size, const uint8_t root[STELE_HASH_SIZ
     }
     if (code == STELE_OK)
         code = audit_verdict(log, &a, root);
+    if (locked)
+        flock(t->fd[0], LOCK_UN);
+    tree_close_files(t); /* opened read-only: the next tree call reopens them for writing */
+    t->ro = 0;
     t->have_state = 0; /* the audit may have left the state half loaded */
-    tree_leave(log, t);
+    pthread_mutex_unlock(&log->tree_lock);
     return code;
 }
