@@ -16,7 +16,7 @@
  *
  * Locking: tree_lock serialises a handle's calls; an flock on tree-00.tiles
  * serialises handles and processes (read-only handles write these files too:
- * they are not the log, SPEC.md §20.3).
+ * they are not the log, SPEC.md §20.4).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -402,7 +402,7 @@ static int durable_bound(stele_log *log, uint64_t *out)
 
 /* Writes the frontier (temp file, fdatasync, rename) after the tiles it
  * describes are durable, so that a crash leaves a frontier no newer than
- * its tiles (SPEC.md §20.3). */
+  * its tiles (SPEC.md §20.4). */
 static int frontier_write(stele_log *log, struct tree *t)
 {
     for (unsigned level = 0; level < LEVELS; level++) {

@@ -15,7 +15,7 @@
 
 #define FMT_HASH_SIZE 32u
 /* A tree of at most 2^63 leaves: an inclusion proof holds at most 63
- * hashes, a consistency proof at most 2 * 63 (SPEC.md §20.3). */
+ * hashes, a consistency proof at most 2 * 63 (SPEC.md §20.2). */
 #define FMT_MERKLE_LEVEL_COUNT_MAX 64u
 #define FMT_PROOF_HASH_COUNT_MAX 128u
 _Static_assert(FMT_PROOF_HASH_COUNT_MAX >= 2 * (FMT_MERKLE_LEVEL_COUNT_MAX - 1), "consistency proof bound");
