@@ -14,9 +14,10 @@ L=$T/log
 N=40
 run 0 "$STELE" init "$L" --segment-size 64K
 awk -v n=$N 'BEGIN { for (i = 1; i <= n; i++) printf "{\"type\":\"order.placed\",\"stream\":\"o-%d\",\"data\":{\"i\":%d,\"pad\":\"%03000d\"}}\n", i % 3, i, i }' >"$T/in.jsonl"
-while read -r line; do # one batch each, so that the records span several segments
-    printf '%s\n' "$line" | "$STELE" append "$L" --jsonl >/dev/null || fail "append"
-done <"$T/in.jsonl"
+split -l 4 "$T/in.jsonl" "$T/part." # batches of 4 records (12 KiB), so that they span several segments
+for part in "$T"/part.*; do
+    "$STELE" append "$L" --jsonl <"$part" >/dev/null || fail "append $part"
+done
 [ "$(ls "$L" | grep -c '\.seg$')" -ge 3 ] || fail "setup: expected several segments"
 
 P=$T/proofs.jsonl
