@@ -37,11 +37,17 @@
  *    also on a read-only handle in a directory it cannot write.
  *  - Every inclusion proof of a 10,000-record log verifies, and fails with
  *    any one of its hashes flipped.
+ *  - Tree calls on one thread while another appends on the same handle:
+ *    each root seen is the test's root of that size, and the tree ends at
+ *    the log's end.
  */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -928,6 +934,73 @@ START_TEST(test_every_proof_of_10000)
 }
 END_TEST
 
+/* Tree calls on one thread while another appends on the same handle: every
+ * answer is a tree of the durable records at that moment (its root is the
+ * test's for that size, afterwards), and the tree ends at the log's end. */
+struct appender {
+    stele_log *log;
+    uint64_t seed;
+    _Atomic uint64_t tree_seen; /* the largest tree size the main thread got */
+};
+
+static void *append_thread(void *arg)
+{
+    struct appender *a = arg;
+    for (uint64_t lsn = 1; lsn <= RECORDS; lsn += 10) { /* each chunk ends with a sync: durable in steps */
+        append_records(a->log, lsn, 10, &a->seed);
+        /* Halfway, wait until a tree call saw it (so that at least one size
+         * between 0 and the end is seen, however the threads are scheduled). */
+        while (lsn + 9 == RECORDS / 2 && atomic_load(&a->tree_seen) < RECORDS / 2)
+            sched_yield();
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent_appends)
+{
+    char *base = tu_tmpdir("tree-conc");
+    char *dir = tu_path(base, "log");
+    struct appender a = {open_log(dir, 1, 0), tu_seed("tree-conc"), 0};
+    static uint8_t seen[RECORDS + 1][HS];
+    static int have[RECORDS + 1];
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, append_thread, &a), 0);
+    stele_stats st;
+    do {
+        stele_tree_info info;
+        OK(stele_stats_get(a.log, &st));
+        OK(stele_tree_info_get(a.log, &info));
+        REQUIRE(info.size <= RECORDS, "tree size %llu", (unsigned long long)info.size);
+        memcpy(seen[info.size], info.root, HS);
+        have[info.size] = 1;
+        if (info.size > atomic_load(&a.tree_seen))
+            atomic_store(&a.tree_seen, info.size);
+        if (info.size > 0) {
+            stele_proof p;
+            OK(stele_prove_inclusion(a.log, info.size, info.size, &p));
+            ck_assert_int_eq(stele_proof_verify(&p), 1);
+        }
+    } while (st.durable_lsn < RECORDS);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    struct expect *e = calloc(1, sizeof *e);
+    ck_assert_ptr_nonnull(e);
+    expect_build(a.log, RECORDS, e);
+    info_expect(a.log, e, RECORDS, 0, NULL);
+    int sizes = 0;
+    for (uint64_t n = 0; n <= RECORDS; n++)
+        if (have[n]) {
+            sizes++;
+            REQUIRE(memcmp(seen[n], e->roots[n], HS) == 0, "root seen at size %llu differs", (unsigned long long)n);
+        }
+    REQUIRE(sizes >= 2 && have[RECORDS], "sizes seen: %d", sizes); /* halfway (at least) and the end */
+    OK(stele_close(a.log));
+    free(e);
+    tu_rmrf(base);
+    free(base);
+    free(dir);
+}
+END_TEST
+
 static Suite *tree_suite(void)
 {
     Suite *s = suite_create("tree");
@@ -943,6 +1016,7 @@ static Suite *tree_suite(void)
     tcase_add_test(tc, test_audit_rewrite);
     tcase_add_test(tc, test_audit_truncated_and_read_only);
     tcase_add_test(tc, test_every_proof_of_10000);
+    tcase_add_test(tc, test_concurrent_appends);
     suite_add_tcase(s, tc);
     return s;
 }
