@@ -270,6 +270,10 @@ struct stele_log {
 
     stele_stats stats;       /* counters, under q_lock */
 
+    /* The Merkle tree (tree.c, SPEC.md §20): made at the first call that needs it. */
+    pthread_mutex_t tree_lock;
+    struct tree *tree;
+
     /* Per-segment read indexes (segidx.c, SPEC.md §19). */
     pthread_mutex_t segidx_lock; /* one load or rebuild of a sealed segment's table at a time */
     struct io *segidx_io;    /* index files' I/O: plain POSIX, owned (tests: segidx_set_io) */
@@ -396,6 +400,9 @@ int batch_read_ahead(stele_log *log, struct segment *seg, const struct batch_ref
 void readahead_free(struct readahead *ra);
 /* Decompresses a stored body into b->raw (or points b->body at it). */
 int batch_body_open(struct batch_buf *b, const uint8_t *stored, const char *path, uint64_t offset);
+
+/* tree.c: closes the tree's files (log_free). */
+void tree_free(stele_log *log);
 
 /* recover.c: scans the active segment, cuts a torn tail, checks the rest. */
 int recover_segments(stele_log *log);

@@ -83,6 +83,9 @@ static const struct command {
      "         retries, Retry-After, a circuit breaker and dead letters (stele deliver --help)"},
 #endif
     {"verify", cmd_verify, "stele verify DIR"},
+    {"prove", cmd_prove,
+     "stele prove DIR (--lsn N | --from-size A) [--size M]\n"
+     "         an RFC 9162 inclusion or consistency proof from the log's Merkle tree, as JSON"},
     {"stats", cmd_stats, "stele stats DIR [--prometheus]"},
     {"dump", cmd_dump, "stele dump DIR [--segment N]   (segments, batches, records with offsets)"},
     {"backup", cmd_backup, "stele backup DIR DEST   (an online, consistent, verified copy)"},
@@ -105,6 +108,7 @@ static const char *help_of(const char *name)
         {"dump", cli_help_dump},
         {"backup", cli_help_backup},
         {"stats", cli_help_stats},
+        {"prove", cli_help_prove},
     };
     for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
         if (strcmp(pages[i].name, name) == 0)
