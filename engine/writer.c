@@ -779,7 +779,8 @@ int writer_submit(stele_log *log, struct request *r)
         pthread_cond_init(&cond, NULL);
         pthread_mutex_lock(&log->q_lock);
         if (log->fenced) {
-            request_result(log, r, STELE_ERR_FENCED);
+            /* Fenced since encode: its records may be in the write that failed. */
+            request_result(log, r, fenced_code_locked(log, r, 0, STELE_ERR_FENCED));
         } else if (r->ack_lsn <= acked_for(log, r)) {
             request_result(log, r, STELE_OK);
         } else {
