@@ -195,10 +195,14 @@ static void complete_acked_locked(stele_log *log)
  * own_hi (a batch that failed before its write started), FENCED after; a
  * waiting stele_sync, which has no record of its own, learns the failed
  * operation's io_code (IO or NOSPACE). */
-/* How a request whose records are encoded ends on a fenced log: unknown
- * when their write was started, own_code up to own_hi, FENCED after. */
+/* How a request whose records are encoded ends on a fenced log: OK when
+ * they were acknowledged before the fence (a batch synced while a later
+ * one failed: the appender had not yet looked), unknown when their write
+ * was started, own_code up to own_hi, FENCED after. */
 static int fenced_code_locked(const stele_log *log, const struct request *r, uint64_t own_hi, int own_code)
 {
+    if (r->ack_lsn <= acked_for(log, r))
+        return STELE_OK;
     uint64_t unknown = load(&log->attempted_lsn);
     if (log->written_lsn > unknown)
         unknown = log->written_lsn;
