@@ -462,21 +462,23 @@ static int catch_up(stele_log *log, struct tree *t)
     return code;
 }
 
-/* Takes the handle's and the files' locks, loads and catches up. Returns
- * with both held on success (tree_leave releases them). */
-/* Makes the handle's tree state on first use; tree_lock held. */
-static int tree_alloc(stele_log *log)
+/* Takes tree_lock and makes the handle's tree state on first use.
+ * Returns with tree_lock held on success only. */
+static int tree_lock_alloc(stele_log *log, struct tree **out)
 {
-    if (log->tree)
-        return STELE_OK;
-    struct tree *t = calloc(1, sizeof *t);
-    if (!t || !(t->io = io_posix_create())) {
-        free(t);
-        return err_set(STELE_ERR_NOMEM, "out of memory for the Merkle tree");
+    pthread_mutex_lock(&log->tree_lock);
+    if (!log->tree) {
+        struct tree *t = calloc(1, sizeof *t);
+        if (!t || !(t->io = io_posix_create())) {
+            free(t);
+            pthread_mutex_unlock(&log->tree_lock);
+            return err_set(STELE_ERR_NOMEM, "out of memory for the Merkle tree");
+        }
+        for (unsigned i = 0; i < LEVELS; i++)
+            t->fd[i] = -1;
+        log->tree = t;
     }
-    for (unsigned i = 0; i < LEVELS; i++)
-        t->fd[i] = -1;
-    log->tree = t;
+    *out = log->tree;
     return STELE_OK;
 }
 
@@ -489,15 +491,14 @@ static void tree_close_files(struct tree *t)
         }
 }
 
+/* Takes the handle's and the files' locks, loads and catches up. Returns
+ * with both held on success (tree_leave releases them). */
 static int tree_enter(stele_log *log, struct tree **out, int rebuild, int up)
 {
-    pthread_mutex_lock(&log->tree_lock);
-    int code = tree_alloc(log);
-    if (code) {
-        pthread_mutex_unlock(&log->tree_lock);
+    struct tree *t = NULL;
+    int code = tree_lock_alloc(log, &t);
+    if (code)
         return code;
-    }
-    struct tree *t = log->tree;
     if ((code = tiles_open(log, t, 0, 1)) == STELE_OK) {
         while (flock(t->fd[0], LOCK_EX) != 0 && errno == EINTR)
             ;
@@ -788,16 +789,13 @@ int stele_audit(stele_log *log, uint64_t size, const uint8_t root[STELE_HASH_SIZ
     if (!log || !root || !out)
         return err_set(STELE_ERR_INVALID, "audit: log, root and out are required");
     memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&log->tree_lock);
-    int code = tree_alloc(log);
-    if (code) {
-        pthread_mutex_unlock(&log->tree_lock);
+    struct tree *t = NULL;
+    int code = tree_lock_alloc(log, &t);
+    if (code)
         return code;
-    }
     /* The audit writes nothing and needs no write permission: the tree files
      * are reopened read-only (shared lock), and without them there is no
      * evidence, only the recomputed root. */
-    struct tree *t = log->tree;
     tree_close_files(t);
     t->ro = 1;
     t->have_state = 0;
