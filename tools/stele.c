@@ -82,6 +82,12 @@ static const struct command {
      "         POSTs events as signed Standard Webhooks, at least once, per stream in order, with\n"
      "         retries, Retry-After, a circuit breaker and dead letters (stele deliver --help)"},
 #endif
+#ifdef STELE_HAVE_SERVE
+    {"serve", cmd_serve,
+     "stele serve DIR... [--listen HOST:PORT] [--allow-remote]\n"
+     "         serves /metrics (Prometheus), /healthz, /readyz and /api/status over HTTP, read-only,\n"
+     "         on 127.0.0.1:9464 by default (stele serve --help)"},
+#endif
     {"verify", cmd_verify, "stele verify DIR"},
     {"stats", cmd_stats, "stele stats DIR [--prometheus]"},
     {"dump", cmd_dump, "stele dump DIR [--segment N]   (segments, batches, records with offsets)"},
@@ -105,6 +111,7 @@ static const char *help_of(const char *name)
         {"dump", cli_help_dump},
         {"backup", cli_help_backup},
         {"stats", cli_help_stats},
+        {"serve", cli_help_serve},
     };
     for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
         if (strcmp(pages[i].name, name) == 0)
