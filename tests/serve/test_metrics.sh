@@ -20,7 +20,7 @@ mkfifo "$T/feed"
 "$STELE" append "$L" --jsonl <"$T/feed" >"$T/receipts" 2>"$T/append.err" &
 APPEND_PID=$!
 exec 3>"$T/feed"
-trap 'exec 3>&- 2>/dev/null; kill $APPEND_PID 2>/dev/null; serve_kill; chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT
+trap 'exec 3>&- 2>/dev/null; kill $APPEND_PID 2>/dev/null || true; serve_kill; chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT
 http 200 /healthz
 check_eq "$(cat "$T/body")" "ok" "/healthz body"
 http 200 /readyz
