@@ -428,8 +428,12 @@ static struct MHD_Daemon *daemon_start(int fd, struct serve *s)
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, &old);
+    /* poll(2), not epoll: libmicrohttpd 0.9.75's epoll loop keeps a
+     * connection whose client closed mid-request until the idle timeout
+     * (so 64 such clients would lock everyone out for SERVE_TIMEOUT_S); its
+     * poll loop closes it at once. 64 connections are no load for poll. */
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_CONNECTION_LIMIT, SERVE_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)SERVE_REQUEST_SIZE_MAX, MHD_OPTION_CONNECTION_TIMEOUT, SERVE_TIMEOUT_S, MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -3,7 +3,8 @@
 # garbage request lines, binary bytes, huge headers and URLs (beyond the
 # 32 KiB request limit), bodies, bad lengths and chunks, truncated requests
 # (the socket dropped mid-request), pipelined requests and 300 seeded
-# mutations of a valid request, each on its own connection, checking
+# mutations of a valid request (bytes flipped, truncated and dropped, random
+# bytes), each on its own connection, checking
 # GET /healthz answers 200 along the way; then slow clients holding half a
 # request and more connections at once than the limit. Afterwards serve is
 # still running, answers /metrics correctly and stops on SIGTERM (exit 0).
