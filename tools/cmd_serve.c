@@ -391,6 +391,9 @@ static int parse_args(struct cli_ctx *ctx, int argc, char **argv, struct serve *
     for (int i = 0; i < ctx->arg_count; i++) {
         if (ctx->args[i][0] == '\0')
             return -1 - cli_usage_error(ctx, "DIR is empty");
+        for (int j = 0; j < i; j++)
+            if (strcmp(ctx->args[i], ctx->args[j]) == 0) /* its samples would be duplicates */
+                return -1 - cli_usage_error(ctx, "DIR %s is given twice", ctx->args[i]);
         s->logs[s->count++].dir = ctx->args[i];
     }
     return 0;

@@ -180,7 +180,7 @@ const char cli_help_stats[] =
 const char cli_help_serve[] =
     "DESCRIPTION\n"
     "  Serves the figures of `stele stats` over HTTP for Prometheus and for health probes, until\n"
-    "  SIGINT or SIGTERM. Read-only: every DIR is opened as `stele stats` opens it (no lock, never\n"
+    "  SIGINT or SIGTERM, for up to 16 DIRs (each once). Read-only: every DIR is opened as `stele stats` opens it (no lock, never\n"
     "  written), so it runs beside the log's writer and sees what the writer has made durable.\n"
     "  A DIR that holds no log refuses to start (exit 4); a log that fails to open otherwise\n"
     "  (corrupt, unreadable) is served anyway, reported by /healthz, and opened again at each\n"

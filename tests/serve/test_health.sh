@@ -7,7 +7,7 @@
 # log that failed is opened again at each request. SIGINT stops serve
 # (exit 0). A DIR holding no log refuses to start (exit 4), a non-loopback
 # address without --allow-remote is refused (exit 2), as are bad --listen
-# values and no DIR; the port in use is a failure naming the address (1).
+# values, no DIR and a DIR twice; the port in use is a failure naming the address (1).
 source "$(dirname "$0")/lib.sh"
 A=$T/good
 B=$T/bad
@@ -56,6 +56,8 @@ for bad in localhost:9464 127.0.0.1 127.0.0.1:65536 :80 "[::1:80" 1.2.3.4.5:1; d
     grep -qF -- "--listen: '$bad' is not HOST:PORT" "$T/err" || fail "--listen $bad: $(cat "$T/err")"
 done
 run 2 "$STELE" serve
+run 2 "$STELE" serve "$A" "$A"
+grep -q "given twice" "$T/err" || fail "a DIR twice: $(cat "$T/err")"
 run 2 "$STELE" serve "$A" --bogus
 run 0 "$STELE" serve --help
 grep -q '^ENDPOINTS' "$T/out" || fail "serve --help lacks ENDPOINTS"
