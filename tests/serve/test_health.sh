@@ -46,24 +46,25 @@ check_eq "$(metric "$T/body" "stele_records_total{log=\"$B\"}")" 1 "repaired log
 serve_stop INT
 
 # The command line.
-run 4 "$STELE" serve "$A" "$T/nosuch" --listen 127.0.0.1:0
+# (Under timeout(1): a serve that wrongly started would exit 124, not hang.)
+run 4 timeout 20 "$STELE" serve "$A" "$T/nosuch" --listen 127.0.0.1:0
 grep -q "opening log $T/nosuch" "$T/err" || fail "no such log: $(cat "$T/err")"
-run 2 "$STELE" serve "$A" --listen 0.0.0.0:0
+run 2 timeout 20 "$STELE" serve "$A" --listen 0.0.0.0:0
 grep -q "not a loopback address; give --allow-remote" "$T/err" || fail "non-loopback: $(cat "$T/err")"
-run 2 "$STELE" serve "$A" --listen "[::]:0"
+run 2 timeout 20 "$STELE" serve "$A" --listen "[::]:0"
 for bad in localhost:9464 127.0.0.1 127.0.0.1:65536 :80 "[::1:80" 1.2.3.4.5:1; do
-    run 2 "$STELE" serve "$A" --listen "$bad"
+    run 2 timeout 20 "$STELE" serve "$A" --listen "$bad"
     grep -qF -- "--listen: '$bad' is not HOST:PORT" "$T/err" || fail "--listen $bad: $(cat "$T/err")"
 done
-run 2 "$STELE" serve
-run 2 "$STELE" serve "$A" "$A"
+run 2 timeout 20 "$STELE" serve
+run 2 timeout 20 "$STELE" serve "$A" "$A"
 grep -q "given twice" "$T/err" || fail "a DIR twice: $(cat "$T/err")"
-run 2 "$STELE" serve "$A" --bogus
+run 2 timeout 20 "$STELE" serve "$A" --bogus
 run 0 "$STELE" serve --help
 grep -q '^ENDPOINTS' "$T/out" || fail "serve --help lacks ENDPOINTS"
 # The port in use (by a serve we start): a failure naming the address.
 serve_start "$A"
-run 1 "$STELE" serve "$A" --listen "127.0.0.1:$PORT"
+run 1 timeout 20 "$STELE" serve "$A" --listen "127.0.0.1:$PORT"
 grep -q "listening on 127.0.0.1:$PORT: Address already in use" "$T/err" || fail "port in use: $(cat "$T/err")"
 serve_stop TERM
 echo "ok"
