@@ -23,7 +23,7 @@
  * sync of a read-only handle, SPEC.md §10.2) is closed after the request
  * that reported it, so that the next one reopens it.
  *
- * One thread of libmicrohttpd answers every request in turn, so the log
+ * One thread of libmicrohttpd (its poll loop) answers every request in turn, so the log
  * handles are used by one thread at a time: the main thread opens them
  * before the daemon starts and closes them after it stopped. Limits: at most
  * SERVE_CONNECTIONS_MAX connections, SERVE_REQUEST_SIZE_MAX bytes of
@@ -290,15 +290,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
 {
+    static int seen; /* its address marks a request whose headers were checked */
     (void)version;
     (void)upload_data;
     (void)upload_data_size;
-    (void)con_cls;
-    /* Answered on the first call, before any body is read: none is taken. */
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return respond_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n");
-    if (has_body(c))
-        return respond_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "a request body is not accepted\n");
+    if (!*con_cls) {
+        /* The first call, after the headers: refusals are answered at once,
+         * before any body is read (none is taken; libmicrohttpd then closes
+         * the connection). A good request is answered on the next call,
+         * once the request is complete, so that the connection can be kept
+         * alive for the next scrape. */
+        if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+            return respond_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        if (has_body(c))
+            return respond_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "a request body is not accepted\n");
+        *con_cls = &seen;
+        return MHD_YES;
+    }
     enum route route = route_of(url);
     if (route == ROUTE_NONE)
         return respond_text(c, MHD_HTTP_NOT_FOUND, "not found: /metrics, /healthz, /readyz, /api/status\n");
