@@ -242,9 +242,11 @@ static uint64_t segment_room(const stele_log *log, const struct segment *seg)
     return used < seg->capacity ? seg->capacity - used : 0;
 }
 
-/* Moves the fill to the full list, for the write role. */
-static void fill_close(stele_log *log)
+/* Moves the fill to the full list, for the write role; r, whose call closed
+ * it, learns that the background threads must be told. */
+static void fill_close(stele_log *log, struct request *r)
 {
+    r->batch_changed = 1;
     struct wbatch *b = log->fill;
     log->fill = NULL;
     b->next = NULL;
@@ -261,7 +263,7 @@ static void fill_close(stele_log *log)
  * set) or every batch is in use. A batch that holds records is closed when
  * r would take it past the target size or does not fit; an empty one is
  * never closed (nor written). */
-static int fill_for(stele_log *log, const struct request *r)
+static int fill_for(stele_log *log, struct request *r)
 {
     struct segment *seg = log_active(log);
     if (!seg || segment_sealed(seg)) {
@@ -272,7 +274,7 @@ static int fill_for(stele_log *log, const struct request *r)
     int empty = !b || b->next_lsn == b->first_lsn;
     if (!empty && (b->body_size + r->body_size > APPEND_BATCH_TARGET_SIZE ||
                    b->next_lsn - b->first_lsn + r->count > STELE_BATCH_RECORD_COUNT_MAX)) {
-        fill_close(log);
+        fill_close(log, r);
         b = NULL;
         empty = 1;
     }
@@ -280,7 +282,7 @@ static int fill_for(stele_log *log, const struct request *r)
     uint64_t new_frame = fmt_batch_frame_size((uint32_t)((b ? b->body_size : 0) + r->body_size));
     if (new_frame > old_frame && new_frame - old_frame > segment_room(log, seg)) {
         if (!empty)
-            fill_close(log); /* a batch of its own would need even more room: this segment is full */
+            fill_close(log, r); /* a batch of its own would need even more room: this segment is full */
         __atomic_store_n(&log->roll_wanted, 1, __ATOMIC_SEQ_CST);
         return APPEND_WANT_ROOM;
     }
@@ -317,6 +319,7 @@ int append_encode_locked(stele_log *log, struct request *r)
         uint64_t now = log_now(log);
         b->recorded_at_ns = now > log->last_recorded_at_ns ? now : log->last_recorded_at_ns;
         __atomic_store_n(&log->fill_since_ns, now_ns(), __ATOMIC_SEQ_CST); /* the linger starts */
+        r->batch_changed = 1;
     }
     for (size_t i = 0; i < r->count; i++) {
         uint32_t h = r->prep[i].key_hash;

@@ -446,14 +446,17 @@ static int sample_one(void *ctx, uint64_t lsn, const struct fmt_record *rec)
  * records, oldest first, until sample_size_max bytes. */
 static int sample_collect(stele_log *log, const stele_dict_options *o, struct sample *s)
 {
-    pthread_mutex_lock(&log->q_lock);
-    uint64_t last = log->visible_lsn;
-    pthread_mutex_unlock(&log->q_lock);
+    /* Acknowledged, not only written: in none mode the records acknowledged
+     * but not yet written are written first, for the scan to read them. */
+    uint64_t last = log_acked_lsn(log);
     if (last == 0)
         return err_set(STELE_ERR_INVALID, "train a dictionary for %s: the log holds no records", log->dir);
+    int code = log_catch_up(log, last);
+    if (code)
+        return code;
     uint64_t from = last > o->sample_records ? last - o->sample_records + 1 : 1;
     struct sample_scan sc = {.s = s, .last = last, .cap = (size_t)o->sample_size_max};
-    int code = log_scan(log, from, sample_one, &sc);
+    code = log_scan(log, from, sample_one, &sc);
     return code == SCAN_DONE ? STELE_OK : code;
 }
 

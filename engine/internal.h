@@ -109,6 +109,8 @@ struct request {
     pthread_cond_t *cond;    /* blocking: its thread sleeps on it (NULL for async) */
     int sleeping;            /* its thread waits on cond now */
     int kicked;              /* cond was signalled to hand it a role, not yet seen */
+    int batch_changed;       /* its encoding opened a batch (a linger started) or closed one:
+                                the background threads must be told (none mode) */
     stele_receipt inline_receipt; /* async, count == 1: no allocation */
     struct event_prep inline_prep;
     /* async, count > 1: receipts then preparations for spare_count events,
@@ -268,6 +270,10 @@ struct stele_log {
 
     stele_stats stats;       /* counters, under q_lock */
 
+    /* The Merkle tree (tree.c, SPEC.md §20): made at the first call that needs it. */
+    pthread_mutex_t tree_lock;
+    struct tree *tree;
+
     /* Per-segment read indexes (segidx.c, SPEC.md §19). */
     pthread_mutex_t segidx_lock; /* one load or rebuild of a sealed segment's table at a time */
     struct io *segidx_io;    /* index files' I/O: plain POSIX, owned (tests: segidx_set_io) */
@@ -395,6 +401,9 @@ void readahead_free(struct readahead *ra);
 /* Decompresses a stored body into b->raw (or points b->body at it). */
 int batch_body_open(struct batch_buf *b, const uint8_t *stored, const char *path, uint64_t offset);
 
+/* tree.c: closes the tree's files (log_free). */
+void tree_free(stele_log *log);
+
 /* recover.c: scans the active segment, cuts a torn tail, checks the rest. */
 int recover_segments(stele_log *log);
 int log_refresh(stele_log *log);
@@ -404,6 +413,10 @@ int log_refresh(stele_log *log);
  * every record encoded (SPEC.md §11.1; a read of one not yet written waits
  * for its write). */
 uint64_t log_acked_lsn(stele_log *log);
+/* None mode: waits until lsn, acknowledged, is written (and so readable);
+ * OK at once in other modes or when it is. FENCED or CLOSED, with a
+ * message naming the LSN, when it never will be (reader.c). */
+int log_catch_up(stele_log *log, uint64_t lsn);
 
 /* writer.c: the pipeline */
 int writer_start(stele_log *log);

@@ -26,10 +26,22 @@ int posix_open(struct io *io, const char *path, int flags, mode_t mode)
         return -errno;
     if (fd < 3) {
         /* RELIABILITY S33: fds 0-2 belong to stdio; a host that closed them
-         * must not get a segment there, or a stray print would land in it. */
+         * must not get a segment there, or a stray print would land in it.
+         * The file moves above 2 and /dev/null, read-only, takes the slot
+         * (as SQLite does): no later open, on any of the engine's threads,
+         * lands there even for the moment before its move, and a stray
+         * write to the slot fails (EBADF) instead of reaching a file. */
         int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         int e = errno;
-        close(fd);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0 && nul != fd) {
+            if (dup2(nul, fd) < 0)
+                close(fd);
+            if (nul > 2)
+                close(nul); /* else it filled another empty slot: keep it */
+        } else if (nul < 0) {
+            close(fd);
+        }
         if (hi < 0)
             return -e;
         fd = hi;

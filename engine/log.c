@@ -387,6 +387,7 @@ static stele_log *log_alloc(const char *dir, const stele_options *opts, struct i
     pthread_mutex_init(&log->segidx_lock, NULL);
     pthread_mutex_init(&log->dict_lock, NULL);
     pthread_mutex_init(&log->dict_train_lock, NULL);
+    pthread_mutex_init(&log->tree_lock, NULL);
     log->auto_train_code = -1;
     return log;
 }
@@ -419,6 +420,8 @@ static void log_free(stele_log *log)
     dict_cache_free(log->dicts);
     pthread_mutex_destroy(&log->dict_lock);
     pthread_mutex_destroy(&log->dict_train_lock);
+    tree_free(log);
+    pthread_mutex_destroy(&log->tree_lock);
     XXH3_freeState(log->file_hash);
     writer_free_batches(log);
     free(log->dir);

@@ -76,7 +76,7 @@ uint64_t log_acked_lsn(stele_log *log)
  * record can be read back at once. A record acknowledged but not written
  * when the log was fenced cannot be: that is said (FENCED, with the fence's
  * cause), not passed off as the end of the log. */
-static int catch_up(stele_log *log, uint64_t lsn)
+int log_catch_up(stele_log *log, uint64_t lsn)
 {
     if (log->opts.read_only || log->durability != STELE_DURABILITY_NONE || lsn <= visible(log))
         return STELE_OK;
@@ -207,7 +207,7 @@ int stele_get(stele_log *log, uint64_t lsn, stele_record **out_rec)
         if (code)
             return code;
     }
-    int caught = lsn ? catch_up(log, lsn) : STELE_OK;
+    int caught = lsn ? log_catch_up(log, lsn) : STELE_OK;
     if (caught)
         return caught;
     if (lsn == 0 || lsn > visible(log))
@@ -352,7 +352,7 @@ int stele_iter_next(stele_iter *it, int timeout_ms, const stele_record **out_rec
             return code;
         timeout_ms = 0;
     }
-    int caught = catch_up(it->log, it->next_lsn);
+    int caught = log_catch_up(it->log, it->next_lsn);
     if (caught)
         return caught;
     if (it->next_lsn > visible(it->log)) {

@@ -195,10 +195,14 @@ static void complete_acked_locked(stele_log *log)
  * own_hi (a batch that failed before its write started), FENCED after; a
  * waiting stele_sync, which has no record of its own, learns the failed
  * operation's io_code (IO or NOSPACE). */
-/* How a request whose records are encoded ends on a fenced log: unknown
- * when their write was started, own_code up to own_hi, FENCED after. */
+/* How a request whose records are encoded ends on a fenced log: OK when
+ * they were acknowledged before the fence (a batch synced while a later
+ * one failed: the appender had not yet looked), unknown when their write
+ * was started, own_code up to own_hi, FENCED after. */
 static int fenced_code_locked(const stele_log *log, const struct request *r, uint64_t own_hi, int own_code)
 {
+    if (r->ack_lsn <= acked_for(log, r))
+        return STELE_OK;
     uint64_t unknown = load(&log->attempted_lsn);
     if (log->written_lsn > unknown)
         unknown = log->written_lsn;
@@ -697,12 +701,17 @@ struct wbatch *writer_batch_get(stele_log *log)
 /* Work for the background threads after an append no thread waits for:
  * an idle one writes it, or starts the none mode's linger (an awake one
  * finds it when it looks again, bg_main). */
-static void kick_after_encode(stele_log *log)
+static void kick_after_encode(stele_log *log, int linger_started)
 {
     if (!__atomic_load_n(&log->bg_idle, __ATOMIC_SEQ_CST))
         return;
     pthread_mutex_lock(&log->q_lock);
     kick_locked(log);
+    /* A linger that just started is no work yet (kick_locked woke nobody
+     * for it): an idle background thread must still learn of it, to wait
+     * for its end rather than for the next kick. */
+    if (linger_started && log->bg_idle)
+        pthread_cond_signal(&log->bg_cond);
     pthread_mutex_unlock(&log->q_lock);
 }
 
@@ -749,13 +758,13 @@ static int encode(stele_log *log, struct request *r)
 
 int writer_submit(stele_log *log, struct request *r)
 {
-    uint64_t closed = load(&log->closed_lsn), since = load(&log->fill_since_ns);
+    r->batch_changed = 0;
     /* Read before encoding: an async r, once encoded, may be completed,
      * returned to the pool and reused by another thread (TSan). */
     int async = r->fn != NULL;
     int code = encode(log, r);
     if (code == STELE_OK && async) {
-        kick_after_encode(log);
+        kick_after_encode(log, 0);
         return STELE_OK;
     }
     if (code == STELE_OK && log->durability == STELE_DURABILITY_NONE && !r->sync) {
@@ -763,8 +772,8 @@ int writer_submit(stele_log *log, struct request *r)
          * the background threads write it. They are woken when a batch
          * opens (its linger starts) or closes, not for every append. */
         request_result(log, r, STELE_OK);
-        if (load(&log->closed_lsn) != closed || load(&log->fill_since_ns) != since)
-            kick_after_encode(log);
+        if (r->batch_changed)
+            kick_after_encode(log, 1);
         return r->code;
     }
     if (code != STELE_OK) {
@@ -774,7 +783,8 @@ int writer_submit(stele_log *log, struct request *r)
         pthread_cond_init(&cond, NULL);
         pthread_mutex_lock(&log->q_lock);
         if (log->fenced) {
-            request_result(log, r, STELE_ERR_FENCED);
+            /* Fenced since encode: its records may be in the write that failed. */
+            request_result(log, r, fenced_code_locked(log, r, 0, STELE_ERR_FENCED));
         } else if (r->ack_lsn <= acked_for(log, r)) {
             request_result(log, r, STELE_OK);
         } else {

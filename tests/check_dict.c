@@ -142,7 +142,7 @@ static stele_options opts_read_only(void)
 }
 
 /* Appends events [from, to) of seed in batches of BATCH_RECORDS. */
-static void append_events(stele_log *log, uint64_t seed, uint64_t from, uint64_t to)
+static void append_events_sync(stele_log *log, uint64_t seed, uint64_t from, uint64_t to, int sync)
 {
     static char bufs[BATCH_RECORDS][PAYLOAD_CAP];
     stele_event evs[BATCH_RECORDS];
@@ -163,7 +163,13 @@ static void append_events(stele_log *log, uint64_t seed, uint64_t from, uint64_t
         REQUIRE(rcs[0].lsn == i - k + 1, "LSN %llu for event %llu", (unsigned long long)rcs[0].lsn,
                 (unsigned long long)(i - k));
     }
-    OK(stele_sync(log));
+    if (sync)
+        OK(stele_sync(log));
+}
+
+static void append_events(stele_log *log, uint64_t seed, uint64_t from, uint64_t to)
+{
+    append_events_sync(log, seed, from, to, 1);
 }
 
 /* Every record from LSN 1 equals event lsn-1 of seed; count of them. */
@@ -428,6 +434,36 @@ START_TEST(test_round_trip)
     tu_rmrf(base);
     free(dz);
     free(dn);
+    free(base);
+}
+END_TEST
+
+/* In none mode an append is acknowledged before it is written (SPEC.md
+ * §11.1): a training right after the appends samples every acknowledged
+ * record (§18.2), written or not. */
+START_TEST(test_train_none_mode)
+{
+    uint64_t seed = tu_seed("check_dict none mode");
+    char *base = tu_tmpdir("dict-none");
+    stele_options o = opts_zstd();
+    o.durability = STELE_DURABILITY_NONE;
+    stele_log *log = open_log(base, &o);
+    pthread_mutex_lock(&log->q_lock); /* internal.h: the open batch stays unwritten until someone waits */
+    log->linger_ns = UINT64_MAX;
+    pthread_mutex_unlock(&log->q_lock);
+    append_events_sync(log, seed, 0, 500, 0);
+    stele_stats st;
+    OK(stele_stats_get(log, &st));
+    REQUIRE(st.batches_written == 0, "%llu batches written before the training",
+            (unsigned long long)st.batches_written);
+    stele_dict_info info = train(log, 500);
+    ck_assert_uint_eq(info.trained_through_lsn, 500);
+    ck_assert_uint_eq(info.sample_records, 500);
+    append_events(log, seed, 500, 1000);
+    ck_assert_uint_eq(check_events(log, seed), 1000);
+    OK(stele_close(log));
+    expect_verify_clean(base, 1000);
+    tu_rmrf(base);
     free(base);
 }
 END_TEST
@@ -1035,6 +1071,7 @@ static Suite *dict_suite(void)
     tcase_add_test(tc, test_dict_file_format);
     tcase_add_test(tc, test_train_errors);
     tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_train_none_mode);
     tcase_add_test(tc, test_old_dict_stays_readable);
     tcase_add_test(tc, test_missing_dict);
     tcase_add_test(tc, test_missing_dict_active_segment);

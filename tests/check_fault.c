@@ -790,8 +790,10 @@ static void *s9_main(void *arg)
  * ones are being synced and the threads take turns at writing and syncing;
  * then one EIO on the nth sync (_i 0) or the nth write (_i 1), every later
  * call would succeed. Whoever held the role that failed, and whoever waited
- * on it: nothing of the failed batch, nor after it, is acknowledged, no
- * thread gets OK after the failure, and no sync is even tried again. */
+ * on it: nothing of the failed batch, nor after it, is acknowledged, every
+ * record made durable before it is (its appender may look only after the
+ * fence: it gets OK, not OUTCOME_UNKNOWN), no thread gets OK after its own
+ * failure, and no sync is even tried again. */
 START_TEST(test_eio_once_group_commit)
 {
     static const uint64_t nths[] = {1, 2, 3, 7, 15, 30};

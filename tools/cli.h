@@ -61,6 +61,7 @@ int cmd_backfill(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_dump(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_backup(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_dict(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_prove(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_relay(struct cli_ctx *ctx, int argc, char **argv); /* with libnats only */
 int cmd_inbox(struct cli_ctx *ctx, int argc, char **argv); /* with libnats only */
 int cmd_deliver(struct cli_ctx *ctx, int argc, char **argv); /* with libcurl and libsodium only */
@@ -68,7 +69,7 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv);   /* with libmicrohtt
 
 /* The manual pages --help prints after the synopsis (tools/help.c). */
 extern const char cli_help_backfill[], cli_help_compensate[], cli_help_dump[], cli_help_backup[],
-    cli_help_stats[], cli_help_serve[];
+    cli_help_stats[], cli_help_serve[], cli_help_prove[];
 
 /* Option values cli_next_opt returns besides a command's own (which are
  * printable characters or small integers below CLI_OPT_BASE). */

@@ -1,9 +1,10 @@
 /*
  * help.c - the manual pages `stele COMMAND --help` prints after the
  * synopsis, for the operator's tools (backfill, compensate, dump, backup,
- * stats, serve). Each reads like a man page: description, options, output, exit
- * status, examples. The behaviour they describe is implemented in the
- * cmd_<name>.c file of the same name and specified in SPEC.md §17.
+ * stats, serve, prove). Each reads like a man page: description, options,
+ * output, exit status, examples. The behaviour they describe is implemented
+ * in the cmd_<name>.c file of the same name and specified in SPEC.md §17
+ * (prove: §20).
  */
 #include "cli.h"
 
@@ -213,3 +214,38 @@ const char cli_help_serve[] =
     "EXAMPLES\n"
     "  stele serve /var/lib/orders /var/lib/payments\n"
     "  stele serve /var/lib/orders --listen 0.0.0.0:9464 --allow-remote\n";
+const char cli_help_prove[] =
+    "DESCRIPTION\n"
+    "  Prints an RFC 9162 proof from the log's Merkle tree (SPEC.md §20): the records in LSN\n"
+    "  order are its leaves, leaf = SHA-256(0x00 || the record's bytes from offset 8 to its\n"
+    "  unpadded size, SPEC.md §5), node = SHA-256(0x01 || left || right). With --lsn N, the\n"
+    "  inclusion proof of record N (leaf index N - 1); with --from-size A, the consistency proof\n"
+    "  that the tree of the first A records is a prefix of the tree of --size M (default: every\n"
+    "  durable record). The tree is caught up with the log first, reading each record not yet\n"
+    "  in it once; its files (tree.frontier, tree-LL.tiles) are written in DIR, which must be\n"
+    "  writable. The proof is verified before it is printed.\n"
+    "\n"
+    "OPTIONS\n"
+    "  --lsn N         the record to prove (at least 1, at most the tree's size).\n"
+    "  --from-size A   the earlier tree's size (at least 1, at most the tree's size).\n"
+    "  --size M        the tree the proof is against; 0 or absent = the current tree.\n"
+    "\n"
+    "OUTPUT\n"
+    "  One JSON object; hashes are 64 lowercase hex digits, \"hashes\" in RFC 9162 order (deepest\n"
+    "  first). Inclusion: {\"proof\":\"inclusion\",\"lsn\",\"leaf_index\",\"tree_size\",\"leaf_hash\",\n"
+    "  \"root\",\"hashes\"}. Consistency: {\"proof\":\"consistency\",\"from_size\",\"tree_size\",\n"
+    "  \"from_root\",\"root\",\"hashes\"}. --human prints the same as labelled lines.\n"
+    "\n"
+    "  To check an inclusion proof by hand (RFC 9162 §2.1.3.2): r = leaf_hash, fn = leaf_index,\n"
+    "  sn = tree_size - 1; for each hash p: fail if sn = 0; if fn is odd or fn = sn, r = node(p, r)\n"
+    "  and, while fn is even and fn != 0, halve fn and sn; else r = node(r, p); then halve fn and\n"
+    "  sn. The proof holds when sn ends at 0 and r = root.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "  0 printed; 4 no such log, or N, A or M beyond the durable records; 5 corruption found\n"
+    "  (a record fails its checks, or the tree files cover more records than the log holds);\n"
+    "  2 bad usage, or N or A beyond M; 1 failure.\n"
+    "\n"
+    "EXAMPLES\n"
+    "  stele prove /var/lib/orders --lsn 42\n"
+    "  stele prove /var/lib/orders --from-size 1000 --size 2000\n";

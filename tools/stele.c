@@ -89,6 +89,9 @@ static const struct command {
      "         on 127.0.0.1:9464 by default (stele serve --help)"},
 #endif
     {"verify", cmd_verify, "stele verify DIR"},
+    {"prove", cmd_prove,
+     "stele prove DIR (--lsn N | --from-size A) [--size M]\n"
+     "         an RFC 9162 inclusion or consistency proof from the log's Merkle tree, as JSON"},
     {"stats", cmd_stats, "stele stats DIR [--prometheus]"},
     {"dump", cmd_dump, "stele dump DIR [--segment N]   (segments, batches, records with offsets)"},
     {"backup", cmd_backup, "stele backup DIR DEST   (an online, consistent, verified copy)"},
@@ -112,6 +115,7 @@ static const char *help_of(const char *name)
         {"backup", cli_help_backup},
         {"stats", cli_help_stats},
         {"serve", cli_help_serve},
+        {"prove", cli_help_prove},
     };
     for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
         if (strcmp(pages[i].name, name) == 0)

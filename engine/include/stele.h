@@ -744,6 +744,96 @@ typedef int (*stele_inspect_fn)(void *ctx, const stele_batch_info *batch, const 
 STELE_API STELE_NODISCARD int stele_segment_inspect(const char *path, stele_inspect_fn fn, void *ctx,
                                                     stele_segment_info *out);
 
+/* ------------------------------------------------------ the Merkle tree
+ *
+ * Tamper evidence (SPEC.md §20): the records in LSN order are the leaves of
+ * an RFC 9162 Merkle tree, leaf(L) = SHA-256(0x00 || the record's bytes from
+ * offset 8 to its unpadded size), node = SHA-256(0x01 || left || right). The
+ * tree of size n covers LSNs 1..n. A signed root (a checkpoint) commits to the
+ * whole history up to n; inclusion and consistency proofs show a record is in
+ * it and that a later tree only appended to it.
+ *
+ * The engine keeps the tree in derived files in the log directory (the
+ * frontier and tiles of stored hashes, SPEC.md §20.3), computed off the
+ * appenders' path: each call below first catches the files up with the
+ * durable records, reading them from the log, and rebuilds them from the log
+ * when they are missing or damaged (counted in stele_tree_info). Read-only
+ * handles write these files too (they are not the log). The calls of one
+ * handle are serialised; any thread may make them. */
+
+#define STELE_HASH_SIZE 32
+#define STELE_PROOF_HASH_COUNT_MAX 128   /* a consistency proof of a tree of 2^63 leaves: 126 */
+
+typedef struct stele_tree_info {
+    uint64_t size;                 /* leaves: the tree covers LSNs 1..size (the durable records) */
+    uint8_t root[STELE_HASH_SIZE];
+    uint64_t leaves_hashed;        /* records this handle read and hashed to catch the files up */
+    uint64_t rebuilt;              /* times this handle found the files missing or damaged and rebuilt them */
+    char note[160];                /* why the last rebuild happened, "" if none */
+} stele_tree_info;
+
+/* Catches the tree up with the durable records and gives its size and root.
+ * Returns OK; CORRUPT when the tree files cover more records than the log
+ * holds (durable records lost, or the log replaced: the files are left as
+ * they are, as evidence; the message names both sizes) or a record fails its
+ * checks; IO (the message names the path and errno), NOSPACE, NOMEM. */
+STELE_API STELE_NODISCARD int stele_tree_info_get(stele_log *log, stele_tree_info *out);
+/* The size and root of the current tree (stele_tree_info_get's). */
+STELE_API STELE_NODISCARD int stele_tree_root(stele_log *log, uint64_t *out_size, uint8_t out_root[STELE_HASH_SIZE]);
+/* The root of the tree of the first size records, size <= the current tree's
+ * (SHA-256 of nothing for size 0). Returns OK, NOT_FOUND (size beyond the
+ * durable records), and the codes of stele_tree_info_get. */
+STELE_API STELE_NODISCARD int stele_tree_root_at(stele_log *log, uint64_t size, uint8_t out_root[STELE_HASH_SIZE]);
+
+/* A proof, hashes in RFC 9162 order (deepest first). */
+typedef struct stele_proof {
+    uint64_t lsn;                  /* inclusion: the record (leaf index lsn - 1); consistency: 0 */
+    uint64_t from_size;            /* consistency: the earlier tree's size; inclusion: 0 */
+    uint64_t size;                 /* the tree the proof is against */
+    uint8_t leaf[STELE_HASH_SIZE]; /* inclusion: the record's leaf hash */
+    uint8_t from_root[STELE_HASH_SIZE]; /* consistency: the earlier tree's root */
+    uint8_t root[STELE_HASH_SIZE]; /* the root of the tree of size leaves */
+    size_t hash_count;
+    uint8_t hashes[STELE_PROOF_HASH_COUNT_MAX][STELE_HASH_SIZE];
+} stele_proof;
+
+/* RFC 9162 §2.1.3: the inclusion proof of record lsn in the tree of size
+ * records (0 = the current tree). Returns OK, NOT_FOUND (lsn 0, or lsn or size
+ * beyond the durable records), INVALID (lsn > size), and the codes of
+ * stele_tree_info_get. */
+STELE_API STELE_NODISCARD int stele_prove_inclusion(stele_log *log, uint64_t lsn, uint64_t size, stele_proof *out);
+/* RFC 9162 §2.1.4: the consistency proof from the tree of from_size records
+ * to that of size (0 = the current tree). Returns OK, NOT_FOUND (size beyond
+ * the durable records), INVALID (from_size 0 or above size), and the codes
+ * of stele_tree_info_get. */
+STELE_API STELE_NODISCARD int stele_prove_consistency(stele_log *log, uint64_t from_size, uint64_t size,
+                                                      stele_proof *out);
+/* Checks a proof as RFC 9162 §2.1.3.2 / §2.1.4.2 do, needing no log: 1 when
+ * it holds (an inclusion proof when proof->lsn is set, else consistency). */
+STELE_API int stele_proof_verify(const stele_proof *proof);
+
+typedef struct stele_audit_report {
+    uint64_t records;              /* records read and hashed, the whole log */
+    uint64_t bytes;                /* bytes of segment data they came from */
+    uint64_t size;                 /* the log's tree size now */
+    uint8_t root[STELE_HASH_SIZE]; /* the root recomputed from every record */
+    uint64_t first_bad_lsn;        /* 0 when the log matches; else the first LSN <= the checkpoint's size whose
+                                      record differs from what the checkpoint committed to, or is missing */
+    int evidence;                  /* 1: the stored tree files reproduce the checkpoint's root, so they name
+                                      the differing record; 0: they do not (rewritten too, or missing) and a
+                                      differing log can only be said to differ (first_bad_lsn is then 0
+                                      unless records are missing) */
+} stele_audit_report;
+
+/* Recomputes every leaf from the log's records, trusting no derived file,
+ * and checks that the first size of them have the root root: that the log
+ * holds, unchanged, the history a checkpoint of (size, root) committed to.
+ * Returns OK when it does; CORRUPT when it does not (out says where, the
+ * message names the LSN) or a record fails its checks; IO, NOMEM. out is
+ * filled in either way when the walk ran. */
+STELE_API STELE_NODISCARD int stele_audit(stele_log *log, uint64_t size, const uint8_t root[STELE_HASH_SIZE],
+                                          stele_audit_report *out);
+
 /* --------------------------------------------------------------- verify */
 
 typedef struct stele_verify_problem {

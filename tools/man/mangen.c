@@ -40,6 +40,7 @@ static const struct {
     {"read", "print records in LSN order, filtered"},
     {"replay", "deliver events to a consumer at least once, with a durable cursor"},
     {"verify", "check every byte of a log"},
+    {"prove", "print an inclusion or consistency proof from the log's Merkle tree"},
     {"stats", "print a log's statistics, as JSON or for Prometheus"},
     {"dump", "list a log's segments, batches and records with offsets"},
     {"backup", "make an online, consistent, verified copy of a log"},

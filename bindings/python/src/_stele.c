@@ -1809,6 +1809,74 @@ static PyObject *mod_verify(PyObject *mod, PyObject *arg)
     return res;
 }
 
+/* segment_inspect(path, batches=False): the walk of one segment file. */
+typedef struct {
+    PyObject *batches; /* list, or NULL when not asked (or after a failure: the error is set) */
+    int failed;
+} inspect_ctx;
+
+static int inspect_cb(void *ctx, const stele_batch_info *b, const stele_record *rec, uint64_t rec_offset,
+                      uint64_t rec_size)
+{
+    (void)rec_offset;
+    (void)rec_size;
+    inspect_ctx *c = ctx;
+    if (rec || !c->batches)
+        return 0;
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *d = Py_BuildValue("{s:K,s:K,s:K,s:I,s:I,s:I,s:i,s:K,s:I,s:K}", "offset", (unsigned long long)b->offset,
+                                "frame_size", (unsigned long long)b->frame_size, "first_lsn",
+                                (unsigned long long)b->first_lsn, "record_count", (unsigned)b->record_count,
+                                "stored_size", (unsigned)b->stored_size, "raw_size", (unsigned)b->raw_size,
+                                "compression", (int)b->compression, "durable_lsn", (unsigned long long)b->durable_lsn,
+                                "dict_id", (unsigned)b->dict_id, "chain", (unsigned long long)b->chain);
+    int stop = !d || PyList_Append(c->batches, d) < 0;
+    Py_XDECREF(d);
+    if (stop)
+        c->failed = 1;
+    PyGILState_Release(g);
+    return stop;
+}
+
+static PyObject *mod_segment_inspect(PyObject *mod, PyObject *args, PyObject *kwds)
+{
+    (void)mod;
+    static char *kwlist[] = {"path", "batches", NULL};
+    PyObject *path = NULL;
+    int want = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&|p:segment_inspect", kwlist, PyUnicode_FSConverter, &path, &want))
+        return NULL;
+    inspect_ctx c = {want ? PyList_New(0) : NULL, 0};
+    if (want && !c.batches) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    stele_segment_info info;
+    memset(&info, 0, sizeof info);
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = stele_segment_inspect(PyBytes_AS_STRING(path), want ? inspect_cb : NULL, &c, &info);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path);
+    if (c.failed || code != STELE_OK) {
+        Py_XDECREF(c.batches);
+        return c.failed ? NULL : raise_last(code);
+    }
+    PyObject *res = Py_BuildValue(
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:O,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:s}", "seq", (unsigned long long)info.seq,
+        "first_lsn", (unsigned long long)info.first_lsn, "segment_size", (unsigned long long)info.segment_size,
+        "created_at_ns", (unsigned long long)info.created_at_ns, "prev_chain", (unsigned long long)info.prev_chain,
+        "file_size", (unsigned long long)info.file_size, "sealed", info.sealed ? Py_True : Py_False, "sealed_at_ns",
+        (unsigned long long)info.sealed_at_ns, "data_end", (unsigned long long)info.data_end, "batch_count",
+        (unsigned long long)info.batch_count, "record_count", (unsigned long long)info.record_count, "last_lsn",
+        (unsigned long long)info.last_lsn, "durable_lsn", (unsigned long long)info.durable_lsn, "durable_end",
+        (unsigned long long)info.durable_end, "stop_note", info.stop_note);
+    if (res && c.batches && PyDict_SetItemString(res, "batches", c.batches) < 0)
+        Py_CLEAR(res);
+    Py_XDECREF(c.batches);
+    return res;
+}
+
 /* ----------------------------------------------------------- log queries */
 
 static PyObject *log_get(LogObject *self, PyObject *arg)
@@ -1949,6 +2017,65 @@ static PyObject *log_stats(LogObject *self, PyObject *unused)
     code = stele_stats_get(self->log, &st);
     Py_END_ALLOW_THREADS
     PyObject *res = code == STELE_OK ? stats_new(&st) : raise_last(code);
+    use_end(self);
+    return res;
+}
+
+static PyObject *log_compression(LogObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (use_begin(self) < 0)
+        return NULL;
+    stele_compression_report rep;
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = stele_compression_get(self->log, &rep);
+    Py_END_ALLOW_THREADS
+    PyObject *res = code != STELE_OK
+                        ? raise_last(code)
+                        : Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:I}", "batches", (unsigned long long)rep.batches,
+                                        "batches_zstd", (unsigned long long)rep.batches_zstd, "batches_dict",
+                                        (unsigned long long)rep.batches_dict, "raw_size",
+                                        (unsigned long long)rep.raw_size, "stored_size",
+                                        (unsigned long long)rep.stored_size, "frame_size",
+                                        (unsigned long long)rep.frame_size, "dict_id_max", (unsigned)rep.dict_id_max);
+    use_end(self);
+    return res;
+}
+
+/* dict_train(*, sample_records=None, sample_size_max=None, dict_size_max=None) */
+static PyObject *log_dict_train(LogObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"sample_records", "sample_size_max", "dict_size_max", NULL};
+    PyObject *o[3] = {Py_None, Py_None, Py_None};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$OOO:dict_train", kwlist, &o[0], &o[1], &o[2]))
+        return NULL;
+    stele_dict_options opts;
+    stele_dict_options_init(&opts);
+    uint64_t v[3] = {opts.sample_records, opts.sample_size_max, opts.dict_size_max};
+    for (int i = 0; i < 3; i++)
+        if (o[i] != Py_None && get_u64(o[i], kwlist[i], &v[i]) < 0)
+            return NULL;
+    if (v[2] > UINT32_MAX)
+        return raise_code(STELE_ERR_INVALID, "dict_train: dict_size_max is out of bounds", NULL, NULL);
+    opts.sample_records = v[0];
+    opts.sample_size_max = v[1];
+    opts.dict_size_max = (uint32_t)v[2];
+    if (use_begin(self) < 0)
+        return NULL;
+    stele_dict_info info;
+    int code;
+    Py_BEGIN_ALLOW_THREADS
+    code = stele_dict_train(self->log, &opts, &info);
+    Py_END_ALLOW_THREADS
+    PyObject *res = code != STELE_OK
+                        ? raise_last(code)
+                        : Py_BuildValue("{s:I,s:I,s:K,s:K,s:K,s:K}", "dict_id", (unsigned)info.dict_id, "dict_size",
+                                        (unsigned)info.dict_size, "created_at_ns",
+                                        (unsigned long long)info.created_at_ns, "trained_through_lsn",
+                                        (unsigned long long)info.trained_through_lsn, "sample_records",
+                                        (unsigned long long)info.sample_records, "sample_size",
+                                        (unsigned long long)info.sample_size);
     use_end(self);
     return res;
 }
@@ -2128,6 +2255,15 @@ static PyMethodDef log_methods[] = {
     {"consumers", (PyCFunction)log_consumers, METH_NOARGS,
      "consumers() -> list[ConsumerInfo]\n\nEvery consumer of the log, by name, read without taking their locks."},
     {"stats", (PyCFunction)log_stats, METH_NOARGS, "stats() -> Stats\n\nThe log's counters and state (stele_stats)."},
+    {"compression", (PyCFunction)log_compression, METH_NOARGS,
+     "compression() -> dict\n\nSums every batch header (stele_compression_get; no body is read): batches, "
+     "batches_zstd, batches_dict, raw_size, stored_size, frame_size, dict_id_max. The compression ratio is "
+     "raw_size / stored_size."},
+    {"dict_train", (PyCFunction)(void (*)(void))log_dict_train, METH_VARARGS | METH_KEYWORDS,
+     "dict_train(*, sample_records=None, sample_size_max=None, dict_size_max=None) -> dict\n\n"
+     "Trains a zstd dictionary on the newest records (stele_dict_train; None = the default), stores it "
+     "durably and makes the writer use it: returns dict_id, dict_size, created_at_ns, trained_through_lsn, "
+     "sample_records, sample_size. Raises Invalid when the sample is too small or too uniform."},
     {"sync", (PyCFunction)log_sync, METH_NOARGS, "sync()\n\nMakes every record acknowledged so far durable."},
     {"close", (PyCFunction)log_close, METH_NOARGS,
      "close()\n\nWaits for every pending append, makes everything durable and releases the log.\n"
@@ -2241,6 +2377,13 @@ static PyMethodDef mod_methods[] = {
      "verify(path) -> dict\n\nChecks every byte of the log in path without writing anything (stele_verify): "
      "returns segments, batches, records, bytes, last_lsn, torn_bytes, problem_count and problems (a list of "
      "{path, offset, lsn, what}); a damaged log is a report with problems, not an exception."},
+    {"segment_inspect", (PyCFunction)(void (*)(void))mod_segment_inspect, METH_VARARGS | METH_KEYWORDS,
+     "segment_inspect(path, batches=False) -> dict\n\nWalks one segment file read-only, beside a writer "
+     "(stele_segment_inspect): seq, first_lsn, segment_size, created_at_ns, prev_chain, file_size, sealed, "
+     "sealed_at_ns, data_end, batch_count, record_count, last_lsn, durable_lsn, durable_end and stop_note (why "
+     "the walk stopped); with batches, also a list of each valid batch's header (offset, frame_size, first_lsn, "
+     "record_count, stored_size, raw_size, compression, durable_lsn, dict_id, chain). Raises Corrupt for an "
+     "invalid header or a damaged sealed segment, NotFound, IOFailure."},
     {"strerror", (PyCFunction)mod_strerror, METH_O, "strerror(code) -> str\n\nThe static description of a stele code."},
     {"error_class", (PyCFunction)mod_error_class, METH_O,
      "error_class(code) -> type\n\nThe exception class a stele code is raised as (Error for unknown codes)."},

@@ -29,7 +29,7 @@ from ._stele import (  # noqa: F401  (re-exported)
     Error, Invalid, IOFailure, NoSpace, Corrupt, Locked, NotFound, Fenced, TooLarge, Conflict,
     StreamVersion, NoMemory, Format, Exists, ReadOnly, OutcomeUnknown, Closed,
     Record, Reader, Receipt, Status, PendingIntent, Stats, Cursor, DeadLetter, ConsumerInfo,
-    strerror, error_class, verify,
+    strerror, error_class, verify, segment_inspect,
 )
 
 __version__ = _stele.library_version
@@ -40,7 +40,7 @@ __all__ = [
     "Decision", "Kind", "Outcome", "Content", "State", "Durability", "Compression", "IOBackend",
     "Error", "Invalid", "IOFailure", "NoSpace", "Corrupt", "Locked", "NotFound", "Fenced", "TooLarge",
     "Conflict", "StreamVersion", "NoMemory", "Format", "Exists", "ReadOnly", "OutcomeUnknown", "Closed",
-    "strerror", "error_class",
+    "strerror", "error_class", "segment_inspect",
 ]
 
 
