@@ -438,6 +438,28 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], commands[k].name) == 0)
             cmd = &commands[k];
     if (!cmd) {
+        /* A command this build left out (tools/optional.cmake) says so, and what it needs. */
+        static const struct {
+            const char *name, *needs;
+        } left_out[] = {
+#ifndef STELE_HAVE_NATS
+            {"relay", "libnats (Debian: libnats-dev)"},
+            {"inbox", "libnats (Debian: libnats-dev)"},
+#endif
+#ifndef STELE_HAVE_DELIVER
+            {"deliver", "libcurl and libsodium (Debian: libcurl4-openssl-dev libsodium-dev)"},
+#endif
+#ifndef STELE_HAVE_SERVE
+            {"serve", "libmicrohttpd (Debian: libmicrohttpd-dev)"},
+#endif
+            {NULL, NULL},
+        };
+        for (size_t k = 0; left_out[k].name; k++)
+            if (strcmp(argv[i], left_out[k].name) == 0) {
+                fprintf(stderr, "stele: %s: not in this build of stele: it needs %s when stele is built\n",
+                        argv[i], left_out[k].needs);
+                return CLI_EXIT_USAGE;
+            }
         fprintf(stderr, "stele: unknown command '%s' (see stele --help)\n", argv[i]);
         return CLI_EXIT_USAGE;
     }
