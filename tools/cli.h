@@ -31,7 +31,7 @@ enum cli_exit {
 #define CLI_TIME_TEXT_SIZE 40u
 
 /* Positional arguments kept per invocation; more are counted, not kept. */
-#define CLI_ARGS_MAX 4
+#define CLI_ARGS_MAX 16
 
 /* One invocation of one subcommand. */
 struct cli_ctx {
@@ -65,10 +65,11 @@ int cmd_prove(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_relay(struct cli_ctx *ctx, int argc, char **argv); /* with libnats only */
 int cmd_inbox(struct cli_ctx *ctx, int argc, char **argv); /* with libnats only */
 int cmd_deliver(struct cli_ctx *ctx, int argc, char **argv); /* with libcurl and libsodium only */
+int cmd_serve(struct cli_ctx *ctx, int argc, char **argv);   /* with libmicrohttpd only */
 
 /* The manual pages --help prints after the synopsis (tools/help.c). */
 extern const char cli_help_backfill[], cli_help_compensate[], cli_help_dump[], cli_help_backup[],
-    cli_help_stats[], cli_help_prove[];
+    cli_help_stats[], cli_help_serve[], cli_help_prove[];
 
 /* Option values cli_next_opt returns besides a command's own (which are
  * printable characters or small integers below CLI_OPT_BASE). */

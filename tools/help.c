@@ -1,10 +1,10 @@
 /*
  * help.c - the manual pages `stele COMMAND --help` prints after the
  * synopsis, for the operator's tools (backfill, compensate, dump, backup,
- * stats, prove). Each reads like a man page: description, options, output,
- * exit status, examples. The behaviour they describe is implemented in the
- * cmd_<name>.c file of the same name and specified in SPEC.md §17 (prove:
- * §20).
+ * stats, serve, prove). Each reads like a man page: description, options,
+ * output, exit status, examples. The behaviour they describe is implemented
+ * in the cmd_<name>.c file of the same name and specified in SPEC.md §17
+ * (prove: §20).
  */
 #include "cli.h"
 
@@ -178,6 +178,42 @@ const char cli_help_stats[] =
     "EXAMPLES\n"
     "  stele stats /var/lib/orders --prometheus > /var/lib/node_exporter/textfile/stele.prom\n";
 
+const char cli_help_serve[] =
+    "DESCRIPTION\n"
+    "  Serves the figures of `stele stats` over HTTP for Prometheus and for health probes, until\n"
+    "  SIGINT or SIGTERM, for up to 16 DIRs (each once). Read-only: every DIR is opened as `stele stats` opens it (no lock, never\n"
+    "  written), so it runs beside the log's writer and sees what the writer has made durable.\n"
+    "  A DIR that holds no log refuses to start (exit 4); a log that fails to open otherwise\n"
+    "  (corrupt, unreadable) is served anyway, reported by /healthz, and opened again at each\n"
+    "  request. Once listening, one line is printed on stdout: {\"listen\":\"HOST:PORT\",\"logs\":N}\n"
+    "  (the port the kernel chose for port 0).\n"
+    "\n"
+    "ENDPOINTS\n"
+    "  GET /metrics     the metrics of `stele stats --prometheus`, each sample labelled\n"
+    "                   log=\"DIR\" (DIR as given), plus stele_log_up{log=\"DIR\"}: 1 when the log\n"
+    "                   was read for this scrape, 0 when not.\n"
+    "  GET /healthz     200 \"ok\" when every log opens, is read and is not fenced; otherwise 503\n"
+    "  GET /readyz      with one line per failing log naming it and the error.\n"
+    "  GET /api/status  {\"healthy\":BOOL,\"logs\":[{\"log\":DIR,\"up\":true,\"stats\":{...`stele stats`...},\n"
+    "                   \"pending_oldest_age_seconds\":S,\"consumers\":[{\"name\",\"position\",\n"
+    "                   \"lag_records\",\"dead_letters\"}]} or {\"log\":DIR,\"up\":false,\"error\":TEXT}]}.\n"
+    "  HEAD is answered as GET without a body; other methods get 405, a request with a body\n"
+    "  413, other paths 404. At most 64 connections, 32 KiB of request line and headers, 10 s\n"
+    "  idle per connection.\n"
+    "\n"
+    "OPTIONS\n"
+    "  --listen HOST:PORT  numeric IPv4 HOST:PORT or [IPv6]:PORT; default 127.0.0.1:9464; port 0\n"
+    "                      lets the kernel choose.\n"
+    "  --allow-remote      accept a non-loopback address (e.g. 0.0.0.0:9464). Without it only\n"
+    "                      127.0.0.0/8 and ::1 are accepted: the metrics name the logs' paths.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "  0 stopped by SIGINT or SIGTERM; 2 bad usage or a non-loopback address without\n"
+    "  --allow-remote; 4 a DIR holds no log; 1 the address cannot be bound or another failure.\n"
+    "\n"
+    "EXAMPLES\n"
+    "  stele serve /var/lib/orders /var/lib/payments\n"
+    "  stele serve /var/lib/orders --listen 0.0.0.0:9464 --allow-remote\n";
 const char cli_help_prove[] =
     "DESCRIPTION\n"
     "  Prints an RFC 9162 proof from the log's Merkle tree (SPEC.md §20): the records in LSN\n"

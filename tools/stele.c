@@ -82,6 +82,12 @@ static const struct command {
      "         POSTs events as signed Standard Webhooks, at least once, per stream in order, with\n"
      "         retries, Retry-After, a circuit breaker and dead letters (stele deliver --help)"},
 #endif
+#ifdef STELE_HAVE_SERVE
+    {"serve", cmd_serve,
+     "stele serve DIR... [--listen HOST:PORT] [--allow-remote]\n"
+     "         serves /metrics (Prometheus), /healthz, /readyz and /api/status over HTTP, read-only,\n"
+     "         on 127.0.0.1:9464 by default (stele serve --help)"},
+#endif
     {"verify", cmd_verify, "stele verify DIR"},
     {"prove", cmd_prove,
      "stele prove DIR (--lsn N | --from-size A) [--size M]\n"
@@ -108,6 +114,7 @@ static const char *help_of(const char *name)
         {"dump", cli_help_dump},
         {"backup", cli_help_backup},
         {"stats", cli_help_stats},
+        {"serve", cli_help_serve},
         {"prove", cli_help_prove},
     };
     for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
@@ -431,6 +438,28 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], commands[k].name) == 0)
             cmd = &commands[k];
     if (!cmd) {
+        /* A command this build left out (tools/optional.cmake) says so, and what it needs. */
+        static const struct {
+            const char *name, *needs;
+        } left_out[] = {
+#ifndef STELE_HAVE_NATS
+            {"relay", "libnats (Debian: libnats-dev)"},
+            {"inbox", "libnats (Debian: libnats-dev)"},
+#endif
+#ifndef STELE_HAVE_DELIVER
+            {"deliver", "libcurl and libsodium (Debian: libcurl4-openssl-dev libsodium-dev)"},
+#endif
+#ifndef STELE_HAVE_SERVE
+            {"serve", "libmicrohttpd (Debian: libmicrohttpd-dev)"},
+#endif
+            {NULL, NULL},
+        };
+        for (size_t k = 0; left_out[k].name; k++)
+            if (strcmp(argv[i], left_out[k].name) == 0) {
+                fprintf(stderr, "stele: %s: not in this build of stele: it needs %s when stele is built\n",
+                        argv[i], left_out[k].needs);
+                return CLI_EXIT_USAGE;
+            }
         fprintf(stderr, "stele: unknown command '%s' (see stele --help)\n", argv[i]);
         return CLI_EXIT_USAGE;
     }

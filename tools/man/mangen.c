@@ -47,6 +47,7 @@ static const struct {
     {"dict", "train a zstd dictionary for a log's batches"},
     {"relay", "publish a log's events into a NATS JetStream stream, exactly once"},
     {"inbox", "append a JetStream stream's messages to a log, each once"},
+    {"serve", "serve a log's metrics, health and status over HTTP, read-only"},
     {"deliver", "POST a log's events to an HTTP endpoint as signed webhooks, at least once"},
 };
 

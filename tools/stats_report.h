@@ -1,0 +1,71 @@
+/*
+ * stats_report.h - the figures `stele stats` prints, gathered once and
+ * rendered as JSON or in the Prometheus text format, shared by `stele stats`
+ * (one log, on stdout) and `stele serve` (several logs, per HTTP request).
+ * Only the public header is used (stele.h).
+ */
+#ifndef STELE_TOOLS_STATS_REPORT_H
+#define STELE_TOOLS_STATS_REPORT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "stele.h"
+
+/* Histogram buckets: batch records are powers of 4 up to the batch maximum
+ * of 65536; batch bytes (frame sizes) powers of 4 from one block to 64 MiB. */
+#define STATS_RECORD_BUCKETS 9
+#define STATS_BYTE_BUCKETS 8
+#define STATS_BUCKETS_MAX 9
+_Static_assert(STATS_RECORD_BUCKETS <= STATS_BUCKETS_MAX && STATS_BYTE_BUCKETS <= STATS_BUCKETS_MAX,
+               "histogram buckets");
+
+/* The longest error text a snapshot keeps (what failed, the code's text and
+ * the engine's message). */
+#define STATS_ERROR_SIZE 1200
+
+struct stats_histogram {
+    uint64_t le[STATS_BUCKETS_MAX];
+    uint64_t counts[STATS_BUCKETS_MAX]; /* cumulative, as the format wants */
+    size_t bucket_count;
+    uint64_t count;
+    uint64_t sum;
+};
+
+/* One log's figures at one moment. */
+struct stats_snapshot {
+    const char *label;                 /* the log="..." label of every sample, NULL = none */
+    stele_stats st;
+    uint64_t pending_oldest_ns;        /* age of the oldest pending intent, 0 = none pending */
+    struct stats_histogram batch_records, batch_bytes; /* the active segment's batches */
+    stele_consumer_info *consumers;    /* stele_consumers' allocation, NULL when none */
+    size_t consumer_count;
+    char error[STATS_ERROR_SIZE];      /* after a failed collect: "<what failed>: <why>" */
+};
+
+/* Reads the figures of the open log in dir into *out (label set to label):
+ * stele_stats_get, the oldest pending intent, the batches of the last
+ * segment and the consumers. Returns a stele_code; on failure out->error
+ * says what failed and why, and nothing needs releasing. */
+int stats_snapshot_collect(stele_log *log, const char *dir, const char *label, struct stats_snapshot *out);
+
+/* Releases what a successful collect allocated; accepts a zeroed snapshot. */
+void stats_snapshot_release(struct stats_snapshot *s);
+
+/* Writes the snapshots in the Prometheus text exposition format 0.0.4: one
+ * # HELP and # TYPE per family, followed by the samples of every snapshot
+ * (with its log label when it has one). */
+void stats_prometheus_write(FILE *out, const struct stats_snapshot *snaps, size_t count);
+
+/* Writes the family stele_log_up: one sample per log (labels[i]), 1 when
+ * its figures were read (up[i]), 0 when the log could not be opened or read
+ * (`stele serve`: /healthz says why). */
+void stats_prometheus_up(FILE *out, const char *const *labels, const int *up, size_t count);
+
+/* Every field of *st as one JSON object (`stele stats`, cmd_stats.c head
+ * comment), or NULL when out of memory. */
+json_t *stats_json(const stele_stats *st);
+
+#endif
