@@ -7,8 +7,8 @@
 # log="DIR" label taken off; the age of the oldest pending intent, which
 # moves with the clock, within a second; the index checkpoint at open, which
 # differs between a handle opened before the writer and one after),
-# /api/status agrees with
-# `stele stats`, and the answers to HEAD, unknown paths, other methods and
+# /api/status agrees with `stele stats` and its oldest pending intents with
+# `stele pending`, and the answers to HEAD, unknown paths, other methods and
 # bodies are 200 without body, 404, 405 and 413. SIGTERM stops serve (exit 0).
 source "$(dirname "$0")/lib.sh"
 L=$T/log
@@ -95,6 +95,11 @@ check_eq "$(jq -c ".logs[0].stats | del($at_open)" "$T/status.json")" \
     "$(jq -c "del($at_open, .compression_level, .dict_in_use, .dict_newest, .dict_count, .batches, .batches_zstd, .batches_dict, .raw_bytes, .stored_bytes, .frame_bytes, .compression_ratio)" "$T/out")" \
     "/api/status stats = stele stats"
 check_eq "$(jq .logs[0].log "$T/status.json")" "\"$L\"" "status: log"
+check_jq "$T/status.json" '.[0] | (.time | type == "number") and .logs[0].state == "healthy"' "status: time, state"
+# The oldest pending intents (the status page's list) are those of stele pending.
+run 0 "$STELE" pending "$L" --limit 10
+check_eq "$(jq -c '[.logs[0].pending_oldest[] | {key, lsn, stream}]' "$T/status.json")" \
+    "$(jq -sc '[.[] | {key, lsn, stream: ""}]' "$T/out")" "/api/status pending_oldest = stele pending --limit 10"
 
 # HEAD: the headers of GET, no body.
 http 200 /metrics HEAD
