@@ -5,7 +5,8 @@
  *
  *   GET /metrics     the Prometheus text format of `stele stats --prometheus`
  *                    (stats_report.c), every sample labelled log="DIR", plus
- *                    stele_log_up{log="DIR"} (0 when the log cannot be read);
+ *                    stele_log_up{log="DIR"} (0 when the log cannot be read)
+ *                    and stele_log_fenced{log="DIR"};
  *   GET /healthz     200 "ok" when every log opens, is read and is not
  *   GET /readyz      fenced; otherwise 503 and one line per failing log
  *                    naming it and the error;
@@ -143,16 +144,17 @@ static void body_metrics(FILE *f, const struct serve *s, const struct log_view *
 {
     static struct stats_snapshot up_snaps[SERVE_LOGS_MAX]; /* 8 KiB each: not on the stack; one thread */
     const char *labels[SERVE_LOGS_MAX];
-    int up[SERVE_LOGS_MAX];
+    int up[SERVE_LOGS_MAX], fenced[SERVE_LOGS_MAX];
     size_t n = 0;
     for (size_t i = 0; i < s->count; i++) {
         labels[i] = s->logs[i].dir;
         up[i] = views[i].up;
+        fenced[i] = views[i].fenced;
         if (views[i].up)
             up_snaps[n++] = views[i].snap; /* a shallow copy: released through views */
     }
     stats_prometheus_write(f, up_snaps, n);
-    stats_prometheus_up(f, labels, up, s->count);
+    stats_prometheus_up(f, labels, up, fenced, s->count);
 }
 
 /* The health answer: 200 and "ok", or 503 and a line per failing log. */

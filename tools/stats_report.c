@@ -436,12 +436,19 @@ void stats_prometheus_write(FILE *f, const struct stats_snapshot *s, size_t n)
     prom_consumers(f, s, n);
 }
 
-void stats_prometheus_up(FILE *f, const char *const *labels, const int *up, size_t n)
+void stats_prometheus_up(FILE *f, const char *const *labels, const int *up, const int *fenced, size_t n)
 {
     prom_family(f, "stele_log_up", "gauge",
                 "1 when the log was opened and its figures read for this scrape, 0 when not (see /healthz).");
     for (size_t i = 0; i < n; i++) {
         struct stats_snapshot s = {.label = labels[i]};
         prom_u64(f, "stele_log_up", &s, NULL, up[i] ? 1u : 0u);
+    }
+    prom_family(f, "stele_log_fenced", "gauge",
+                "1 when this scrape found the handle serve reads the log with fenced (its other samples are then "
+                "absent; the next scrape reopens it).");
+    for (size_t i = 0; i < n; i++) {
+        struct stats_snapshot s = {.label = labels[i]};
+        prom_u64(f, "stele_log_fenced", &s, NULL, fenced[i] ? 1u : 0u);
     }
 }

@@ -78,10 +78,13 @@ void stats_snapshot_release(struct stats_snapshot *s);
  * (with its log label when it has one). */
 void stats_prometheus_write(FILE *out, const struct stats_snapshot *snaps, size_t count);
 
-/* Writes the family stele_log_up: one sample per log (labels[i]), 1 when
- * its figures were read (up[i]), 0 when the log could not be opened or read
- * (`stele serve`: /healthz says why). */
-void stats_prometheus_up(FILE *out, const char *const *labels, const int *up, size_t count);
+/* Writes the families stele_log_up and stele_log_fenced (`stele serve`):
+ * one sample each per log (labels[i]). stele_log_up is 1 when its figures
+ * were read (up[i]), 0 when the log could not be opened or read or its
+ * handle is fenced (/healthz says why); stele_log_fenced is 1 when the
+ * handle was found fenced at this scrape (fenced[i]; the log's other samples
+ * are then absent, and the next scrape opens it again). */
+void stats_prometheus_up(FILE *out, const char *const *labels, const int *up, const int *fenced, size_t count);
 
 /* Every field of *st as one JSON object (`stele stats`, cmd_stats.c head
  * comment), or NULL when out of memory. */

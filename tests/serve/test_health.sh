@@ -30,6 +30,7 @@ http 200 /metrics
 prom_validate "$T/body"
 check_eq "$(metric "$T/body" "stele_log_up{log=\"$A\"}")" 1 "good log up"
 check_eq "$(metric "$T/body" "stele_log_up{log=\"$B\"}")" 0 "bad log down"
+check_eq "$(metric "$T/body" "stele_log_fenced{log=\"$B\"}")" 0 "bad log down, not fenced"
 check_eq "$(metric "$T/body" "stele_records_total{log=\"$A\"}")" 1 "good log's records"
 grep -q "stele_records_total{log=\"$B\"}" "$T/body" && fail "samples for the log that is down"
 http 200 /api/status

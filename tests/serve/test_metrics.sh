@@ -66,13 +66,14 @@ cp "$T/body" "$T/serve.prom"
 prom_validate "$T/serve.prom"
 grep -q '^# TYPE stele_pending_intents gauge' "$T/serve.prom" || fail "no stele_pending_intents family"
 check_eq "$(metric "$T/serve.prom" "stele_log_up{log=\"$L\"}")" 1 "stele_log_up"
+check_eq "$(metric "$T/serve.prom" "stele_log_fenced{log=\"$L\"}")" 0 "stele_log_fenced"
 run 0 "$STELE" stats "$L" --prometheus
 cp "$T/out" "$T/stats.prom"
-# Label taken off; left out: stele_log_up (serve's own), the clock-bound
+# Label taken off; left out: stele_log_up and _fenced (serve's own), the clock-bound
 # age, and what the index checkpoint was when each handle opened (serve's
 # opened before the writer wrote one at close; stats' after).
 skip=(-e '^stele_pending_oldest_age_seconds' -e '^stele_index_checkpoint_lsn' -e '^stele_index_rebuilt')
-sed -e "s|{log=\"$L\",|{|" -e "s|{log=\"$L\"}||" "$T/serve.prom" | grep -v "${skip[@]}" -e 'stele_log_up' >"$T/serve.cmp"
+sed -e "s|{log=\"$L\",|{|" -e "s|{log=\"$L\"}||" "$T/serve.prom" | grep -v "${skip[@]}" -e 'stele_log_up' -e 'stele_log_fenced' >"$T/serve.cmp"
 grep -v "${skip[@]}" "$T/stats.prom" >"$T/stats.cmp"
 [ "$(wc -l <"$T/stats.cmp")" -gt 60 ] || fail "too few samples compared: $(wc -l <"$T/stats.cmp")"
 diff "$T/stats.cmp" "$T/serve.cmp" >"$T/diff" || fail "/metrics differs from stele stats --prometheus: $(head -40 "$T/diff")"
