@@ -73,7 +73,8 @@ cp "$T/out" "$T/stats.prom"
 # age, and what the index checkpoint was when each handle opened (serve's
 # opened before the writer wrote one at close; stats' after).
 skip=(-e '^stele_pending_oldest_age_seconds' -e '^stele_index_checkpoint_lsn' -e '^stele_index_rebuilt')
-sed -e "s|{log=\"$L\",|{|" -e "s|{log=\"$L\"}||" "$T/serve.prom" | grep -v "${skip[@]}" -e 'stele_log_up' -e 'stele_log_fenced' >"$T/serve.cmp"
+sed -e "s|{log=\"$L\",|{|" -e "s|{log=\"$L\"}||" "$T/serve.prom" |
+    grep -v "${skip[@]}" -e 'stele_log_up' -e 'stele_log_fenced' >"$T/serve.cmp"
 grep -v "${skip[@]}" "$T/stats.prom" >"$T/stats.cmp"
 [ "$(wc -l <"$T/stats.cmp")" -gt 60 ] || fail "too few samples compared: $(wc -l <"$T/stats.cmp")"
 diff "$T/stats.cmp" "$T/serve.cmp" >"$T/diff" || fail "/metrics differs from stele stats --prometheus: $(head -40 "$T/diff")"

@@ -60,11 +60,12 @@ jq -r '.panels[] | select(.type != "row") | .targets[] | select(.expr | contains
 [ ! -s "$T/unfiltered" ] || fail "dashboard queries without log=~\"\$log\": $(cat "$T/unfiltered")"
 check_eq "$(jq -r '.templating.list[] | select(.name == "log") | .definition' "$DASH")" \
     "label_values(stele_log_up, log)" "the log variable"
-check_eq "$(jq -r '.templating.list[] | select(.name == "datasource") | .query' "$DASH")" prometheus "the datasource variable"
+check_eq "$(jq -r '.templating.list[] | select(.name == "datasource") | .query' "$DASH")" prometheus \
+    "the datasource variable"
 
 PROMTOOL=$(command -v promtool || true)
 if [ -z "$PROMTOOL" ]; then
-    echo "SKIP: the metric names check passed; promtool (Debian: apt-get install prometheus) is needed to check the rules"
+    echo "SKIP: the metric names check passed; checking the rules needs promtool (Debian: apt-get install prometheus)"
     exit 77
 fi
 run 0 "$PROMTOOL" check rules "$RULES"
