@@ -5,13 +5,17 @@
  *
  *   GET /metrics     the Prometheus text format of `stele stats --prometheus`
  *                    (stats_report.c), every sample labelled log="DIR", plus
- *                    stele_log_up{log="DIR"} (0 when the log cannot be read);
+ *                    stele_log_up{log="DIR"} (0 when the log cannot be read)
+ *                    and stele_log_fenced{log="DIR"};
  *   GET /healthz     200 "ok" when every log opens, is read and is not
  *   GET /readyz      fenced; otherwise 503 and one line per failing log
  *                    naming it and the error;
- *   GET /api/status  one JSON object: per log the `stele stats` object, the
- *                    age of the oldest pending intent, the consumers, or the
- *                    error.
+ *   GET /api/status  one JSON object: per log its state (healthy, fenced,
+ *                    unreadable), the `stele stats` object, the age of the
+ *                    oldest pending intent and the STATS_PENDING_LIST_MAX
+ *                    oldest (key, stream, age), the consumers, or the error;
+ *   GET /            the status page (serve_page.c), which fetches
+ *                    /api/status every 2 s and draws it.
  * HEAD is answered like GET without the body; any other method gets 405,
  * a request with a body 413, an unknown path 404.
  *
@@ -49,6 +53,7 @@
 
 #include "cli.h"
 #include "event_json.h"
+#include "serve_page.h"
 #include "stats_report.h"
 #include "stele.h"
 
@@ -80,7 +85,8 @@ struct serve {
 /* One log's state for one request. */
 struct log_view {
     struct stats_snapshot snap;
-    int up; /* 1: snap holds its figures; 0: snap.error says why not */
+    int up;     /* 1: snap holds its figures; 0: snap.error says why not */
+    int fenced; /* not up because the handle is fenced (else: it could not be opened or read) */
 };
 
 /* ------------------------------------------------------------- the logs */
@@ -117,6 +123,7 @@ static void views_collect(struct serve *s, struct log_view *views)
             code = STELE_ERR_FENCED;
         }
         v->up = code == STELE_OK;
+        v->fenced = code == STELE_ERR_FENCED;
         if (code == STELE_ERR_FENCED) {
             /* Nothing new is exposed on a fenced handle: the next request reopens. */
             stele_close(l->log);
@@ -135,18 +142,19 @@ static void views_release(struct log_view *views, size_t n)
 
 static void body_metrics(FILE *f, const struct serve *s, const struct log_view *views)
 {
-    struct stats_snapshot up_snaps[SERVE_LOGS_MAX];
+    static struct stats_snapshot up_snaps[SERVE_LOGS_MAX]; /* 8 KiB each: not on the stack; one thread */
     const char *labels[SERVE_LOGS_MAX];
-    int up[SERVE_LOGS_MAX];
+    int up[SERVE_LOGS_MAX], fenced[SERVE_LOGS_MAX];
     size_t n = 0;
     for (size_t i = 0; i < s->count; i++) {
         labels[i] = s->logs[i].dir;
         up[i] = views[i].up;
+        fenced[i] = views[i].fenced;
         if (views[i].up)
             up_snaps[n++] = views[i].snap; /* a shallow copy: released through views */
     }
     stats_prometheus_write(f, up_snaps, n);
-    stats_prometheus_up(f, labels, up, s->count);
+    stats_prometheus_up(f, labels, up, fenced, s->count);
 }
 
 /* The health answer: 200 and "ok", or 503 and a line per failing log. */
@@ -164,11 +172,29 @@ static unsigned body_health(FILE *f, const struct serve *s, const struct log_vie
     return status;
 }
 
+/* The oldest pending intents: [{"key","lsn","stream","age_seconds"}]. */
+static json_t *pending_json(const struct stats_snapshot *snap)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < snap->pending_count; i++) {
+        const struct stats_pending *p = &snap->pending[i];
+        uint64_t age_ns = snap->collected_at_ns > p->recorded_at_ns ? snap->collected_at_ns - p->recorded_at_ns : 0;
+        json_t *o = json_pack("{s:o, s:I, s:o, s:f}", "key", json_string_lossy(p->key, p->key_size), "lsn",
+                              (json_int_t)p->lsn, "stream", json_string_lossy(p->stream, p->stream_size),
+                              "age_seconds", (double)age_ns / 1e9);
+        if (!o || json_array_append_new(a, o) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    }
+    return a;
+}
+
 static json_t *log_json(const struct serve_log *l, const struct log_view *v)
 {
     if (!v->up)
-        return json_pack("{s:s, s:b, s:o}", "log", l->dir, "up", 0, "error",
-                         json_string_lossy(v->snap.error, strlen(v->snap.error)));
+        return json_pack("{s:s, s:b, s:s, s:o}", "log", l->dir, "up", 0, "state", v->fenced ? "fenced" : "unreadable",
+                         "error", json_string_lossy(v->snap.error, strlen(v->snap.error)));
     json_t *cons = json_array();
     for (size_t j = 0; cons && j < v->snap.consumer_count; j++) {
         const stele_consumer_info *c = &v->snap.consumers[j];
@@ -179,13 +205,16 @@ static json_t *log_json(const struct serve_log *l, const struct log_view *v)
                                               "dead_letters", (json_int_t)c->dead_letters));
     }
     json_t *stats = stats_json(&v->snap.st);
-    if (!cons || !stats) {
+    json_t *pending = pending_json(&v->snap);
+    if (!cons || !stats || !pending) {
         json_decref(cons);
         json_decref(stats);
+        json_decref(pending);
         return NULL;
     }
-    return json_pack("{s:s, s:b, s:o, s:f, s:o}", "log", l->dir, "up", 1, "stats", stats,
-                     "pending_oldest_age_seconds", (double)v->snap.pending_oldest_ns / 1e9, "consumers", cons);
+    return json_pack("{s:s, s:b, s:s, s:o, s:f, s:o, s:o}", "log", l->dir, "up", 1, "state", "healthy", "stats",
+                     stats, "pending_oldest_age_seconds", (double)v->snap.pending_oldest_ns / 1e9, "pending_oldest",
+                     pending, "consumers", cons);
 }
 
 /* Returns 200, or 500 when out of memory. */
@@ -201,7 +230,9 @@ static unsigned body_status(FILE *f, const struct serve *s, const struct log_vie
             logs = NULL;
         }
     }
-    json_t *top = logs ? json_pack("{s:b, s:o}", "healthy", all_up, "logs", logs) : NULL;
+    /* The page computes append rates from successive answers' times. */
+    double now_s = (double)cli_now_ns() / 1e9;
+    json_t *top = logs ? json_pack("{s:b, s:f, s:o}", "healthy", all_up, "time", now_s, "logs", logs) : NULL;
     if (!top || json_write_line(f, top) != 0) {
         json_decref(top);
         fprintf(f, "out of memory\n");
@@ -237,10 +268,12 @@ static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status, c
     return respond(c, status, "text/plain; charset=utf-8", (char *)text, strlen(text), 0);
 }
 
-enum route { ROUTE_NONE, ROUTE_METRICS, ROUTE_HEALTH, ROUTE_STATUS };
+enum route { ROUTE_NONE, ROUTE_PAGE, ROUTE_METRICS, ROUTE_HEALTH, ROUTE_STATUS };
 
 static enum route route_of(const char *url)
 {
+    if (strcmp(url, "/") == 0)
+        return ROUTE_PAGE;
     if (strcmp(url, "/metrics") == 0)
         return ROUTE_METRICS;
     if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0)
@@ -309,7 +342,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     enum route route = route_of(url);
     if (route == ROUTE_NONE)
-        return respond_text(c, MHD_HTTP_NOT_FOUND, "not found: /metrics, /healthz, /readyz, /api/status\n");
+        return respond_text(c, MHD_HTTP_NOT_FOUND, "not found: /, /metrics, /healthz, /readyz, /api/status\n");
+    if (route == ROUTE_PAGE) /* the page reads no log: its script asks /api/status */
+        return respond(c, MHD_HTTP_OK, "text/html; charset=utf-8", (char *)serve_page_html,
+                       strlen(serve_page_html), 0);
     return answer(cls, c, route);
 }
 

@@ -11,7 +11,8 @@
  * and the HELP text says which each is:
  *  - figures of the log, true whoever asks: records (last LSN), durable
  *    LSN, segments, bytes, the index (keys, streams, pending intents and the
- *    age of the oldest, from stele_pending), and a histogram of the batches
+ *    age of the oldest, from stele_pending; the oldest few are kept in the
+ *    snapshot for `stele serve`), and a histogram of the batches
  *    of the active segment (records and bytes per batch, from
  *    stele_segment_inspect: bounded by one segment's size, so a scrape
  *    costs the same on any log);
@@ -158,6 +159,41 @@ static int collect_fail(struct stats_snapshot *s, int code, const char *fmt, ...
     return code;
 }
 
+/* The oldest pending intents (stele_pending, oldest first), each with the
+ * stream its intent record names (stele_get: the index keeps no stream per
+ * key); the age of the oldest. */
+static int collect_pending(stele_log *log, const char *dir, struct stats_snapshot *out)
+{
+    stele_pending_item *items = NULL;
+    size_t count = 0;
+    int code = stele_pending(log, 0, STATS_PENDING_LIST_MAX, &items, &count);
+    if (code != STELE_OK)
+        return collect_fail(out, code, "listing the pending intents of %s", dir);
+    out->collected_at_ns = cli_now_ns();
+    if (count > 0 && out->collected_at_ns > items[0].recorded_at_ns)
+        out->pending_oldest_ns = out->collected_at_ns - items[0].recorded_at_ns;
+    for (size_t i = 0; i < count && i < STATS_PENDING_LIST_MAX; i++) {
+        struct stats_pending *p = &out->pending[i];
+        stele_record *rec = NULL;
+        if ((code = stele_get(log, items[i].lsn, &rec)) != STELE_OK) {
+            code = collect_fail(out, code, "reading pending intent %" PRIu64 " of %s", items[i].lsn, dir);
+            break;
+        }
+        p->lsn = items[i].lsn;
+        p->recorded_at_ns = items[i].recorded_at_ns;
+        p->key_size = items[i].key_size < sizeof p->key ? items[i].key_size : sizeof p->key - 1;
+        memcpy(p->key, items[i].key, p->key_size);
+        p->key[p->key_size] = '\0';
+        p->stream_size = rec->stream_size < sizeof p->stream ? rec->stream_size : sizeof p->stream - 1;
+        memcpy(p->stream, rec->stream, p->stream_size);
+        p->stream[p->stream_size] = '\0';
+        stele_record_free(rec);
+        out->pending_count = i + 1;
+    }
+    stele_pending_free(items);
+    return code;
+}
+
 int stats_snapshot_collect(stele_log *log, const char *dir, const char *label, struct stats_snapshot *out)
 {
     memset(out, 0, sizeof *out);
@@ -165,14 +201,8 @@ int stats_snapshot_collect(stele_log *log, const char *dir, const char *label, s
     int code = stele_stats_get(log, &out->st);
     if (code != STELE_OK)
         return collect_fail(out, code, "reading stats of %s", dir);
-    stele_pending_item *items = NULL;
-    size_t count = 0;
-    if ((code = stele_pending(log, 0, 1, &items, &count)) != STELE_OK)
-        return collect_fail(out, code, "listing the pending intents of %s", dir);
-    uint64_t now = cli_now_ns();
-    if (count > 0 && now > items[0].recorded_at_ns)
-        out->pending_oldest_ns = now - items[0].recorded_at_ns;
-    stele_pending_free(items);
+    if ((code = collect_pending(log, dir, out)) != STELE_OK)
+        return code;
     hist_init(&out->batch_records, 1, STATS_RECORD_BUCKETS);
     hist_init(&out->batch_bytes, 4096, STATS_BYTE_BUCKETS);
     char path[4096 + 32];
@@ -406,12 +436,19 @@ void stats_prometheus_write(FILE *f, const struct stats_snapshot *s, size_t n)
     prom_consumers(f, s, n);
 }
 
-void stats_prometheus_up(FILE *f, const char *const *labels, const int *up, size_t n)
+void stats_prometheus_up(FILE *f, const char *const *labels, const int *up, const int *fenced, size_t n)
 {
     prom_family(f, "stele_log_up", "gauge",
                 "1 when the log was opened and its figures read for this scrape, 0 when not (see /healthz).");
     for (size_t i = 0; i < n; i++) {
         struct stats_snapshot s = {.label = labels[i]};
         prom_u64(f, "stele_log_up", &s, NULL, up[i] ? 1u : 0u);
+    }
+    prom_family(f, "stele_log_fenced", "gauge",
+                "1 when this scrape found the handle serve reads the log with fenced (its other samples are then "
+                "absent; the next scrape reopens it).");
+    for (size_t i = 0; i < n; i++) {
+        struct stats_snapshot s = {.label = labels[i]};
+        prom_u64(f, "stele_log_fenced", &s, NULL, fenced[i] ? 1u : 0u);
     }
 }

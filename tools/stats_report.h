@@ -34,11 +34,29 @@ struct stats_histogram {
     uint64_t sum;
 };
 
+/* The oldest pending intents a snapshot lists (`stele serve`'s /api/status
+ * and status page), and the room for a key or stream name: at most 255
+ * bytes each (SPEC.md §5, stream_size and key_size), and a NUL. */
+#define STATS_PENDING_LIST_MAX 10
+#define STATS_NAME_SIZE 256
+
+struct stats_pending {
+    uint64_t lsn;
+    uint64_t recorded_at_ns;
+    char key[STATS_NAME_SIZE];    /* NUL-terminated; key_size says how long (a key may hold NULs) */
+    size_t key_size;
+    char stream[STATS_NAME_SIZE]; /* "" when the intent has no stream */
+    size_t stream_size;
+};
+
 /* One log's figures at one moment. */
 struct stats_snapshot {
     const char *label;                 /* the log="..." label of every sample, NULL = none */
     stele_stats st;
     uint64_t pending_oldest_ns;        /* age of the oldest pending intent, 0 = none pending */
+    uint64_t collected_at_ns;          /* the clock the ages were taken from */
+    struct stats_pending pending[STATS_PENDING_LIST_MAX]; /* the oldest pending intents, oldest first */
+    size_t pending_count;
     struct stats_histogram batch_records, batch_bytes; /* the active segment's batches */
     stele_consumer_info *consumers;    /* stele_consumers' allocation, NULL when none */
     size_t consumer_count;
@@ -46,7 +64,8 @@ struct stats_snapshot {
 };
 
 /* Reads the figures of the open log in dir into *out (label set to label):
- * stele_stats_get, the oldest pending intent, the batches of the last
+ * stele_stats_get, the oldest pending intents (up to STATS_PENDING_LIST_MAX,
+ * each with its stream from its record, stele_get), the batches of the last
  * segment and the consumers. Returns a stele_code; on failure out->error
  * says what failed and why, and nothing needs releasing. */
 int stats_snapshot_collect(stele_log *log, const char *dir, const char *label, struct stats_snapshot *out);
@@ -59,10 +78,13 @@ void stats_snapshot_release(struct stats_snapshot *s);
  * (with its log label when it has one). */
 void stats_prometheus_write(FILE *out, const struct stats_snapshot *snaps, size_t count);
 
-/* Writes the family stele_log_up: one sample per log (labels[i]), 1 when
- * its figures were read (up[i]), 0 when the log could not be opened or read
- * (`stele serve`: /healthz says why). */
-void stats_prometheus_up(FILE *out, const char *const *labels, const int *up, size_t count);
+/* Writes the families stele_log_up and stele_log_fenced (`stele serve`):
+ * one sample each per log (labels[i]). stele_log_up is 1 when its figures
+ * were read (up[i]), 0 when the log could not be opened or read or its
+ * handle is fenced (/healthz says why); stele_log_fenced is 1 when the
+ * handle was found fenced at this scrape (fenced[i]; the log's other samples
+ * are then absent, and the next scrape opens it again). */
+void stats_prometheus_up(FILE *out, const char *const *labels, const int *up, const int *fenced, size_t count);
 
 /* Every field of *st as one JSON object (`stele stats`, cmd_stats.c head
  * comment), or NULL when out of memory. */

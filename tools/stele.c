@@ -85,8 +85,8 @@ static const struct command {
 #ifdef STELE_HAVE_SERVE
     {"serve", cmd_serve,
      "stele serve DIR... [--listen HOST:PORT] [--allow-remote]\n"
-     "         serves /metrics (Prometheus), /healthz, /readyz and /api/status over HTTP, read-only,\n"
-     "         on 127.0.0.1:9464 by default (stele serve --help)"},
+     "         serves a status page (/), /metrics (Prometheus), /healthz, /readyz and /api/status over\n"
+     "         HTTP, read-only, on 127.0.0.1:9464 by default (stele serve --help)"},
 #endif
     {"verify", cmd_verify, "stele verify DIR"},
     {"prove", cmd_prove,

@@ -30,12 +30,14 @@ http 200 /metrics
 prom_validate "$T/body"
 check_eq "$(metric "$T/body" "stele_log_up{log=\"$A\"}")" 1 "good log up"
 check_eq "$(metric "$T/body" "stele_log_up{log=\"$B\"}")" 0 "bad log down"
+check_eq "$(metric "$T/body" "stele_log_fenced{log=\"$B\"}")" 0 "bad log down, not fenced"
 check_eq "$(metric "$T/body" "stele_records_total{log=\"$A\"}")" 1 "good log's records"
 grep -q "stele_records_total{log=\"$B\"}" "$T/body" && fail "samples for the log that is down"
 http 200 /api/status
 cp "$T/body" "$T/status.json"
 check_jq "$T/status.json" '.[0] | (.healthy | not) and .logs[0].up and (.logs[1].up | not)
-    and (.logs[1].error | startswith("opening log")) and .logs[0].stats.last_lsn == 1' "status of a good and a bad log"
+    and (.logs[1].error | startswith("opening log")) and .logs[0].stats.last_lsn == 1
+    and .logs[0].state == "healthy" and .logs[1].state == "unreadable"' "status of a good and a bad log"
 
 # Repaired: the next probe opens it.
 cp "$T/meta.saved" "$B/stele.meta"

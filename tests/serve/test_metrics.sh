@@ -7,8 +7,8 @@
 # log="DIR" label taken off; the age of the oldest pending intent, which
 # moves with the clock, within a second; the index checkpoint at open, which
 # differs between a handle opened before the writer and one after),
-# /api/status agrees with
-# `stele stats`, and the answers to HEAD, unknown paths, other methods and
+# /api/status agrees with `stele stats` and its oldest pending intents with
+# `stele pending`, and the answers to HEAD, unknown paths, other methods and
 # bodies are 200 without body, 404, 405 and 413. SIGTERM stops serve (exit 0).
 source "$(dirname "$0")/lib.sh"
 L=$T/log
@@ -66,13 +66,15 @@ cp "$T/body" "$T/serve.prom"
 prom_validate "$T/serve.prom"
 grep -q '^# TYPE stele_pending_intents gauge' "$T/serve.prom" || fail "no stele_pending_intents family"
 check_eq "$(metric "$T/serve.prom" "stele_log_up{log=\"$L\"}")" 1 "stele_log_up"
+check_eq "$(metric "$T/serve.prom" "stele_log_fenced{log=\"$L\"}")" 0 "stele_log_fenced"
 run 0 "$STELE" stats "$L" --prometheus
 cp "$T/out" "$T/stats.prom"
-# Label taken off; left out: stele_log_up (serve's own), the clock-bound
+# Label taken off; left out: stele_log_up and _fenced (serve's own), the clock-bound
 # age, and what the index checkpoint was when each handle opened (serve's
 # opened before the writer wrote one at close; stats' after).
 skip=(-e '^stele_pending_oldest_age_seconds' -e '^stele_index_checkpoint_lsn' -e '^stele_index_rebuilt')
-sed -e "s|{log=\"$L\",|{|" -e "s|{log=\"$L\"}||" "$T/serve.prom" | grep -v "${skip[@]}" -e 'stele_log_up' >"$T/serve.cmp"
+sed -e "s|{log=\"$L\",|{|" -e "s|{log=\"$L\"}||" "$T/serve.prom" |
+    grep -v "${skip[@]}" -e 'stele_log_up' -e 'stele_log_fenced' >"$T/serve.cmp"
 grep -v "${skip[@]}" "$T/stats.prom" >"$T/stats.cmp"
 [ "$(wc -l <"$T/stats.cmp")" -gt 60 ] || fail "too few samples compared: $(wc -l <"$T/stats.cmp")"
 diff "$T/stats.cmp" "$T/serve.cmp" >"$T/diff" || fail "/metrics differs from stele stats --prometheus: $(head -40 "$T/diff")"
@@ -95,6 +97,11 @@ check_eq "$(jq -c ".logs[0].stats | del($at_open)" "$T/status.json")" \
     "$(jq -c "del($at_open, .compression_level, .dict_in_use, .dict_newest, .dict_count, .batches, .batches_zstd, .batches_dict, .raw_bytes, .stored_bytes, .frame_bytes, .compression_ratio)" "$T/out")" \
     "/api/status stats = stele stats"
 check_eq "$(jq .logs[0].log "$T/status.json")" "\"$L\"" "status: log"
+check_jq "$T/status.json" '.[0] | (.time | type == "number") and .logs[0].state == "healthy"' "status: time, state"
+# The oldest pending intents (the status page's list) are those of stele pending.
+run 0 "$STELE" pending "$L" --limit 10
+check_eq "$(jq -c '[.logs[0].pending_oldest[] | {key, lsn, stream}]' "$T/status.json")" \
+    "$(jq -sc '[.[] | {key, lsn, stream: ""}]' "$T/out")" "/api/status pending_oldest = stele pending --limit 10"
 
 # HEAD: the headers of GET, no body.
 http 200 /metrics HEAD
