@@ -36,7 +36,6 @@
 #define HDR_LOG_ID 24u
 #define HDR_SEQ 40u
 #define HDR_FIRST_LSN 48u
-#define HDR_SEGMENT_SIZE 56u
 #define HDR_PREV_CHAIN 72u
 #define HDR_ENCODED 128u
 #define BATCH_HEADER 64u
@@ -113,7 +112,8 @@ static int rechain(uint8_t *buf, size_t size, int set_prev, uint64_t *chain, uin
     }
     *chain = ld64(buf + HDR_PREV_CHAIN);
     uint8_t *footer = buf + size - BLOCK;
-    *sealed = size < ld64(buf + HDR_SEGMENT_SIZE) && memcmp(footer + 8, FOOTER_MAGIC, 8) == 0;
+    /* An active segment's last block is reserved for the footer and zero (§4). */
+    *sealed = memcmp(footer + 8, FOOTER_MAGIC, 8) == 0 && ld64(footer + 40) == size - BLOCK;
     size_t end = *sealed ? (size_t)ld64(footer + 40) : size - BLOCK, off = BLOCK;
     while (off + BATCH_HEADER <= end && ld32(buf + off + 8) == BATCH_MAGIC) {
         uint8_t *h = buf + off;

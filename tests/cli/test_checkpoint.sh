@@ -12,9 +12,10 @@
 #  - Go's sumdb/note test key (PeterNeumann) signs a checkpoint that verifies
 #    under Go's own vkey: the key id and formats agree with Go's;
 #  - verify_note.py (hashlib + PyNaCl, none of stele's code) checks the
-#    signatures, a flipped one fails, and the inclusion proof of every LSN
-#    from `stele prove` against the checkpoint's root, with leaves hashed
-#    from the segment files;
+#    signatures, a flipped one fails, and inclusion proofs from `stele
+#    prove` (both ends, either side of tile and power-of-two boundaries;
+#    test_prove.sh checks every LSN) against the checkpoint's root, with
+#    leaves hashed from the segment files;
 #  - audit passes on the log; then stele_tamper (tests/tamper_tool.c)
 #    rewrites one record in a sealed segment with every checksum and chain
 #    value recomputed: `stele verify` calls the log clean, `stele audit`
@@ -112,11 +113,12 @@ run 0 "$STELE" checkpoint --verify "$T/peter_ckpt" --public-key "$T/peter.pub"
 # The independent verifier: Go's vector, the signatures, every inclusion proof.
 run 0 "$PY" "$HERE/verify_note.py" --self-test
 : >"$T/proofs"
-for lsn in $(seq 1 $N); do
+PROVEN="1 2 10 13 16 17 32 33 39 40" # both ends, either side of tile (16) and power-of-two boundaries
+for lsn in $PROVEN; do
     "$STELE" prove "$L" --lsn "$lsn" >>"$T/proofs" || fail "prove --lsn $lsn"
 done
 run 0 "$PY" "$HERE/verify_note.py" "$C" "$K.pub" --log "$L" "$T/proofs"
-check_jq "$T/out" ".[0] == {origin: \"$origin\", tree_size: $N, root: \"$root\", proofs: $N}" "verify_note.py"
+check_jq "$T/out" ".[0] == {origin: \"$origin\", tree_size: $N, root: \"$root\", proofs: $(echo $PROVEN | wc -w)}" "verify_note.py"
 run 0 "$PY" "$HERE/verify_note.py" "$T/peter_ckpt" "$T/peter.pub"
 run 1 "$PY" "$HERE/verify_note.py" "$T/bad_sig" "$K.pub"
 run 1 "$PY" "$HERE/verify_note.py" "$T/bad_size" "$K.pub"
