@@ -98,7 +98,7 @@ static const struct command {
     {"checkpoint", cmd_checkpoint,
      "stele checkpoint DIR --key NAME.key [--origin ORIGIN]\n"
      "       stele checkpoint --verify FILE --public-key NAME.pub [--origin ORIGIN]\n"
-     "         prints a signed C2SP checkpoint of the log's Merkle tree (size and root); --verify checks one"},
+     "         prints a signed C2SP checkpoint (size, root) of the log's Merkle tree; --verify checks one"},
     {"audit", cmd_audit,
      "stele audit DIR --checkpoint FILE --public-key NAME.pub [--origin ORIGIN]\n"
      "         checks the log still holds the history a signed checkpoint committed to (exit 5 if not)"},
