@@ -62,6 +62,9 @@ int cmd_dump(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_backup(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_dict(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_prove(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_keygen(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_checkpoint(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_audit(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_relay(struct cli_ctx *ctx, int argc, char **argv); /* with libnats only */
 int cmd_inbox(struct cli_ctx *ctx, int argc, char **argv); /* with libnats only */
 int cmd_deliver(struct cli_ctx *ctx, int argc, char **argv); /* with libcurl and libsodium only */
@@ -69,7 +72,18 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv);   /* with libmicrohtt
 
 /* The manual pages --help prints after the synopsis (tools/help.c). */
 extern const char cli_help_backfill[], cli_help_compensate[], cli_help_dump[], cli_help_backup[],
-    cli_help_stats[], cli_help_serve[], cli_help_prove[];
+    cli_help_stats[], cli_help_serve[], cli_help_prove[], cli_help_keygen[], cli_help_checkpoint[],
+    cli_help_audit[];
+
+/* A signed checkpoint (cmd_checkpoint.c, SPEC.md §20.7): reads the note at
+ * note_path and the public key at pub_path, checks the signature (and the
+ * origin, when origin is not NULL) and parses the checkpoint into *out.
+ * Returns 0, or the exit code after printing the error: 4 a file is missing,
+ * 2 a file is not a key or a checkpoint, 5 the note is not signed by the key
+ * (no line by it, or its signature fails) or is of another origin. */
+struct note_checkpoint;
+int cli_checkpoint_load(const struct cli_ctx *ctx, const char *note_path, const char *pub_path, const char *origin,
+                        struct note_checkpoint *out);
 
 /* Option values cli_next_opt returns besides a command's own (which are
  * printable characters or small integers below CLI_OPT_BASE). */

@@ -1,10 +1,10 @@
 /*
  * help.c - the manual pages `stele COMMAND --help` prints after the
  * synopsis, for the operator's tools (backfill, compensate, dump, backup,
- * stats, serve, prove). Each reads like a man page: description, options,
- * output, exit status, examples. The behaviour they describe is implemented
+ * stats, serve, prove, keygen, checkpoint, audit). Each reads like a man
+ * page: description, options, output, exit status, examples. The behaviour they describe is implemented
  * in the cmd_<name>.c file of the same name and specified in SPEC.md §17
- * (prove: §20).
+ * (prove: §20; keygen, checkpoint, audit: §20.7).
  */
 #include "cli.h"
 
@@ -260,3 +260,103 @@ const char cli_help_prove[] =
     "EXAMPLES\n"
     "  stele prove /var/lib/orders --lsn 42\n"
     "  stele prove /var/lib/orders --from-size 1000 --size 2000\n";
+
+const char cli_help_keygen[] =
+    "DESCRIPTION\n"
+    "  Makes an Ed25519 key pair for signing checkpoints (SPEC.md §20.7.1) and writes it in the\n"
+    "  C2SP signed-note key formats, which Go's golang.org/x/mod/sumdb/note reads as they are:\n"
+    "    NAME.key  PRIVATE+KEY+<name>+<key id>+<base64(0x01 || 32-byte seed)>   mode 0600\n"
+    "    NAME.pub  <name>+<key id>+<base64(0x01 || 32-byte public key)>         mode 0644\n"
+    "  The key id is 8 hex digits: the first 4 bytes of SHA-256(name || 0x0A || 0x01 || public\n"
+    "  key). Neither file is overwritten; both are fsync'd with their directory before keygen\n"
+    "  prints. Keep NAME.key where the log's writer runs and give NAME.pub to auditors.\n"
+    "\n"
+    "OPTIONS\n"
+    "  --out NAME      required: the files' path without .key and .pub.\n"
+    "  --name KEYNAME  the key's name, which every signature line carries (default: the last\n"
+    "                  component of NAME): 1 to 255 printable ASCII characters, no space or '+'.\n"
+    "\n"
+    "OUTPUT\n"
+    "  One JSON object: {\"name\",\"key_id\",\"private_key\",\"public_key\",\"vkey\"}; vkey is the\n"
+    "  public key's text (NAME.pub's line).\n"
+    "\n"
+    "EXIT STATUS\n"
+    "  0 written; 2 bad usage, a bad name, or NAME.key or NAME.pub exists; 1 failure (nothing is\n"
+    "  left behind).\n"
+    "\n"
+    "EXAMPLES\n"
+    "  stele keygen --out /etc/stele/orders-log\n"
+    "  stele keygen --out audit --name orders.example.com/log\n";
+
+const char cli_help_checkpoint[] =
+    "DESCRIPTION\n"
+    "  Prints a signed checkpoint of the log's Merkle tree (SPEC.md §20.7): a C2SP tlog-checkpoint\n"
+    "  (origin, tree size, base64 root hash) in a C2SP signed note, signed with Ed25519:\n"
+    "    example.com/log\n"
+    "    5\n"
+    "    BnxBVby3sJEEIA1XKvJ7gnX5RCr6ESJBdiE8ik7BGUg=\n"
+    "\n"
+    "    \xe2\x80\x94 PeterNeumann x08go+oKBiIJd6xn26B7K8G2ngDiYaemYe3Z83rLRSMYbv42Z0tk/oT8zWDgZ0UbOs5qo4\n"
+    "    FUE4xdwznHCvN2xFGg9gE=   (one line: base64 of the 4-byte key id and the 64-byte signature)\n"
+    "  The tree is that of every durable record (as `stele prove` has it); the directory must be\n"
+    "  writable for the tree files. Keep checkpoints somewhere the log's host cannot rewrite:\n"
+    "  `stele audit` later proves the log still holds the history each one committed to.\n"
+    "\n"
+    "  With --verify FILE, checks a checkpoint instead: its signature line by the key of\n"
+    "  --public-key (the first line with the key's name and id decides; lines by other keys are\n"
+    "  ignored), then its body, and prints what it commits to.\n"
+    "\n"
+    "OPTIONS\n"
+    "  --key NAME.key        the private key to sign with (stele keygen).\n"
+    "  --origin ORIGIN       signing: the checkpoint's first line (default stele/<log id in hex>,\n"
+    "                        which names this log); verifying: the origin the checkpoint must have.\n"
+    "  --verify FILE         check the checkpoint in FILE (no DIR).\n"
+    "  --public-key NAME.pub the key it must be signed by.\n"
+    "\n"
+    "OUTPUT\n"
+    "  Signing: the note itself. --verify: {\"origin\",\"tree_size\",\"root\",\"verified\":true}, the\n"
+    "  root in hex as `stele prove` prints it.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "  0 signed or verified; 5 the note carries no signature by this key, its signature does not\n"
+    "  verify (the note was changed) or its origin is not --origin's; 2 bad usage, or a file that\n"
+    "  is not a key or a checkpoint; 4 no such log or file; 1 failure.\n"
+    "\n"
+    "EXAMPLES\n"
+    "  stele checkpoint /var/lib/orders --key /etc/stele/orders-log.key > ckpt-$(date +%F)\n"
+    "  stele checkpoint --verify ckpt-2026-12-07 --public-key orders-log.pub\n";
+
+const char cli_help_audit[] =
+    "DESCRIPTION\n"
+    "  Checks that the log in DIR still holds, unchanged, the history a signed checkpoint\n"
+    "  committed to (SPEC.md §20.5). The checkpoint's signature is verified first, as\n"
+    "  `stele checkpoint --verify` does; then every record of the log is read and rehashed,\n"
+    "  trusting no derived file, and the first tree-size records must give the checkpoint's root.\n"
+    "  This catches what `stele verify` cannot: a record rewritten with every checksum and chain\n"
+    "  value recomputed, newest records dropped (history truncated), a log replaced by a\n"
+    "  rewritten copy. Records after the checkpoint are read and checked but only a later\n"
+    "  checkpoint commits to them. Opens the log read-only and writes nothing.\n"
+    "\n"
+    "  When the log's tree files still reproduce the checkpoint they are evidence of which record\n"
+    "  changed, and the report names it; when they were rewritten or removed too, the audit still\n"
+    "  fails but cannot name the record (\"first_bad_lsn\":null, \"evidence\":false); auditing\n"
+    "  against older checkpoints narrows it down.\n"
+    "\n"
+    "OPTIONS\n"
+    "  --checkpoint FILE     a note `stele checkpoint` printed.\n"
+    "  --public-key NAME.pub the key it must be signed by.\n"
+    "  --origin ORIGIN       the origin it must have (default: any).\n"
+    "\n"
+    "OUTPUT\n"
+    "  One JSON object, also when the audit fails: {\"ok\",\"checkpoint\":{\"origin\",\"tree_size\",\n"
+    "  \"root\"},\"records\",\"bytes\",\"tree_size\",\"root\",\"first_bad_lsn\",\"evidence\"}: records and\n"
+    "  bytes read, the log's tree size and root now, the first LSN that differs from the\n"
+    "  checkpoint (or, when the log is shorter, the first missing one; null when none is named).\n"
+    "\n"
+    "EXIT STATUS\n"
+    "  0 the log extends the checkpoint; 5 it does not (stderr names the LSN), a record fails\n"
+    "  its checks, or the checkpoint's signature does not verify; 2 bad usage or a file that is\n"
+    "  not a key or a checkpoint; 4 no such log or file; 1 failure.\n"
+    "\n"
+    "EXAMPLES\n"
+    "  stele audit /var/lib/orders --checkpoint ckpt-2026-12-07 --public-key orders-log.pub\n";

@@ -92,6 +92,16 @@ static const struct command {
     {"prove", cmd_prove,
      "stele prove DIR (--lsn N | --from-size A) [--size M]\n"
      "         an RFC 9162 inclusion or consistency proof from the log's Merkle tree, as JSON"},
+    {"keygen", cmd_keygen,
+     "stele keygen --out NAME [--name KEYNAME]\n"
+     "         an Ed25519 key pair for signing checkpoints: NAME.key (private, mode 0600) and NAME.pub"},
+    {"checkpoint", cmd_checkpoint,
+     "stele checkpoint DIR --key NAME.key [--origin ORIGIN]\n"
+     "       stele checkpoint --verify FILE --public-key NAME.pub [--origin ORIGIN]\n"
+     "         prints a signed C2SP checkpoint (size, root) of the log's Merkle tree; --verify checks one"},
+    {"audit", cmd_audit,
+     "stele audit DIR --checkpoint FILE --public-key NAME.pub [--origin ORIGIN]\n"
+     "         checks the log still holds the history a signed checkpoint committed to (exit 5 if not)"},
     {"stats", cmd_stats, "stele stats DIR [--prometheus]"},
     {"dump", cmd_dump, "stele dump DIR [--segment N]   (segments, batches, records with offsets)"},
     {"backup", cmd_backup, "stele backup DIR DEST   (an online, consistent, verified copy)"},
@@ -116,6 +126,9 @@ static const char *help_of(const char *name)
         {"stats", cli_help_stats},
         {"serve", cli_help_serve},
         {"prove", cli_help_prove},
+        {"keygen", cli_help_keygen},
+        {"checkpoint", cli_help_checkpoint},
+        {"audit", cli_help_audit},
     };
     for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
         if (strcmp(pages[i].name, name) == 0)
