@@ -220,6 +220,16 @@ void cli_duration_format(uint64_t ns, char *dst, size_t dst_capacity);
  * --human; returns 0 or the exit code (after printing the error). */
 int cli_print_record(const struct cli_ctx *ctx, const stele_record *rec);
 
+/* Proofs (cmd_prove.c, SPEC.md §20). cli_prove proves record lsn (or, with
+ * lsn 0, the consistency from the tree of from records) against the tree of
+ * size records (0: the current tree) and checks the proof before it is
+ * used; it reports what failed (exit 5 for a proof that does not verify).
+ * cli_proof_print_human prints it as `stele prove --human` does; its JSON
+ * is cli_proof_json (event_json.h). */
+int cli_prove(struct cli_ctx *ctx, stele_log *log, const char *dir, uint64_t lsn, uint64_t from, uint64_t size,
+              stele_proof *p);
+void cli_proof_print_human(const stele_proof *p);
+
 const char *cli_durability_name(int durability);
 const char *cli_compression_name(int compression);
 

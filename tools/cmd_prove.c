@@ -33,7 +33,8 @@ static json_t *hex_json(const uint8_t h[STELE_HASH_SIZE])
     return json_string(text);
 }
 
-static json_t *proof_json(const stele_proof *p)
+/* See cli.h. */
+json_t *cli_proof_json(const stele_proof *p)
 {
     json_t *o = json_object(), *hashes = json_array();
     int bad = !o || !hashes;
@@ -72,7 +73,8 @@ static json_t *proof_json(const stele_proof *p)
     return o;
 }
 
-static void print_human(const stele_proof *p)
+/* See cli.h. */
+void cli_proof_print_human(const stele_proof *p)
 {
     char hex[2 * STELE_HASH_SIZE + 1];
     const uint8_t *first = p->lsn ? p->leaf : p->from_root;
@@ -94,6 +96,20 @@ static void print_human(const stele_proof *p)
     }
 }
 
+/* See cli.h. */
+int cli_prove(struct cli_ctx *ctx, stele_log *log, const char *dir, uint64_t lsn, uint64_t from, uint64_t size,
+              stele_proof *p)
+{
+    int code = lsn ? stele_prove_inclusion(log, lsn, size, p) : stele_prove_consistency(log, from, size, p);
+    if (code != STELE_OK)
+        return lsn ? cli_fail(ctx, code, "proving LSN %llu", (unsigned long long)lsn)
+                   : cli_fail(ctx, code, "proving consistency from tree size %llu", (unsigned long long)from);
+    if (!stele_proof_verify(p))
+        return cli_error(ctx, CLI_EXIT_CORRUPT, "the proof the tree files gave does not verify: %s's tree files "
+                                                "are damaged (remove tree.frontier to rebuild them)", dir);
+    return CLI_EXIT_OK;
+}
+
 static int prove(struct cli_ctx *ctx, const char *dir, uint64_t lsn, uint64_t from, uint64_t size)
 {
     stele_log *log;
@@ -101,17 +117,12 @@ static int prove(struct cli_ctx *ctx, const char *dir, uint64_t lsn, uint64_t fr
     if (rc != 0)
         return rc;
     static stele_proof p; /* 4 KiB of hashes: not on the stack */
-    int code = lsn ? stele_prove_inclusion(log, lsn, size, &p) : stele_prove_consistency(log, from, size, &p);
-    if (code != STELE_OK) {
-        rc = lsn ? cli_fail(ctx, code, "proving LSN %llu", (unsigned long long)lsn)
-                 : cli_fail(ctx, code, "proving consistency from tree size %llu", (unsigned long long)from);
-    } else if (!stele_proof_verify(&p)) {
-        rc = cli_error(ctx, CLI_EXIT_CORRUPT, "the proof the tree files gave does not verify: %s's tree files "
-                                              "are damaged (remove tree.frontier to rebuild them)", dir);
+    if ((rc = cli_prove(ctx, log, dir, lsn, from, size, &p)) != CLI_EXIT_OK) {
+        ;
     } else if (ctx->human) {
-        print_human(&p);
+        cli_proof_print_human(&p);
     } else {
-        json_t *o = proof_json(&p);
+        json_t *o = cli_proof_json(&p);
         rc = o && json_write_line(stdout, o) == 0 ? CLI_EXIT_OK : cli_error(ctx, CLI_EXIT_FAILURE, "out of memory");
         json_decref(o);
     }

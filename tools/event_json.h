@@ -60,6 +60,9 @@ void event_in_release(struct event_in *in);
 /* The event object for rec (see the conventions above); NULL when out of memory. */
 json_t *event_json_from_record(const stele_record *rec);
 
+/* A proof as `stele prove` prints it (cmd_prove.c); NULL: out of memory. */
+json_t *cli_proof_json(const stele_proof *p);
+
 /* Writes v as one line of compact JSON. Returns 0, or -1 when out of memory. */
 int json_write_line(FILE *f, const json_t *v);
 

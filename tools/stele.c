@@ -55,7 +55,9 @@ static const struct command {
     {"backfill", cmd_backfill,
      "stele backfill DIR FILE.jsonl [--derive-keys] [--dry-run]\n"
      "         imports historic events, each once; prints {\"new\",\"duplicate\",\"conflict\",\"invalid\",...}"},
-    {"get", cmd_get, "stele get DIR (--lsn N | --key K)"},
+    {"get", cmd_get,
+     "stele get DIR (--lsn N | --key K) [--proof [--size M]]\n"
+     "         one record; with --proof also its RFC 9162 inclusion proof, verified"},
     {"read", cmd_read,
      "stele read DIR [--from LSN] [--to LSN] [--since TIME] [--until TIME] [--type T] [--stream S]\n"
      "                [--limit N] [--follow]"},

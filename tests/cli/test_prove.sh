@@ -7,7 +7,9 @@
 # tree and in earlier ones; consistency from every size to the current tree
 # and between earlier sizes; each proof with one hash changed fails. Bad
 # arguments exit 2, LSNs and sizes beyond the log 4; --human labels the
-# same hashes.
+# same hashes. `stele get --proof` prints the record with the very proof
+# `stele prove` gave for it (so the verifier above covers it), by LSN and by
+# key, in the current tree and an earlier one.
 source "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || { echo "SKIP: needs python3"; exit 77; }
 L=$T/log
@@ -132,6 +134,20 @@ grep -q "^inclusion of LSN 5 in the tree of $N records$" "$T/out" || fail "human
 grep -q "^root  *$root$" "$T/out" || fail "human root"
 grep -q "^hash 0  *$first$" "$T/out" || fail "human first hash"
 
+# stele get --proof: the record and the same proof `stele prove` gave (checked by the
+# verifier above), by LSN and by key, in the current tree and an earlier one.
+for spec in "5 0" "1 0" "$N 0" "7 9" "9 9"; do
+    set -- $spec
+    if [ "$2" = 0 ]; then sz=(); else sz=(--size "$2"); fi
+    run 0 "$STELE" get "$L" --lsn "$1" --proof "${sz[@]}"
+    check_stderr_empty "get --lsn $1 --proof"
+    [ "$(jq -r .lsn "$T/out")" = "$1" ] || fail "get --proof: record $(jq -c .lsn "$T/out"), want $1"
+    jq -cS .proof "$T/out" >"$T/got"
+    run 0 "$STELE" prove "$L" --lsn "$1" "${sz[@]}"
+    jq -cS . "$T/out" >"$T/want"
+    cmp -s "$T/got" "$T/want" || fail "get --lsn $1 --proof ${sz[*]}: $(cat "$T/got") is not prove's $(cat "$T/want")"
+done
+
 # Usage and range errors.
 run 2 "$STELE" prove "$L"
 run 2 "$STELE" prove "$L" --lsn 1 --from-size 1
@@ -143,4 +159,15 @@ run 4 "$STELE" prove "$L" --lsn $((N + 1))
 grep -q "^stele: prove: " "$T/err" || fail "error line: $(cat "$T/err")"
 run 4 "$STELE" prove "$L" --from-size 1 --size $((N + 1))
 run 4 "$STELE" prove "$T/nolog" --lsn 1
+
+# get --proof by key (a record appended now: the tree grows by one).
+"$STELE" append "$L" --type t --key proof-key --data '{}' >/dev/null || fail "append proof-key"
+run 0 "$STELE" get "$L" --key proof-key --proof
+[ "$(jq -r .proof.lsn "$T/out")" = "$(jq -r .lsn "$T/out")" ] || fail "get --key --proof: proof of another LSN"
+[ "$(jq -r .proof.tree_size "$T/out")" = $((N + 1)) ] || fail "get --key --proof: tree size $(jq .proof.tree_size "$T/out")"
+run 0 "$STELE" get "$L" --lsn 3 --proof --human
+grep -q "^inclusion of LSN 3 in the tree of $((N + 1)) records$" "$T/out" || fail "get --proof --human"
+run 2 "$STELE" get "$L" --lsn 3 --size 5
+run 4 "$STELE" get "$L" --lsn 3 --proof --size $((N + 2))
+run 2 "$STELE" get "$L" --lsn 10 --proof --size 5
 echo "PASS"
