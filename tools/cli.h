@@ -179,6 +179,10 @@ int cli_parse_time(const char *text, uint64_t *out_ns);
 /* Parse optarg for option name (without dashes); print and return
  * CLI_EXIT_USAGE on failure, 0 on success. */
 int cli_opt_u64(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out);
+
+/* Lowercase hex of n bytes into dst (capacity 2n + 1, NUL-terminated): log
+ * ids, hashes, key ids. */
+void cli_hex(const uint8_t *src, size_t n, char *dst);
 int cli_opt_size(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out);
 int cli_opt_duration(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out);
 int cli_opt_time(const struct cli_ctx *ctx, const char *name, const char *text, uint64_t *out);

@@ -29,7 +29,7 @@ static const struct option audit_options[] = {
 static json_t *report_json(const struct note_checkpoint *c, const stele_audit_report *r, int ok)
 {
     char root[2 * STELE_HASH_SIZE + 1];
-    note_hex(r->root, STELE_HASH_SIZE, root);
+    cli_hex(r->root, STELE_HASH_SIZE, root);
     json_t *first_bad = r->first_bad_lsn ? json_integer((json_int_t)r->first_bad_lsn) : json_null();
     return json_pack("{s:b, s:o?, s:I, s:I, s:I, s:s, s:o, s:b}", "ok", ok, "checkpoint", cli_checkpoint_json(c),
                      "records", (json_int_t)r->records, "bytes", (json_int_t)r->bytes, "tree_size",

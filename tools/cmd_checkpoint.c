@@ -80,7 +80,7 @@ int cli_checkpoint_load(const struct cli_ctx *ctx, const char *note_path, const 
 json_t *cli_checkpoint_json(const struct note_checkpoint *c)
 {
     char root[2 * STELE_HASH_SIZE + 1];
-    note_hex(c->root, STELE_HASH_SIZE, root);
+    cli_hex(c->root, STELE_HASH_SIZE, root);
     return json_pack("{s:s, s:I, s:s}", "origin", c->origin, "tree_size", (json_int_t)c->size, "root", root);
 }
 
@@ -102,7 +102,7 @@ static int sign(const struct cli_ctx *ctx, const char *dir, const char *key_path
         rc = cli_fail(ctx, code, "reading the log id of %s", dir);
     } else {
         char id[2 * sizeof st.log_id + 1];
-        note_hex(st.log_id, sizeof st.log_id, id);
+        cli_hex(st.log_id, sizeof st.log_id, id);
         snprintf(c.origin, sizeof c.origin, "%s%s", origin ? "" : "stele/", origin ? origin : id);
         char body[NOTE_ORIGIN_SIZE_MAX + 128], note[sizeof body + NOTE_KEY_NAME_SIZE_MAX + 128];
         size_t body_size = note_checkpoint_body(&c, body, sizeof body);
@@ -126,7 +126,7 @@ static int verify(const struct cli_ctx *ctx, const char *note_path, const char *
         return rc;
     if (ctx->human) {
         char root[2 * STELE_HASH_SIZE + 1];
-        note_hex(c.root, STELE_HASH_SIZE, root);
+        cli_hex(c.root, STELE_HASH_SIZE, root);
         printf("signature good\norigin     %s\ntree size  %llu\nroot       %s\n", c.origin,
                (unsigned long long)c.size, root);
         return CLI_EXIT_OK;

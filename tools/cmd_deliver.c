@@ -1134,8 +1134,7 @@ static int open_consumer(struct deliver *d)
     stele_stats st;
     if ((code = stele_stats_get(d->log, &st)) != STELE_OK)
         return cli_fail(d->ctx, code, "reading the log's stats");
-    for (unsigned i = 0; i < 16; i++)
-        snprintf(d->log_id + 2 * i, 3, "%02x", st.log_id[i]);
+    cli_hex(st.log_id, sizeof st.log_id, d->log_id);
     d->start = d->seen = d->committed;
     d->start++;
     return 0;

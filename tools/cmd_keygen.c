@@ -80,7 +80,7 @@ static int print_result(const struct cli_ctx *ctx, const struct note_key *k, con
                         const char *pub_path, const char *vkey)
 {
     char id[9];
-    note_hex(k->id, 4, id);
+    cli_hex(k->id, 4, id);
     if (ctx->human) {
         printf("private key  %s (keep it secret)\npublic key   %s\nkey          %s\n", key_path, pub_path, vkey);
         return CLI_EXIT_OK;

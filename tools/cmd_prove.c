@@ -28,8 +28,7 @@ static const struct option prove_options[] = {
 static json_t *hex_json(const uint8_t h[STELE_HASH_SIZE])
 {
     char text[2 * STELE_HASH_SIZE + 1];
-    for (size_t i = 0; i < STELE_HASH_SIZE; i++)
-        snprintf(text + 2 * i, 3, "%02x", h[i]);
+    cli_hex(h, STELE_HASH_SIZE, text);
     return json_string(text);
 }
 
@@ -77,21 +76,17 @@ json_t *cli_proof_json(const stele_proof *p)
 void cli_proof_print_human(const stele_proof *p)
 {
     char hex[2 * STELE_HASH_SIZE + 1];
-    const uint8_t *first = p->lsn ? p->leaf : p->from_root;
-    for (size_t i = 0; i < STELE_HASH_SIZE; i++)
-        snprintf(hex + 2 * i, 3, "%02x", first[i]);
+    cli_hex(p->lsn ? p->leaf : p->from_root, STELE_HASH_SIZE, hex);
     if (p->lsn)
         printf("inclusion of LSN %llu in the tree of %llu records\nleaf_hash  %s\n", (unsigned long long)p->lsn,
                (unsigned long long)p->size, hex);
     else
         printf("consistency of the tree of %llu records with the tree of %llu\nfrom_root  %s\n",
                (unsigned long long)p->from_size, (unsigned long long)p->size, hex);
-    for (size_t i = 0; i < STELE_HASH_SIZE; i++)
-        snprintf(hex + 2 * i, 3, "%02x", p->root[i]);
+    cli_hex(p->root, STELE_HASH_SIZE, hex);
     printf("root       %s\n", hex);
     for (size_t h = 0; h < p->hash_count; h++) {
-        for (size_t i = 0; i < STELE_HASH_SIZE; i++)
-            snprintf(hex + 2 * i, 3, "%02x", p->hashes[h][i]);
+        cli_hex(p->hashes[h], STELE_HASH_SIZE, hex);
         printf("hash %-4zu  %s\n", h, hex);
     }
 }

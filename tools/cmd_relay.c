@@ -643,8 +643,7 @@ static int run(struct relay *r, const char *dir)
         rc = cli_fail(r->ctx, code, "reading the log's id");
         goto done;
     }
-    for (int i = 0; i < 16; i++)
-        snprintf(r->log_id + 2 * i, 3, "%02x", st.log_id[i]);
+    cli_hex(st.log_id, sizeof st.log_id, r->log_id);
     snprintf(r->cursor_name, sizeof r->cursor_name, "relay.%s", r->a->name);
     if ((code = stele_cursor_open(r->log, r->cursor_name, &r->cur)) != STELE_OK) {
         rc = cli_fail(r->ctx, code, "opening relay %s's cursor", r->a->name);

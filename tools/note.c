@@ -41,16 +41,6 @@ int note_crypto_init(void)
     return sodium_init() < 0 ? -1 : 0;
 }
 
-void note_hex(const uint8_t *src, size_t n, char *dst)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        dst[2 * i] = digits[src[i] >> 4];
-        dst[2 * i + 1] = digits[src[i] & 15];
-    }
-    dst[2 * n] = '\0';
-}
-
 int note_key_name_valid(const char *name, size_t n)
 {
     if (n == 0 || n > NOTE_KEY_NAME_SIZE_MAX)
@@ -108,7 +98,7 @@ static void key_format(const struct note_key *k, int private_key, char *dst, siz
     raw[0] = NOTE_ALG_ED25519;
     memcpy(raw + 1, private_key ? k->seed : k->public_key, NOTE_PUBLIC_KEY_SIZE);
     base64_encode(raw, sizeof raw, b64);
-    note_hex(k->id, 4, id);
+    cli_hex(k->id, 4, id);
     snprintf(dst, dst_capacity, "%s%s+%s+%s", private_key ? SKEY_PREFIX : "", k->name, id, b64);
     sodium_memzero(raw, sizeof raw);
     sodium_memzero(b64, sizeof b64);
@@ -200,8 +190,8 @@ int note_key_parse(const char *text, size_t n, int want_private, struct note_key
     note_key_id(out->name, out->public_key, out->id);
     if (memcmp(out->id, stated, 4) != 0) {
         char got[9], want[9];
-        note_hex(stated, 4, got);
-        note_hex(out->id, 4, want);
+        cli_hex(stated, 4, got);
+        cli_hex(out->id, 4, want);
         sodium_memzero(out, sizeof *out);
         return why_set(why, "the key id %s is not the one its name and key give (%s)", got, want);
     }
@@ -353,7 +343,7 @@ enum note_verdict note_open(const struct note_key *k, const char *note, size_t n
     if (lines == 0)
         return why_set(why, "not a signed note: no signature line"), NOTE_MALFORMED;
     char id[9];
-    note_hex(k->id, 4, id);
+    cli_hex(k->id, 4, id);
     if (!found)
         return why_set(why, "no signature by key %s+%s", k->name, id), NOTE_UNSIGNED;
     if (sig_size != NOTE_SIGNATURE_SIZE ||

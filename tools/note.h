@@ -97,9 +97,6 @@ enum note_verdict note_open(const struct note_key *k, const char *note, size_t n
  * too large) with why set. */
 int note_file_read(const char *path, char *dst, size_t *out_size, char *why);
 
-/* Lowercase hex of n bytes into dst (capacity 2n + 1). */
-void note_hex(const uint8_t *src, size_t n, char *dst);
-
 /* {"origin","tree_size","root"} with the root in hex, as `stele checkpoint
  * --verify` and `stele audit` print it (cmd_checkpoint.c); NULL when out of
  * memory. */

@@ -276,3 +276,14 @@ int cli_utf8_valid(const char *s, size_t n)
             return 0;
     return 1;
 }
+
+/* See cli.h. */
+void cli_hex(const uint8_t *src, size_t n, char *dst)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        dst[2 * i] = digits[src[i] >> 4];
+        dst[2 * i + 1] = digits[src[i] & 15];
+    }
+    dst[2 * n] = '\0';
+}

@@ -62,8 +62,7 @@ json_t *stats_json(const stele_stats *st)
         {"recovery_stray_files", st->recovery_stray_files},
     };
     char id[33], created[CLI_TIME_TEXT_SIZE];
-    for (int i = 0; i < 16; i++)
-        snprintf(id + 2 * i, 3, "%02x", st->log_id[i]);
+    cli_hex(st->log_id, sizeof st->log_id, id);
     cli_time_format(st->created_at_ns, created, sizeof created);
     json_t *o = json_pack("{s:s, s:s}", "log_id", id, "created_at", created);
     if (!o)
